@@ -1,0 +1,12 @@
+//! xp: a declarative, content-addressed experiment runner for ML research.
+//!
+//! The modules follow the flow of data:
+//! spec → plan → store → exec → steps → model/train/generate/eval → report.
+
+pub mod backend;
+pub mod data;
+pub mod digest;
+pub mod model;
+pub mod source;
+pub mod store;
+pub mod tokenizer;
