@@ -8,5 +8,7 @@ pub mod data;
 pub mod digest;
 pub mod model;
 pub mod source;
+pub mod spec;
+pub mod steps;
 pub mod store;
 pub mod tokenizer;

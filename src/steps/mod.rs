@@ -1,0 +1,174 @@
+//! Step kinds. Each kind lives in its own file with its `Params` (serde, with the
+//! kind's defaults), its declared inputs and outputs, and its `run`.
+//!
+//! Adding a kind: write the module, then add one line to `step_kinds!` below.
+//! The enum, the JSON schema, the parser dispatch and the key all follow from it.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub mod tokenize;
+pub mod tokenizer;
+
+/// A reference from a step to one of its inputs, as written in the experiment file
+/// (after loop expansion): a source name (`"opt"`) or another step's output
+/// (`"blocks.train"`, `"finetune@0.model"`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct InputRef(pub String);
+
+/// What an [`InputRef`] points at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefTarget<'a> {
+    /// A name declared under `[sources]`.
+    Source(&'a str),
+    /// The output `output` of step `step` (step names may contain `@g`).
+    Output { step: &'a str, output: &'a str },
+}
+
+impl InputRef {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `step.output` when there is a dot, else a source name. Output names never
+    /// contain dots, so the last dot separates them.
+    pub fn target(&self) -> RefTarget<'_> {
+        match self.0.rsplit_once('.') {
+            Some((step, output)) => RefTarget::Output { step, output },
+            None => RefTarget::Source(&self.0),
+        }
+    }
+}
+
+impl fmt::Display for InputRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One input slot of a step: the parameter name and the references it holds
+/// (list-valued slots hold several, in order; order is meaningful).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputSlot<'a> {
+    pub slot: &'static str,
+    pub refs: Vec<&'a InputRef>,
+}
+
+/// What every kind declares about itself. Implemented by each kind's `Params`.
+pub trait KindParams: Serialize + JsonSchema + Clone + fmt::Debug {
+    /// The `kind = "..."` name in the experiment file.
+    const KIND: &'static str;
+    /// The implementation version. Bump it whenever a change to the kind alters
+    /// its results: it is part of every key of this kind.
+    const VERSION: u32;
+    /// Names of the parameters that are input references (their values are
+    /// rewritten by loop expansion and replaced by digests in the key).
+    const INPUT_SLOTS: &'static [&'static str];
+    /// Whether results depend on the experiment seed (then the seed is in the key).
+    const USES_SEED: bool;
+
+    /// The input references, one entry per slot in `INPUT_SLOTS` that is set.
+    fn inputs(&self) -> Vec<InputSlot<'_>>;
+
+    /// Declared outputs: (name used in references, path relative to the entry's
+    /// output dir). Known before running, so dangling references are caught early.
+    fn outputs(&self) -> Vec<(String, String)>;
+}
+
+macro_rules! step_kinds {
+    ($($variant:ident => $module:ident),* $(,)?) => {
+        /// The parameters of one step, by kind. `kind` is the tag in the file.
+        #[derive(Clone, Debug, Serialize, JsonSchema)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        pub enum StepParams {
+            $($variant($module::Params)),*
+        }
+
+        /// Every kind name, for error messages that list the valid ones.
+        pub const KIND_NAMES: &[&str] = &[$(<$module::Params as KindParams>::KIND),*];
+
+        impl StepParams {
+            /// Deserialises the parameters of a step whose `kind` is `kind`
+            /// (the table without its `kind` key). `Ok(None)` for an unknown kind.
+            pub fn deserialize_kind<'de, D: Deserializer<'de>>(
+                kind: &str,
+                de: D,
+            ) -> Result<Option<Self>, D::Error> {
+                match kind {
+                    $(<$module::Params as KindParams>::KIND =>
+                        <$module::Params as Deserialize>::deserialize(de).map(|p| Some(Self::$variant(p))),)*
+                    _ => Ok(None),
+                }
+            }
+
+            /// The input slot names of a kind, known before its parameters are parsed
+            /// (loop expansion rewrites references in the raw table).
+            pub fn input_slots_of(kind: &str) -> Option<&'static [&'static str]> {
+                match kind {
+                    $(<$module::Params as KindParams>::KIND => Some(<$module::Params as KindParams>::INPUT_SLOTS),)*
+                    _ => None,
+                }
+            }
+
+            pub fn kind(&self) -> &'static str {
+                match self { $(Self::$variant(_) => <$module::Params as KindParams>::KIND),* }
+            }
+
+            pub fn version(&self) -> u32 {
+                match self { $(Self::$variant(_) => <$module::Params as KindParams>::VERSION),* }
+            }
+
+            pub fn uses_seed(&self) -> bool {
+                match self { $(Self::$variant(_) => <$module::Params as KindParams>::USES_SEED),* }
+            }
+
+            pub fn inputs(&self) -> Vec<InputSlot<'_>> {
+                match self { $(Self::$variant(p) => p.inputs()),* }
+            }
+
+            pub fn outputs(&self) -> Vec<(String, String)> {
+                match self { $(Self::$variant(p) => p.outputs()),* }
+            }
+
+            /// The parameters as JSON with every default filled in and the input
+            /// slots removed (inputs enter the key as digests, not as names).
+            pub fn params_without_inputs(&self) -> serde_json::Value {
+                let (value, slots) = match self {
+                    $(Self::$variant(p) => (
+                        serde_json::to_value(p).expect("step params serialise to JSON"),
+                        <$module::Params as KindParams>::INPUT_SLOTS,
+                    )),*
+                };
+                let mut value = value;
+                if let Some(map) = value.as_object_mut() {
+                    for slot in slots {
+                        map.remove(*slot);
+                    }
+                }
+                value
+            }
+        }
+    };
+}
+
+step_kinds! {
+    Tokenizer => tokenizer,
+    Tokenize => tokenize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refs_split_on_the_last_dot() {
+        assert_eq!(InputRef("opt".into()).target(), RefTarget::Source("opt"));
+        assert_eq!(
+            InputRef("finetune@2.model".into()).target(),
+            RefTarget::Output { step: "finetune@2", output: "model" }
+        );
+    }
+}
