@@ -12,3 +12,6 @@ pub mod spec;
 pub mod steps;
 pub mod store;
 pub mod tokenizer;
+pub mod cli;
+pub mod exec;
+pub mod plan;

@@ -9,6 +9,9 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub mod context;
+pub mod corpus;
+mod dataset;
 pub mod tokenize;
 pub mod tokenizer;
 
@@ -133,6 +136,11 @@ macro_rules! step_kinds {
                 match self { $(Self::$variant(p) => p.outputs()),* }
             }
 
+            /// Runs the step (the executor has prepared `ctx`).
+            pub fn run(&self, ctx: &context::StepContext<'_>) -> Result<context::StepOutcome, context::StepError> {
+                match self { $(Self::$variant(p) => $module::run(p, ctx)),* }
+            }
+
             /// The parameters as JSON with every default filled in and the input
             /// slots removed (inputs enter the key as digests, not as names).
             pub fn params_without_inputs(&self) -> serde_json::Value {
@@ -155,6 +163,7 @@ macro_rules! step_kinds {
 }
 
 step_kinds! {
+    Corpus => corpus,
     Tokenizer => tokenizer,
     Tokenize => tokenize,
 }

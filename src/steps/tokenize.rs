@@ -3,7 +3,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::context::{StepContext, StepError, StepOutcome};
+use super::dataset::{read_split, splits_of};
 use super::{InputRef, InputSlot, KindParams};
+use crate::data::{DataStats, GroupMode, group_into_blocks, write_blocks};
+use crate::tokenizer::{encode_rows, load_tokenizer};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -74,4 +78,43 @@ impl KindParams for Params {
         outputs.push(("stats".into(), "stats.json".into()));
         outputs
     }
+}
+
+pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
+    if p.block_size == 0 || (p.grouping == Grouping::Batched && p.rows_per_batch == 0) {
+        return Err(StepError::Invalid(format!(
+            "step `{}`: block_size and rows_per_batch must be at least 1",
+            ctx.step
+        )));
+    }
+    let tokenizer = load_tokenizer(&ctx.input("tokenizer")?.path)?;
+    let splits = splits_of(ctx.input("data")?)?;
+    let mode = match p.grouping {
+        Grouping::Global => GroupMode::Global,
+        Grouping::Batched => GroupMode::Batched { rows_per_batch: p.rows_per_batch },
+    };
+    let mut stats = serde_json::Map::new();
+    let mut metrics = serde_json::Map::new();
+    for (i, split) in p.splits.iter().enumerate() {
+        ctx.progress(i as u64, Some(p.splits.len() as u64), "splits", format!("tokenizing {split}"));
+        let rows = read_split(&splits, split, &p.text_field, ctx.step)?;
+        let ids = encode_rows(&tokenizer, &rows)?;
+        let blocks = group_into_blocks(&ids, p.block_size, mode)?;
+        if blocks.is_empty() {
+            return Err(StepError::Invalid(format!(
+                "step `{}`: split `{split}` has fewer than block_size = {} tokens: no block would remain",
+                ctx.step, p.block_size
+            )));
+        }
+        write_blocks(&ctx.out_path(&format!("{split}.blocks")), &blocks)?;
+        let split_stats = DataStats::compute(&rows, &ids, &blocks);
+        metrics.insert(format!("{split}_blocks"), blocks.len().into());
+        metrics.insert(format!("{split}_tokens"), split_stats.row_tokens.into());
+        stats.insert(split.clone(), serde_json::to_value(&split_stats).expect("stats serialise"));
+    }
+    ctx.progress(p.splits.len() as u64, Some(p.splits.len() as u64), "splits", "done");
+    let path = ctx.out_path("stats.json");
+    let text = serde_json::to_string_pretty(&stats).expect("stats serialise");
+    std::fs::write(&path, text + "\n").map_err(StepError::io(&path))?;
+    Ok(StepOutcome { metrics: serde_json::Value::Object(metrics) })
 }

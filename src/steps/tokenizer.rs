@@ -5,7 +5,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::context::{StepContext, StepError, StepOutcome};
+use super::dataset::{read_split, splits_of};
 use super::{InputRef, InputSlot, KindParams};
+use crate::tokenizer::{load_tokenizer, save_tokenizer, train_bpe};
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -58,4 +61,43 @@ impl KindParams for Params {
     fn outputs(&self) -> Vec<(String, String)> {
         vec![("tokenizer".into(), "tokenizer".into())]
     }
+}
+
+/// Files that travel with tokenizer.json so transformers' AutoTokenizer opens
+/// the directory as OPT's (special tokens, bos handling).
+const COMPANION_FILES: &[&str] = &["tokenizer_config.json", "special_tokens_map.json"];
+
+pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
+    let out_dir = ctx.out_path("tokenizer");
+    std::fs::create_dir_all(&out_dir).map_err(StepError::io(&out_dir))?;
+    let (tokenizer, how) = match (&p.from, &p.train_on) {
+        (Some(_), None) => {
+            let dir = &ctx.input("from")?.path;
+            ctx.progress(0, None, "", format!("loading {}", dir.display()));
+            for name in COMPANION_FILES {
+                let src = dir.join(name);
+                if src.is_file() {
+                    let dst = out_dir.join(name);
+                    std::fs::copy(&src, &dst).map_err(StepError::io(&dst))?;
+                }
+            }
+            (load_tokenizer(dir)?, "loaded")
+        }
+        (None, Some(_)) => {
+            let splits = splits_of(ctx.input("train_on")?)?;
+            let rows = read_split(&splits, "train", &p.text_field, ctx.step)?;
+            ctx.progress(0, None, "", format!("training a {}-token BPE on {} rows", p.vocab_size, rows.len()));
+            (train_bpe(&rows, p.vocab_size, p.min_frequency)?, "trained")
+        }
+        _ => {
+            return Err(StepError::Invalid(format!(
+                "step `{}`: a tokenizer step needs exactly one of `from` (load) and `train_on` (train)",
+                ctx.step
+            )));
+        }
+    };
+    save_tokenizer(&tokenizer, &out_dir.join("tokenizer.json"))?;
+    Ok(StepOutcome {
+        metrics: serde_json::json!({"vocab_size": tokenizer.get_vocab_size(true), "how": how}),
+    })
 }

@@ -1,0 +1,156 @@
+//! What several commands share: loading an experiment, planning it, and
+//! comparing the plan with the store.
+
+use std::collections::HashSet;
+
+use crate::exec::RunOptions;
+use crate::plan::key::KeyInputs;
+use crate::plan::why;
+use crate::plan::{KeyState, Plan, PlannedInput, SourceState};
+use crate::source::oracle::LocalOracle;
+use crate::spec::{self, Experiment};
+use crate::store::Store;
+
+use super::{CliError, ExperimentArgs, StoreArgs};
+
+pub fn load_experiment(args: &ExperimentArgs) -> Result<Experiment, CliError> {
+    let mut overrides = args.set.clone();
+    if let Some(backend) = &args.backend {
+        overrides.push(format!("experiment.backend={backend}"));
+    }
+    Ok(spec::load(&args.file, &overrides)?)
+}
+
+/// Plans without touching the network: sources not available locally leave
+/// the keys that depend on them unknown.
+pub fn plan_offline(args: &ExperimentArgs) -> Result<Plan, CliError> {
+    let experiment = load_experiment(args)?;
+    Ok(Plan::build(experiment, &LocalOracle)?)
+}
+
+pub fn open_store(args: &StoreArgs) -> Result<Store, CliError> {
+    Ok(Store::open(&args.cache_dir)?)
+}
+
+/// Read-only commands must not create a store where there is none.
+pub fn open_store_if_exists(args: &StoreArgs) -> Result<Option<Store>, CliError> {
+    if args.cache_dir.exists() { open_store(args).map(Some) } else { Ok(None) }
+}
+
+pub fn run_options(plan: &Plan, rerun: &[String], rerun_all: bool) -> Result<RunOptions, CliError> {
+    let mut forced = std::collections::HashSet::new();
+    for name in rerun {
+        let Some(index) = plan.index_of(name) else {
+            let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+            return Err(CliError::Usage(format!(
+                "error: --rerun {name}: no step of that name; the steps are: {}",
+                names.join(", ")
+            )));
+        };
+        // A forced step's dependents are keyed by its key, not by what it
+        // produced: force them too, or they would keep results from before.
+        forced.insert(name.clone());
+        forced.extend(plan.descendants(index).into_iter().map(|d| plan.steps[d].name.clone()));
+    }
+    Ok(RunOptions { rerun: forced, rerun_all })
+}
+
+/// A step's status in the light of the store.
+#[derive(Clone, Debug)]
+pub enum StepStatus {
+    Cached,
+    /// Why it will run, one reason a line.
+    WillRun(Vec<String>),
+    /// Its key depends on these sources, which must be fetched first.
+    NeedsSources(Vec<String>),
+}
+
+impl StepStatus {
+    pub fn label(&self) -> &'static str {
+        match self {
+            StepStatus::Cached => "cached",
+            StepStatus::WillRun(_) => "run",
+            StepStatus::NeedsSources(_) => "fetch",
+        }
+    }
+
+    pub fn reasons(&self) -> Vec<String> {
+        match self {
+            StepStatus::Cached => vec![],
+            StepStatus::WillRun(reasons) => reasons.clone(),
+            StepStatus::NeedsSources(sources) => {
+                vec![format!("key unknown until source(s) {} are fetched", sources.join(", "))]
+            }
+        }
+    }
+}
+
+pub fn statuses(plan: &Plan, store: Option<&Store>, options: &RunOptions) -> Result<Vec<StepStatus>, CliError> {
+    let entries = match store {
+        Some(store) => store.entries()?,
+        None => Vec::new(),
+    };
+    let cached: HashSet<_> = entries.iter().map(|e| e.key).collect();
+    let mut out: Vec<StepStatus> = Vec::with_capacity(plan.steps.len());
+    for step in &plan.steps {
+        let status = match &step.key {
+            KeyState::Unknown { missing_sources } => StepStatus::NeedsSources(missing_sources.clone()),
+            KeyState::Known { .. } if options.rerun_all || options.rerun.contains(&step.name) => {
+                StepStatus::WillRun(vec!["forced by --rerun".into()])
+            }
+            KeyState::Known { key, .. } if cached.contains(key) => StepStatus::Cached,
+            KeyState::Known { inputs, .. } => {
+                let candidates: Vec<KeyInputs> = entries
+                    .iter()
+                    .filter(|e| e.manifest.step == step.name)
+                    .filter_map(|e| serde_json::from_value(e.manifest.key_inputs.clone()).ok())
+                    .collect();
+                let reasons = match why::closest(inputs, &candidates) {
+                    None => vec!["never run".to_string()],
+                    Some((_, changes)) => changes
+                        .iter()
+                        .map(|change| describe_change(plan, step, change, &out))
+                        .collect(),
+                };
+                StepStatus::WillRun(reasons)
+            }
+        };
+        out.push(status);
+    }
+    Ok(out)
+}
+
+/// An input change is best explained by its producer: "`blocks` will run".
+fn describe_change(
+    plan: &Plan,
+    step: &crate::plan::PlannedStep,
+    change: &why::Change,
+    earlier: &[StepStatus],
+) -> String {
+    if let Some(slot) = change.path.strip_prefix("inputs.") {
+        let producers: Vec<&str> = step
+            .inputs
+            .iter()
+            .filter(|(s, _)| *s == slot)
+            .flat_map(|(_, inputs)| inputs)
+            .filter_map(|input| match input {
+                PlannedInput::Output { step, .. } if matches!(earlier[*step], StepStatus::WillRun(_)) => {
+                    Some(plan.steps[*step].name.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        if !producers.is_empty() {
+            return format!("input `{slot}`: {} will run", producers.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", "));
+        }
+        return format!("input `{slot}` changed: {change}");
+    }
+    change.to_string()
+}
+
+pub fn source_state_label(state: &SourceState) -> String {
+    match state {
+        SourceState::Ready { digest } => format!("ready {}", digest.short()),
+        SourceState::MustFetch { what } => format!("must fetch: {what}"),
+    }
+}

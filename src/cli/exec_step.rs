@@ -1,0 +1,56 @@
+//! `xp exec-step FILE --step NAME`: run one step in this process, its inputs
+//! already in the store. A cluster job runs this on its node against a shared
+//! store; the key is recomputed from the file, so a job can never publish a
+//! result under the wrong key.
+
+use clap::Args;
+
+use super::common;
+use super::exit::Success;
+use super::reporter;
+use super::{CliError, ExperimentArgs, StoreArgs};
+use crate::exec::{self, ExecError};
+use crate::plan::Plan;
+use crate::source::oracle;
+
+#[derive(Debug, Args)]
+pub struct ExecStepArgs {
+    #[command(flatten)]
+    pub experiment: ExperimentArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The step to run.
+    #[arg(long)]
+    pub step: String,
+    /// The key the submitter computed; refuse to run if it differs here.
+    #[arg(long)]
+    pub expect_key: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: ExecStepArgs) -> Result<Success, CliError> {
+    let experiment = common::load_experiment(&args.experiment)?;
+    let resolved = oracle::resolve_sources(&experiment)
+        .map_err(|e| CliError::SourceUnavailable(format!("error: {e}")))?;
+    let plan = Plan::build(experiment, &resolved)?;
+    let index = plan
+        .index_of(&args.step)
+        .ok_or_else(|| CliError::Usage(format!("error: no step `{}` in {}", args.step, args.experiment.file.display())))?;
+    if let (Some(expected), Some(key)) = (&args.expect_key, plan.steps[index].key.key()) {
+        if key.to_hex() != *expected {
+            return Err(CliError::Usage(format!(
+                "error: step `{}` has key {} here but {expected} where it was submitted: the experiment file or its inputs differ between the two machines",
+                args.step,
+                key.to_hex()
+            )));
+        }
+    }
+    let store = common::open_store(&args.store)?;
+    let events = reporter::for_output(args.json);
+    match exec::execute_step(&plan, index, &store, &resolved.locations, &Default::default(), events.as_ref()) {
+        Ok(_) => Ok(Success::Ok),
+        Err(ExecError::StepFailed { .. }) => Ok(Success::StepsFailed),
+        Err(other) => Err(other.into()),
+    }
+}

@@ -1,0 +1,65 @@
+//! Exit codes and the top-level error: each failure maps to one code and a
+//! message written for a person.
+
+use crate::exec::ExecError;
+use crate::plan::PlanError;
+use crate::spec::SpecError;
+use crate::store::StoreError;
+
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  one or more steps failed (the others ran; dependents were skipped)
+  2  invalid command line or experiment file
+  3  the store has corrupt entries (xp verify)
+  4  a source is not available (offline, not in the HF cache, missing file)
+  5  the store cannot be used (permissions, disk full, newer format)";
+
+/// How a successful command ends (some "successes" still exit non-zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Success {
+    Ok,
+    StepsFailed,
+    CorruptEntries,
+}
+
+impl Success {
+    pub fn code(self) -> i32 {
+        match self {
+            Success::Ok => 0,
+            Success::StepsFailed => 1,
+            Success::CorruptEntries => 3,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Spec(#[from] SpecError),
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    SourceUnavailable(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Exec(#[from] ExecError),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+impl CliError {
+    pub fn code(&self) -> i32 {
+        match self {
+            CliError::Spec(_) | CliError::Plan(_) | CliError::Usage(_) => 2,
+            CliError::SourceUnavailable(_) => 4,
+            CliError::Store(_) | CliError::Io { .. } => 5,
+            CliError::Exec(ExecError::Store(_)) => 5,
+            CliError::Exec(ExecError::UnknownKey { .. }) => 4,
+            CliError::Exec(_) => 1,
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The command line: one file per subcommand. Every path ends in a documented
+//! exit code (see [`exit`]).
+
+mod common;
+mod dag;
+mod exec_step;
+mod gc;
+pub mod exit;
+mod plan;
+mod reporter;
+mod run;
+mod schema;
+mod show;
+mod validate;
+mod verify;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use exit::CliError;
+
+/// xp: a declarative, content-addressed experiment runner for ML research.
+///
+/// An experiment is one TOML file. xp turns it into a DAG of steps, keys every
+/// step by a blake3 hash of everything that determines its result, and runs
+/// only what is not in the cache.
+#[derive(Debug, Parser)]
+#[command(name = "xp", version, about, long_about, after_help = exit::EXIT_CODES_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every step of the experiment that is not cached.
+    Run(run::RunArgs),
+    /// Show, for every step, whether it is cached or will run, and why.
+    Plan(plan::PlanArgs),
+    /// Print the DAG of steps (text, Graphviz dot or Mermaid).
+    Dag(dag::DagArgs),
+    /// Check an experiment file without running anything.
+    Validate(validate::ValidateArgs),
+    /// Print the JSON Schema of the experiment format.
+    Schema,
+    /// Show every step's key, status, outputs and metrics.
+    Show(show::ShowArgs),
+    /// Remove store entries that no given experiment uses.
+    Gc(gc::GcArgs),
+    /// Re-hash every store entry and report corrupt ones.
+    Verify(verify::VerifyArgs),
+    /// Run one step of an experiment here (what a cluster job runs on its node).
+    #[command(hide = true)]
+    ExecStep(exec_step::ExecStepArgs),
+}
+
+/// Options shared by every command that reads an experiment file.
+#[derive(Debug, Args, Clone)]
+pub struct ExperimentArgs {
+    /// The experiment file.
+    pub file: PathBuf,
+    /// Override a value of the file: `--set steps.blocks.block_size=32`
+    /// (repeatable; the value is TOML, or a plain string).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    /// Override the experiment's backend (ndarray or cuda).
+    #[arg(long)]
+    pub backend: Option<String>,
+}
+
+/// Where the store is.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// The store directory.
+    #[arg(long, env = "XP_CACHE_DIR", default_value = "cache")]
+    pub cache_dir: PathBuf,
+}
+
+pub fn run(cli: Cli) -> Result<exit::Success, CliError> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Dag(args) => dag::run(args),
+        Command::Validate(args) => validate::run(args),
+        Command::Schema => schema::run(),
+        Command::Show(args) => show::run(args),
+        Command::Gc(args) => gc::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::ExecStep(args) => exec_step::run(args),
+    }
+}

@@ -1,0 +1,211 @@
+//! Executing a plan. `execute_step` runs one step in this process against the
+//! store (the local executor calls it for every step; a cluster executor would
+//! call it through `xp exec-step` on another node). Executors decide only
+//! where and in which order steps run.
+
+pub mod events;
+pub mod local;
+
+use std::collections::{BTreeMap, HashSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+use chrono::Utc;
+
+use crate::digest::StepKey;
+use crate::plan::{KeyState, Plan, PlannedInput};
+use crate::steps::context::{InputLocation, StepContext};
+use crate::store::{Begin, Lookup, ManifestInfo, Store, StoreError};
+use events::{EventSink, RunEvent, RunReason};
+
+/// Which steps to execute even when cached.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub rerun: HashSet<String>,
+    pub rerun_all: bool,
+}
+
+impl RunOptions {
+    fn forced(&self, step: &str) -> bool {
+        self.rerun_all || self.rerun.contains(step)
+    }
+}
+
+/// The local files behind each source, resolved (and downloaded) before a run.
+pub type SourceLocations = BTreeMap<String, InputLocation>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("step `{step}` cannot run yet: its key depends on sources that must be fetched first: {}", .missing.join(", "))]
+    UnknownKey { step: String, missing: Vec<String> },
+    #[error("step `{step}` failed: {message}")]
+    StepFailed { step: String, message: String },
+    #[error("step `{step}`: input `{input}` of step `{producer}` is not in the store (it must run first)")]
+    MissingInput { step: String, producer: String, input: String },
+}
+
+/// How a step ended in this process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepResult {
+    Cached,
+    Executed,
+    /// Another `xp` published the same key while we waited for its lock.
+    ByOtherProcess,
+}
+
+/// What a run did, for the summary line and the exit code.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    pub executed: Vec<String>,
+    pub cached: Vec<String>,
+    pub failed: Vec<(String, String)>,
+    pub skipped: Vec<String>,
+}
+
+/// Runs every step of a plan that is not cached, in an order that respects
+/// dependencies. A failed step's dependents are skipped; independent steps go on.
+pub trait Executor {
+    fn run(
+        &self,
+        plan: &Plan,
+        store: &Store,
+        sources: &SourceLocations,
+        options: &RunOptions,
+        events: &dyn EventSink,
+    ) -> Result<RunSummary, ExecError>;
+}
+
+/// Runs step `index` of the plan here, unless the store has it.
+pub fn execute_step(
+    plan: &Plan,
+    index: usize,
+    store: &Store,
+    sources: &SourceLocations,
+    options: &RunOptions,
+    events: &dyn EventSink,
+) -> Result<StepResult, ExecError> {
+    let planned = &plan.steps[index];
+    let decl = plan.decl(index);
+    let (key, key_inputs) = match &planned.key {
+        KeyState::Known { key, inputs } => (*key, inputs),
+        KeyState::Unknown { missing_sources } => {
+            return Err(ExecError::UnknownKey { step: planned.name.clone(), missing: missing_sources.clone() });
+        }
+    };
+    let step = planned.name.clone();
+    let mut reason = RunReason::NotCached;
+    if options.forced(&step) {
+        reason = RunReason::Forced;
+        store.remove(&key)?;
+    } else {
+        match store.lookup(&key)? {
+            Lookup::Hit(_) => {
+                events.emit(RunEvent::StepCached { step, key });
+                return Ok(StepResult::Cached);
+            }
+            Lookup::Corrupt { files } => reason = RunReason::Corrupt { files },
+            Lookup::Miss => {}
+        }
+    }
+
+    let waiting = |holder: &str| {
+        events.emit(RunEvent::StepWaiting { step: step.clone(), key, holder: holder.to_string() })
+    };
+    let staging = match store.begin(&key, &waiting)? {
+        Begin::Published(_) => {
+            events.emit(RunEvent::StepFinished {
+                step,
+                key,
+                duration: Default::default(),
+                by_other_process: true,
+            });
+            return Ok(StepResult::ByOtherProcess);
+        }
+        Begin::Staging(staging) => staging,
+    };
+
+    let inputs = input_locations(plan, index, store, sources)?;
+    events.emit(RunEvent::StepStarted { step: step.clone(), key, kind: decl.params.kind().into(), reason });
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let ctx = StepContext {
+        step: &step,
+        key,
+        out_dir: staging.out_dir(),
+        scratch_dir: staging.scratch_dir(),
+        inputs,
+        seed: plan.experiment.meta.seed,
+        backend: plan.experiment.meta.backend.clone(),
+        events,
+    };
+    // A panic in a step is a bug, but it must fail the step, not the store.
+    let result = catch_unwind(AssertUnwindSafe(|| decl.params.run(&ctx)));
+    let outcome = match result {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(error)) => return Err(fail(events, &step, key, error.to_string())),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            return Err(fail(events, &step, key, format!("internal error (a bug in xp, please report it): {message}")));
+        }
+    };
+    let duration = clock.elapsed();
+    staging.publish(ManifestInfo {
+        key,
+        step: step.clone(),
+        kind: decl.params.kind().to_string(),
+        kind_version: decl.params.version(),
+        experiment: plan.experiment.meta.name.clone(),
+        key_inputs: serde_json::to_value(key_inputs).expect("key inputs serialise"),
+        metrics: outcome.metrics,
+        backend: plan.experiment.meta.backend.clone(),
+        started_at,
+        finished_at: Utc::now(),
+        duration_s: duration.as_secs_f64(),
+    })?;
+    events.emit(RunEvent::StepFinished { step, key, duration, by_other_process: false });
+    Ok(StepResult::Executed)
+}
+
+fn fail(events: &dyn EventSink, step: &str, key: StepKey, message: String) -> ExecError {
+    events.emit(RunEvent::StepFailed { step: step.to_string(), key, error: message.clone() });
+    ExecError::StepFailed { step: step.to_string(), message }
+}
+
+fn input_locations(
+    plan: &Plan,
+    index: usize,
+    store: &Store,
+    sources: &SourceLocations,
+) -> Result<BTreeMap<&'static str, Vec<InputLocation>>, ExecError> {
+    let mut out = BTreeMap::new();
+    for (slot, inputs) in &plan.steps[index].inputs {
+        let mut locations = Vec::new();
+        for input in inputs {
+            match input {
+                PlannedInput::Source { name } => locations.push(sources[name].clone()),
+                PlannedInput::Output { step, output, path } => {
+                    let producer = &plan.steps[*step];
+                    let missing = || ExecError::MissingInput {
+                        step: plan.steps[index].name.clone(),
+                        producer: producer.name.clone(),
+                        input: output.clone(),
+                    };
+                    let key = producer.key.key().ok_or_else(missing)?;
+                    let entry = match store.lookup(&key)? {
+                        Lookup::Hit(entry) => entry,
+                        _ => return Err(missing()),
+                    };
+                    locations.push(InputLocation { path: entry.out_dir().join(path), splits: None });
+                }
+            }
+        }
+        out.insert(*slot, locations);
+    }
+    Ok(out)
+}

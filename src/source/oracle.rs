@@ -1,0 +1,84 @@
+//! Sources as the planner and the executor see them: the planner asks only
+//! what is on this machine ([`LocalOracle`]); a run first resolves (and
+//! downloads) every source used ([`resolve_sources`]).
+
+use std::collections::BTreeMap;
+
+use crate::digest::ContentDigest;
+use crate::plan::{SourceOracle, SourceState};
+use crate::spec::Experiment;
+use crate::steps::RefTarget;
+use crate::steps::context::InputLocation;
+
+use super::{PlanStatus, ResolveOptions, SourceError, SourceSpec, plan_status, resolve};
+
+/// Answers from the local disk and the HF cache only; never the network.
+pub struct LocalOracle;
+
+impl SourceOracle for LocalOracle {
+    fn state(&self, _name: &str, value: &str, experiment: &Experiment) -> Result<SourceState, String> {
+        let spec = SourceSpec::parse(value).map_err(|e| e.to_string())?;
+        let mut opts = ResolveOptions::from_env(&experiment.dir);
+        match plan_status(&spec, &opts).map_err(|e| e.to_string())? {
+            PlanStatus::MustFetch { what, .. } => Ok(SourceState::MustFetch { what }),
+            PlanStatus::Available { .. } => {
+                // Present locally: its identity comes from the cache, offline.
+                opts.hub.offline = true;
+                let resolved = resolve(&spec, &opts).map_err(|e| e.to_string())?;
+                Ok(SourceState::Ready { digest: resolved.identity.content_digest() })
+            }
+        }
+    }
+}
+
+/// Every source the experiment's steps use, on this machine.
+#[derive(Debug, Default)]
+pub struct ResolvedSources {
+    pub locations: BTreeMap<String, InputLocation>,
+    digests: BTreeMap<String, ContentDigest>,
+}
+
+impl SourceOracle for ResolvedSources {
+    fn state(&self, name: &str, _value: &str, _experiment: &Experiment) -> Result<SourceState, String> {
+        self.digests
+            .get(name)
+            .map(|digest| SourceState::Ready { digest: *digest })
+            .ok_or_else(|| format!("source `{name}` was not resolved"))
+    }
+}
+
+/// Resolves every source a step uses, downloading from the Hub what the HF
+/// cache lacks (unless HF_HUB_OFFLINE). Fails early, before any step runs.
+pub fn resolve_sources(experiment: &Experiment) -> Result<ResolvedSources, SourceError> {
+    let mut used: Vec<&str> = experiment
+        .steps
+        .iter()
+        .flat_map(|s| s.params.inputs())
+        .flat_map(|slot| slot.refs)
+        .filter_map(|r| match r.target() {
+            RefTarget::Source(name) => Some(name),
+            RefTarget::Output { .. } => None,
+        })
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    let mut opts = ResolveOptions::from_env(&experiment.dir);
+    opts.hub.progress = true;
+    let mut out = ResolvedSources::default();
+    for name in used {
+        let decl = &experiment.sources[name];
+        let spec = SourceSpec::parse(&decl.value)?;
+        let resolved = resolve(&spec, &opts)?;
+        let splits = (!resolved.splits.is_empty()).then(|| resolved.splits.clone());
+        let path = match &spec {
+            // A local file is its own input (a single-file dataset).
+            SourceSpec::Local(_) if resolved.files.len() == 1 && resolved.root != resolved.files[0].path => {
+                resolved.files[0].path.clone()
+            }
+            _ => resolved.root.clone(),
+        };
+        out.digests.insert(name.to_string(), resolved.identity.content_digest());
+        out.locations.insert(name.to_string(), InputLocation { path, splits });
+    }
+    Ok(out)
+}

@@ -1,0 +1,87 @@
+//! What a step kind gets to run with, and what it gives back. A kind sees its
+//! inputs as paths and writes into `out_dir`; it never sees the store.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::digest::StepKey;
+use crate::exec::events::{EventSink, RunEvent};
+
+/// One resolved input: a path (file or directory). A dataset source from the Hub
+/// also lists its files by split, since its snapshot directory may hold others.
+#[derive(Clone, Debug)]
+pub struct InputLocation {
+    pub path: PathBuf,
+    pub splits: Option<BTreeMap<String, Vec<PathBuf>>>,
+}
+
+pub struct StepContext<'a> {
+    pub step: &'a str,
+    pub key: StepKey,
+    /// Empty private directory; everything written here is published atomically.
+    pub out_dir: &'a Path,
+    /// Survives a crash of this step (same key), removed once it is published.
+    pub scratch_dir: &'a Path,
+    pub inputs: BTreeMap<&'static str, Vec<InputLocation>>,
+    pub seed: u64,
+    pub backend: String,
+    pub events: &'a dyn EventSink,
+}
+
+impl StepContext<'_> {
+    /// The single input of a scalar slot.
+    pub fn input(&self, slot: &str) -> Result<&InputLocation, StepError> {
+        match self.inputs.get(slot).map(Vec::as_slice) {
+            Some([one]) => Ok(one),
+            _ => Err(StepError::Invalid(format!("step `{}`: input `{slot}` is missing", self.step))),
+        }
+    }
+
+    pub fn optional_input(&self, slot: &str) -> Option<&InputLocation> {
+        self.inputs.get(slot).and_then(|v| v.first())
+    }
+
+    /// Reports progress; the reporters rate-limit what they show.
+    pub fn progress(&self, done: u64, total: Option<u64>, unit: &str, message: impl Into<String>) {
+        self.events.emit(RunEvent::StepProgress {
+            step: self.step.to_string(),
+            done,
+            total,
+            unit: unit.to_string(),
+            message: message.into(),
+        });
+    }
+
+    pub fn out_path(&self, relative: &str) -> PathBuf {
+        self.out_dir.join(relative)
+    }
+}
+
+/// What a finished step reports besides its files.
+#[derive(Clone, Debug, Default)]
+pub struct StepOutcome {
+    /// Key figures shown by `xp show` and kept in the manifest.
+    pub metrics: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    /// Input that is well-formed but unusable; the message says what to do.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl StepError {
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StepError {
+        let path = path.into();
+        move |source| StepError::Io { path, source }
+    }
+}
