@@ -25,14 +25,24 @@ pub enum ProblemKind {
     Missing,
     /// On disk but not a regular file.
     NotAFile,
-    SizeChanged { recorded: u64, found: u64 },
-    ContentChanged { recorded: ContentDigest, found: ContentDigest },
+    SizeChanged {
+        recorded: u64,
+        found: u64,
+    },
+    ContentChanged {
+        recorded: ContentDigest,
+        found: ContentDigest,
+    },
     /// On disk but not listed in the manifest (full check only).
     Unexpected,
     /// The manifest is missing or unreadable.
-    BadManifest { reason: String },
+    BadManifest {
+        reason: String,
+    },
     /// The manifest belongs to another key than its directory name.
-    KeyMismatch { found: StepKey },
+    KeyMismatch {
+        found: StepKey,
+    },
 }
 
 /// One problem, with the path relative to the entry directory
@@ -102,6 +112,9 @@ pub(crate) enum Depth {
 }
 
 /// Result of checking one key.
+// One value per lookup of a step: its size does not matter, and boxing
+// the common case would only add noise for callers.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Checked {
     Absent,
@@ -270,9 +283,11 @@ fn list_files(root: &Path) -> Result<Vec<String>, StoreError> {
             } else {
                 format!("{prefix}/{name}")
             };
-            let kind = item
-                .file_type()
-                .map_err(io_err("reading metadata of", &item.path(), CHECK_STORE))?;
+            let kind = item.file_type().map_err(io_err(
+                "reading metadata of",
+                &item.path(),
+                CHECK_STORE,
+            ))?;
             if kind.is_dir() {
                 stack.push((item.path(), rel));
             } else {

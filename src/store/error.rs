@@ -50,7 +50,9 @@ pub enum StoreError {
 
     /// A manifest could not be parsed where one is required (not during a
     /// lookup: there a broken manifest is reported as corruption).
-    #[error("cannot read the manifest {path}: {reason}; run `xp verify --quarantine` to move the entry aside")]
+    #[error(
+        "cannot read the manifest {path}: {reason}; run `xp verify --quarantine` to move the entry aside"
+    )]
     BadManifest { path: PathBuf, reason: String },
 
     /// A step put something other than regular files and directories into its

@@ -97,7 +97,11 @@ impl Store {
         report.bytes_freed = report.removed_entries.iter().map(|(_, s)| s).sum::<u64>()
             + report.removed_staging.iter().map(|(_, s)| s).sum::<u64>()
             + report.removed_scratch.iter().map(|(_, s)| s).sum::<u64>()
-            + report.removed_quarantine.iter().map(|(_, s)| s).sum::<u64>();
+            + report
+                .removed_quarantine
+                .iter()
+                .map(|(_, s)| s)
+                .sum::<u64>();
         Ok(report)
     }
 
@@ -114,8 +118,7 @@ impl Store {
             }
             if let Ok(lock) = KeyLock::try_acquire(&self.layout, &key, &self.host)? {
                 // Re-check under the lock: it may have been published meanwhile.
-                if !self.layout.entry_dir(&key).exists()
-                    && !self.layout.scratch_dir(&key).exists()
+                if !self.layout.entry_dir(&key).exists() && !self.layout.scratch_dir(&key).exists()
                 {
                     lock.remove_file()?;
                     removed += 1;

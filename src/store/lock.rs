@@ -210,7 +210,9 @@ mod tests {
         let layout = Layout::new(dir.path());
         layout.create_dirs().unwrap();
         let key = StepKey([3; 32]);
-        let held = KeyLock::try_acquire(&layout, &key, "hostA").unwrap().unwrap();
+        let held = KeyLock::try_acquire(&layout, &key, "hostA")
+            .unwrap()
+            .unwrap();
         let wait = KeyLock::try_acquire(&layout, &key, "hostB")
             .unwrap()
             .unwrap_err();
@@ -224,7 +226,11 @@ mod tests {
             std::process::id()
         )));
         drop(held);
-        assert!(KeyLock::try_acquire(&layout, &key, "hostB").unwrap().is_ok());
+        assert!(
+            KeyLock::try_acquire(&layout, &key, "hostB")
+                .unwrap()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -109,6 +109,9 @@ impl Entry {
 }
 
 /// What a lookup found.
+// One value per lookup of a step: its size does not matter, and boxing
+// the common case would only add noise for callers.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum LookupOutcome {
     Hit(Entry),
@@ -259,7 +262,11 @@ impl Store {
     pub fn remove(&self, key: &StepKey) -> Result<bool, StoreError> {
         let lock = match KeyLock::try_acquire(&self.layout, key, &self.host)? {
             Ok(lock) => lock,
-            Err(wait) => return Err(StoreError::Busy { wait: Box::new(wait) }),
+            Err(wait) => {
+                return Err(StoreError::Busy {
+                    wait: Box::new(wait),
+                });
+            }
         };
         let existed = self.remove_locked(key)?;
         drop(lock);
@@ -358,11 +365,15 @@ fn check_format(layout: &Layout) -> Result<(), StoreError> {
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             // Written via rename so a concurrent opener never reads it empty.
-            let tmp = layout
-                .root()
-                .join(format!(".{}.{}", layout::FORMAT_FILE, std::process::id()));
-            fs::write(&tmp, format!("{STORE_FORMAT}\n"))
-                .map_err(io_err("writing", &tmp, CHECK_STORE))?;
+            let tmp =
+                layout
+                    .root()
+                    .join(format!(".{}.{}", layout::FORMAT_FILE, std::process::id()));
+            fs::write(&tmp, format!("{STORE_FORMAT}\n")).map_err(io_err(
+                "writing",
+                &tmp,
+                CHECK_STORE,
+            ))?;
             fs::rename(&tmp, &path).map_err(io_err("writing", &path, CHECK_STORE))
         }
         Err(e) => Err(io_err("reading", &path, CHECK_STORE)(e)),

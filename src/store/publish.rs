@@ -119,8 +119,13 @@ impl Staging {
     /// published and the staging directory is removed.
     pub fn publish(mut self, info: ManifestInfo) -> Result<Entry, StoreError> {
         let outputs = scan_outputs(&self.out)?;
-        let manifest =
-            Manifest::assemble(self.key, info, outputs, self.host.clone(), chrono::Utc::now());
+        let manifest = Manifest::assemble(
+            self.key,
+            info,
+            outputs,
+            self.host.clone(),
+            chrono::Utc::now(),
+        );
         manifest.write_into(&self.dir, MANIFEST_FILE)?;
         super::fsync_dir(&self.dir)?;
 
@@ -160,7 +165,11 @@ impl Staging {
         match fs::rename(entry_dir, &retired) {
             Ok(()) => Ok(Some(retired)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("moving aside the old entry", entry_dir, NOT_PUBLISHED)(e)),
+            Err(e) => Err(io_err(
+                "moving aside the old entry",
+                entry_dir,
+                NOT_PUBLISHED,
+            )(e)),
         }
     }
 }
@@ -194,8 +203,11 @@ fn scan_outputs(out: &Path) -> Result<BTreeMap<String, OutputFile>, StoreError> 
             } else {
                 format!("{prefix}/{name}")
             };
-            let meta = fs::symlink_metadata(&path)
-                .map_err(io_err("reading metadata of", &path, NOT_PUBLISHED))?;
+            let meta = fs::symlink_metadata(&path).map_err(io_err(
+                "reading metadata of",
+                &path,
+                NOT_PUBLISHED,
+            ))?;
             if meta.is_dir() {
                 stack.push((path, rel));
             } else if meta.is_file() {
@@ -222,7 +234,8 @@ fn record_file(path: &Path) -> Result<OutputFile, StoreError> {
         .metadata()
         .map_err(io_err("reading metadata of", path, NOT_PUBLISHED))?;
     let (digest, size) = hash_reader(&file).map_err(io_err("reading", path, NOT_PUBLISHED))?;
-    file.sync_all().map_err(io_err("syncing", path, NOT_PUBLISHED))?;
+    file.sync_all()
+        .map_err(io_err("syncing", path, NOT_PUBLISHED))?;
     Ok(OutputFile {
         size,
         digest,

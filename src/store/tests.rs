@@ -54,14 +54,20 @@ fn publish_then_lookup_hits_with_right_digests_and_no_leftovers() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("cache");
     let store = Store::open(&root).unwrap();
-    assert_eq!(fs::read_to_string(root.join("STORE_FORMAT")).unwrap(), "1\n");
+    assert_eq!(
+        fs::read_to_string(root.join("STORE_FORMAT")).unwrap(),
+        "1\n"
+    );
     let k = key(1);
     assert!(matches!(store.lookup(&k).unwrap(), LookupOutcome::Miss));
 
     let s = staging(&store, &k);
     fs::write(s.scratch_dir().join("ckpt"), b"state").unwrap();
     fs::write(s.out_dir().join("a.txt"), b"hello").unwrap();
-    assert!(names(&root.join("entries")).is_empty(), "visible before publish");
+    assert!(
+        names(&root.join("entries")).is_empty(),
+        "visible before publish"
+    );
     assert!(matches!(store.lookup(&k).unwrap(), LookupOutcome::Miss));
     let entry = s.publish(info("blocks")).unwrap();
 
@@ -73,7 +79,10 @@ fn publish_then_lookup_hits_with_right_digests_and_no_leftovers() {
     assert_eq!(entry.manifest.step, "blocks");
     assert_eq!(entry.manifest.xp_version, env!("CARGO_PKG_VERSION"));
     assert!(names(&root.join("staging")).is_empty(), "staging dir left");
-    assert!(!root.join("scratch").join(k.to_hex()).exists(), "scratch kept");
+    assert!(
+        !root.join("scratch").join(k.to_hex()).exists(),
+        "scratch kept"
+    );
 
     let hit = store.lookup(&k).unwrap().hit().expect("hit");
     assert_eq!(hit, entry);
@@ -134,7 +143,10 @@ fn dropping_a_staging_leaves_no_entry_and_no_staging_dir_but_keeps_scratch() {
     // The next attempt resumes from the checkpoint.
     let s = staging(&store, &k);
     assert_eq!(fs::read(s.scratch_dir().join("ckpt")).unwrap(), b"epoch 2");
-    assert!(fs::read_dir(s.out_dir()).unwrap().next().is_none(), "out dir not empty");
+    assert!(
+        fs::read_dir(s.out_dir()).unwrap().next().is_none(),
+        "out dir not empty"
+    );
     s.reset_scratch().unwrap();
     assert!(fs::read_dir(s.scratch_dir()).unwrap().next().is_none());
 }
@@ -149,7 +161,8 @@ fn a_modified_file_with_a_new_mtime_is_quarantined_on_lookup() {
 
     // Touching without changing content is not corruption.
     let file = fs::File::options().write(true).open(&path).unwrap();
-    file.set_modified(SystemTime::now() + Duration::from_secs(60)).unwrap();
+    file.set_modified(SystemTime::now() + Duration::from_secs(60))
+        .unwrap();
     drop(file);
     assert!(store.lookup(&k).unwrap().hit().is_some());
 
@@ -192,7 +205,13 @@ fn a_size_change_is_found_by_lookup_and_begin_quarantines_it() {
         panic!("expected corruption");
     };
     assert!(c.quarantined_to.is_none());
-    assert!(matches!(c.problems[0].kind, ProblemKind::SizeChanged { recorded: 4, found: 14 }));
+    assert!(matches!(
+        c.problems[0].kind,
+        ProblemKind::SizeChanged {
+            recorded: 4,
+            found: 14
+        }
+    ));
     drop(held);
     // The next claimant finds it, quarantines it and recomputes.
     let s = staging(&store, &k);
@@ -214,7 +233,12 @@ fn verify_finds_a_flipped_byte_with_the_mtime_restored_and_missing_files() {
     let mut bytes = fs::read(&path).unwrap();
     bytes[0] ^= 0x01;
     fs::write(&path, &bytes).unwrap();
-    fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
     // The cheap check trusts size + mtime by design; verify does not.
     assert!(store.lookup(&flipped).unwrap().hit().is_some());
 
@@ -229,9 +253,16 @@ fn verify_finds_a_flipped_byte_with_the_mtime_restored_and_missing_files() {
     let by_key = |k: StepKey| report.corrupt.iter().find(|c| c.key == k).unwrap();
     assert!(matches!(
         by_key(flipped).problems[..],
-        [Problem { kind: ProblemKind::ContentChanged { .. }, .. }]
+        [Problem {
+            kind: ProblemKind::ContentChanged { .. },
+            ..
+        }]
     ));
-    let kinds: Vec<_> = by_key(missing).problems.iter().map(|p| (p.path.clone(), p.kind.clone())).collect();
+    let kinds: Vec<_> = by_key(missing)
+        .problems
+        .iter()
+        .map(|p| (p.path.clone(), p.kind.clone()))
+        .collect();
     assert_eq!(
         kinds,
         vec![
@@ -244,7 +275,10 @@ fn verify_finds_a_flipped_byte_with_the_mtime_restored_and_missing_files() {
 
     let report = store.verify(VerifyOptions { quarantine: true }).unwrap();
     assert!(report.corrupt.iter().all(|c| c.quarantined_to.is_some()));
-    assert!(matches!(store.lookup(&flipped).unwrap(), LookupOutcome::Miss));
+    assert!(matches!(
+        store.lookup(&flipped).unwrap(),
+        LookupOutcome::Miss
+    ));
     assert!(store.lookup(&clean).unwrap().hit().is_some());
     assert!(store.verify(VerifyOptions::default()).unwrap().is_clean());
 }
@@ -284,7 +318,12 @@ fn a_killed_holder_releases_its_lock() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "store::tests::lock_holder_child", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "store::tests::lock_holder_child",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("XP_STORE_TEST_HOLD", dir.path())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -297,11 +336,17 @@ fn a_killed_holder_releases_its_lock() {
         panic!("the child's lock was not held");
     };
     assert_eq!(wait.holder.as_ref().unwrap().pid, child.id());
-    assert!(wait.to_string().contains(&format!("held by pid {}", child.id())));
+    assert!(
+        wait.to_string()
+            .contains(&format!("held by pid {}", child.id()))
+    );
 
     child.kill().unwrap(); // SIGKILL: no destructor runs
     child.wait().unwrap();
-    assert!(matches!(store.try_begin(&key(10)).unwrap(), TryBegin::Staging(_)));
+    assert!(matches!(
+        store.try_begin(&key(10)).unwrap(),
+        TryBegin::Staging(_)
+    ));
     // Its staging dir is swept by the next open, ours is gone after drop.
     Store::open(dir.path()).unwrap();
     assert!(names(&dir.path().join("staging")).is_empty());
@@ -338,7 +383,12 @@ fn threads_racing_begin_get_one_staging_and_then_the_published_entry() {
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let staged = results.iter().filter(|(r, _)| *r == "staging").count();
     assert_eq!(staged, 1, "{results:?}");
-    assert!(results.iter().filter(|(r, _)| *r == "published").all(|(_, w)| *w));
+    assert!(
+        results
+            .iter()
+            .filter(|(r, _)| *r == "published")
+            .all(|(_, w)| *w)
+    );
 }
 
 #[test]
@@ -352,8 +402,15 @@ fn gc_keeps_what_is_asked_and_removes_the_rest() {
     // Leftovers: a scratch dir of a dropped key, a dead process's staging dir.
     let orphan = key(15);
     fs::create_dir_all(dir.path().join("scratch").join(orphan.to_hex())).unwrap();
-    fs::write(dir.path().join("scratch").join(orphan.to_hex()).join("c"), b"123").unwrap();
-    let stale = dir.path().join("staging").join(format!("{}.999999.0", orphan.to_hex()));
+    fs::write(
+        dir.path().join("scratch").join(orphan.to_hex()).join("c"),
+        b"123",
+    )
+    .unwrap();
+    let stale = dir
+        .path()
+        .join("staging")
+        .join(format!("{}.999999.0", orphan.to_hex()));
     fs::create_dir_all(&stale).unwrap();
     let held = super::lock::KeyLock::try_acquire(&store.layout, &busy, "h")
         .unwrap()
@@ -362,7 +419,10 @@ fn gc_keeps_what_is_asked_and_removes_the_rest() {
     let keep: HashSet<StepKey> = [kept].into();
     let dry = store.gc(&keep, true).unwrap();
     assert_eq!(dry.removed_entries.len(), 1);
-    assert!(store.lookup(&dropped).unwrap().hit().is_some(), "dry run removed");
+    assert!(
+        store.lookup(&dropped).unwrap().hit().is_some(),
+        "dry run removed"
+    );
     assert!(stale.exists());
 
     let report = store.gc(&keep, false).unwrap();
@@ -378,7 +438,10 @@ fn gc_keeps_what_is_asked_and_removes_the_rest() {
     assert!(report.removed_locks >= 1);
     assert!(!stale.exists());
     assert!(store.lookup(&kept).unwrap().hit().is_some());
-    assert!(matches!(store.lookup(&dropped).unwrap(), LookupOutcome::Miss));
+    assert!(matches!(
+        store.lookup(&dropped).unwrap(),
+        LookupOutcome::Miss
+    ));
     drop(held);
     assert!(store.lookup(&busy).unwrap().hit().is_some());
 }
@@ -388,10 +451,20 @@ fn open_refuses_a_newer_format_and_a_garbled_one() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("STORE_FORMAT"), "2\n").unwrap();
     let err = Store::open(dir.path()).unwrap_err();
-    assert!(matches!(err, StoreError::NewerFormat { found: 2, supported: 1, .. }));
+    assert!(matches!(
+        err,
+        StoreError::NewerFormat {
+            found: 2,
+            supported: 1,
+            ..
+        }
+    ));
     assert!(err.to_string().contains("use a newer xp"));
     fs::write(dir.path().join("STORE_FORMAT"), "banana").unwrap();
-    assert!(matches!(Store::open(dir.path()), Err(StoreError::BadFormatFile { .. })));
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(StoreError::BadFormatFile { .. })
+    ));
 }
 
 #[test]
@@ -400,7 +473,10 @@ fn open_sweeps_only_staging_dirs_whose_key_is_free() {
     let store = Store::open(dir.path()).unwrap();
     let live = staging(&store, &key(16));
     fs::write(live.out_dir().join("f"), b"in progress").unwrap();
-    let dead = dir.path().join("staging").join(format!("{}.1.2", key(17).to_hex()));
+    let dead = dir
+        .path()
+        .join("staging")
+        .join(format!("{}.1.2", key(17).to_hex()));
     fs::create_dir_all(dead.join("out")).unwrap();
     Store::open(dir.path()).unwrap();
     assert!(!dead.exists());
@@ -443,7 +519,10 @@ fn entries_lists_manifests_and_reports_broken_ones() {
     let LookupOutcome::Corrupt(c) = store.lookup(&key(20)).unwrap() else {
         panic!("expected corruption");
     };
-    assert!(matches!(c.problems[0].kind, ProblemKind::BadManifest { .. }));
+    assert!(matches!(
+        c.problems[0].kind,
+        ProblemKind::BadManifest { .. }
+    ));
 }
 
 #[test]
@@ -454,7 +533,13 @@ fn a_symlink_in_the_outputs_is_refused_and_nothing_is_published() {
     let s = staging(&store, &k);
     std::os::unix::fs::symlink("/etc/passwd", s.out_dir().join("link")).unwrap();
     let err = s.publish(info("bad")).unwrap_err();
-    assert!(matches!(err, StoreError::UnsupportedOutput { what: "symbolic link", .. }));
+    assert!(matches!(
+        err,
+        StoreError::UnsupportedOutput {
+            what: "symbolic link",
+            ..
+        }
+    ));
     assert!(err.to_string().contains("the entry was not published"));
     assert!(matches!(store.lookup(&k).unwrap(), LookupOutcome::Miss));
     assert!(names(&dir.path().join("staging")).is_empty());
