@@ -105,3 +105,32 @@ pub(crate) const NOT_PUBLISHED: &str = "the entry was not published";
 /// Hint for failures that most likely come from permissions or a broken mount.
 pub(crate) const CHECK_STORE: &str =
     "check that the store directory exists, is writable and is on a healthy disk";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_says_what_happened_and_what_to_do() {
+        let to_error = io_err(
+            "writing",
+            Path::new("/s/staging/x/out/model"),
+            NOT_PUBLISHED,
+        );
+        let err = to_error(io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(matches!(err, StoreError::NoSpace { .. }));
+        assert_eq!(
+            err.to_string(),
+            "no space left on device while writing /s/staging/x/out/model; \
+             the entry was not published; free space and rerun"
+        );
+        let other = io_err("reading", Path::new("/s/f"), CHECK_STORE)(
+            io::Error::from_raw_os_error(libc::EACCES),
+        );
+        assert!(
+            other
+                .to_string()
+                .starts_with("I/O error while reading /s/f: ")
+        );
+    }
+}

@@ -207,6 +207,8 @@ impl Store {
     /// Claims `key`, waiting for its lock if another process holds it
     /// (`on_wait` is called once before waiting, to tell the user whom for).
     /// Returns the entry if it exists by the time the lock is ours.
+    /// Waiting on a key this same thread already holds never ends: claim each
+    /// key once per thread.
     pub fn begin(
         &self,
         key: &StepKey,
