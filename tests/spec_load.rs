@@ -6,7 +6,9 @@ use xp::spec::{Experiment, Location, StepDecl, load, load_str};
 use xp::steps::StepParams;
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/spec")
+        .join(name)
 }
 
 fn load_fixture(name: &str, overrides: &[&str]) -> Experiment {
@@ -23,12 +25,21 @@ fn refs(step: &StepDecl) -> Vec<(String, Vec<String>)> {
     step.params
         .inputs()
         .into_iter()
-        .map(|slot| (slot.slot.to_string(), slot.refs.iter().map(|r| r.to_string()).collect()))
+        .map(|slot| {
+            (
+                slot.slot.to_string(),
+                slot.refs.iter().map(|r| r.to_string()).collect(),
+            )
+        })
         .collect()
 }
 
 fn slot(step: &StepDecl, slot: &str) -> Vec<String> {
-    refs(step).into_iter().find(|(s, _)| s == slot).map(|(_, r)| r).unwrap_or_default()
+    refs(step)
+        .into_iter()
+        .find(|(s, _)| s == slot)
+        .map(|(_, r)| r)
+        .unwrap_or_default()
 }
 
 fn params_json(step: &StepDecl) -> serde_json::Value {
@@ -66,12 +77,19 @@ fn a_step_gets_its_kind_defaults_and_its_location() {
     let source = &experiment.sources["opt"];
     assert_eq!(source.value, "hf:facebook/opt-125m");
     assert_eq!(source.location.to_string(), "exp/mini.toml:6:7");
-    let [step] = experiment.steps.as_slice() else { panic!("one step") };
+    let [step] = experiment.steps.as_slice() else {
+        panic!("one step")
+    };
     assert_eq!(step.name, "blocks");
     assert_eq!(step.generation, None);
     assert_eq!(step.location.to_string(), "exp/mini.toml:8:8");
-    assert_eq!(step.ref_locations["corpus"].to_string(), "exp/mini.toml:10:8");
-    let StepParams::Tokenize(p) = &step.params else { panic!("tokenize") };
+    assert_eq!(
+        step.ref_locations["corpus"].to_string(),
+        "exp/mini.toml:10:8"
+    );
+    let StepParams::Tokenize(p) = &step.params else {
+        panic!("tokenize")
+    };
     assert_eq!(p.block_size, 64);
     assert_eq!(p.splits, ["train", "validation", "test"]);
 }
@@ -84,7 +102,11 @@ fn kind_defaults_sit_under_the_steps_own_keys() {
         other => panic!("{name} is {}", other.kind()),
     };
     assert_eq!(block_size("real"), 64, "the step's own key wins");
-    assert_eq!(block_size("blocks@0"), 16, "[defaults.tokenize] fills the gap");
+    assert_eq!(
+        block_size("blocks@0"),
+        16,
+        "[defaults.tokenize] fills the gap"
+    );
     assert_eq!(block_size("last"), 16);
 }
 
@@ -92,25 +114,43 @@ fn kind_defaults_sit_under_the_steps_own_keys() {
 fn overrides_of_every_shape_apply() {
     // (override, check on the loaded experiment)
     type Check = fn(&Experiment) -> bool;
-    let cases: Vec<(&[&str], Check)> = vec![
-        (&["steps.real.block_size=32"], |e| matches!(&e.step("real").unwrap().params, StepParams::Tokenize(p) if p.block_size == 32)),
+    let cases: &[(&[&str], Check)] = &[
+        (
+            &["steps.real.block_size=32"],
+            |e| matches!(&e.step("real").unwrap().params, StepParams::Tokenize(p) if p.block_size == 32),
+        ),
         (&["experiment.backend=cuda"], |e| e.meta.backend == "cuda"),
-        (&["experiment.backend=\"cuda\""], |e| e.meta.backend == "cuda"),
+        (&["experiment.backend=\"cuda\""], |e| {
+            e.meta.backend == "cuda"
+        }),
         (&["experiment.seed=7"], |e| e.meta.seed == 7),
-        (&["experiment.description=\"two words\""], |e| e.meta.description.as_deref() == Some("two words")),
+        (&["experiment.description=\"two words\""], |e| {
+            e.meta.description.as_deref() == Some("two words")
+        }),
         (&["loop.gen.count=5"], |e| e.steps.len() == 3 + 2 * 5),
-        (&["loop.gen.steps.tok.vocab_size=100"], |e| {
-            matches!(&e.step("tok@2").unwrap().params, StepParams::Tokenizer(p) if p.vocab_size == 100)
+        (
+            &["loop.gen.steps.tok.vocab_size=100"],
+            |e| matches!(&e.step("tok@2").unwrap().params, StepParams::Tokenizer(p) if p.vocab_size == 100),
+        ),
+        (&["sources.opt=/local/dir/opt-125m"], |e| {
+            e.sources["opt"].value == "/local/dir/opt-125m"
         }),
-        (&["sources.opt=/local/dir/opt-125m"], |e| e.sources["opt"].value == "/local/dir/opt-125m"),
-        (&["defaults.tokenize.block_size=8"], |e| {
-            matches!(&e.step("blocks@1").unwrap().params, StepParams::Tokenize(p) if p.block_size == 8)
+        (
+            &["defaults.tokenize.block_size=8"],
+            |e| matches!(&e.step("blocks@1").unwrap().params, StepParams::Tokenize(p) if p.block_size == 8),
+        ),
+        (&["steps.real.splits=[\"train\", \"test\"]"], |e| {
+            e.step("real").unwrap().params.outputs().len() == 3
         }),
-        (&["steps.real.splits=[\"train\", \"test\"]"], |e| e.step("real").unwrap().params.outputs().len() == 3),
         // A later override wins over an earlier one.
-        (&["experiment.seed=1", "experiment.seed=2"], |e| e.meta.seed == 2),
+        (&["experiment.seed=1", "experiment.seed=2"], |e| {
+            e.meta.seed == 2
+        }),
         // New keys and even new steps can be set.
-        (&["steps.extra.kind=tokenizer", "steps.extra.from=opt"], |e| e.step("extra").is_some()),
+        (
+            &["steps.extra.kind=tokenizer", "steps.extra.from=opt"],
+            |e| e.step("extra").is_some(),
+        ),
     ];
     for (overrides, check) in cases {
         let experiment = load_fixture("loop.toml", overrides);
@@ -118,7 +158,13 @@ fn overrides_of_every_shape_apply() {
     }
     // The override's location is its own text.
     let e = load_fixture("loop.toml", &["sources.opt=/local"]);
-    assert_eq!(e.sources["opt"].location, Location::Override { text: "sources.opt=/local".into(), col: 13 });
+    assert_eq!(
+        e.sources["opt"].location,
+        Location::Override {
+            text: "sources.opt=/local".into(),
+            col: 13
+        }
+    );
 }
 
 #[test]
@@ -126,11 +172,17 @@ fn loops_expand_in_file_order_generation_by_generation() {
     let experiment = load_fixture("loop.toml", &[]);
     assert_eq!(
         names(&experiment),
-        ["base", "real", "tok@0", "blocks@0", "tok@1", "blocks@1", "tok@2", "blocks@2", "last"]
+        [
+            "base", "real", "tok@0", "blocks@0", "tok@1", "blocks@1", "tok@2", "blocks@2", "last"
+        ]
     );
     let tok1 = experiment.step("tok@1").unwrap();
     assert_eq!(tok1.generation, Some(("gen".to_string(), 1)));
-    assert!(tok1.location.to_string().ends_with("loop.toml:32:17"), "{}", tok1.location);
+    assert!(
+        tok1.location.to_string().ends_with("loop.toml:32:17"),
+        "{}",
+        tok1.location
+    );
 }
 
 #[test]
@@ -163,7 +215,14 @@ fn raising_count_adds_steps_and_keeps_the_others_identical() {
             assert_eq!(slot(nine.step("last").unwrap(), "data"), ["blocks@8.train"]);
             continue;
         }
-        let same = nine.step(&step.name).unwrap_or_else(|| panic!("{} kept", step.name));
-        assert_eq!(params_json(step), params_json(same), "{} unchanged", step.name);
+        let same = nine
+            .step(&step.name)
+            .unwrap_or_else(|| panic!("{} kept", step.name));
+        assert_eq!(
+            params_json(step),
+            params_json(same),
+            "{} unchanged",
+            step.name
+        );
     }
 }

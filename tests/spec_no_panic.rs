@@ -73,7 +73,7 @@ const OVERRIDES: &[&str] = &[
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
 
     #[test]
     fn mangled_files_never_panic(edits in prop::collection::vec(edit(), 1..6), overrides in prop::collection::vec(0..OVERRIDES.len(), 0..3)) {

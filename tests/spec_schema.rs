@@ -32,7 +32,10 @@ fn spec_schema_describes_every_section_and_kind() {
     let schema = xp::spec::json_schema();
     let properties = schema["properties"].as_object().unwrap();
     for section in ["experiment", "sources", "defaults", "steps", "loop"] {
-        assert!(properties.contains_key(section), "no `{section}` in the schema");
+        assert!(
+            properties.contains_key(section),
+            "no `{section}` in the schema"
+        );
     }
     assert_eq!(schema["additionalProperties"], serde_json::json!(false));
     let required = schema["required"].as_array().unwrap();
@@ -41,7 +44,13 @@ fn spec_schema_describes_every_section_and_kind() {
     let defaults = properties["defaults"]["properties"].as_object().unwrap();
     for kind in xp::steps::KIND_NAMES {
         let table = &defaults[*kind];
-        assert!(table.get("required").is_none(), "defaults.{kind} requires keys");
-        assert!(table["properties"].get("kind").is_none(), "defaults.{kind} has `kind`");
+        assert!(
+            table.get("required").is_none(),
+            "defaults.{kind} requires keys"
+        );
+        assert!(
+            table["properties"].get("kind").is_none(),
+            "defaults.{kind} has `kind`"
+        );
     }
 }

@@ -72,10 +72,18 @@ pub enum Problem {
     Toml { message: String },
 
     #[error("unknown key `{key}` in {table}, expected one of {}", list(expected))]
-    UnknownKey { key: String, table: String, expected: Vec<String> },
+    UnknownKey {
+        key: String,
+        table: String,
+        expected: Vec<String>,
+    },
 
     #[error("`{what}` must be {expected}, found {found}")]
-    WrongType { what: String, expected: String, found: String },
+    WrongType {
+        what: String,
+        expected: String,
+        found: String,
+    },
 
     #[error("missing {what}")]
     Missing { what: String },
@@ -83,26 +91,43 @@ pub enum Problem {
     #[error("in [experiment]: {message}")]
     Experiment { message: String },
 
-    #[error("invalid {what} name `{name}`: names start with a letter or `_` and contain only letters, digits, `_` and `-`")]
+    #[error(
+        "invalid {what} name `{name}`: names start with a letter or `_` and contain only letters, digits, `_` and `-`"
+    )]
     BadName { what: String, name: String },
 
     #[error("the name `{name}` is reserved (inside a loop, `{name}.X` means a carried value)")]
     ReservedName { name: String },
 
     #[error("unknown kind `{kind}` {context}, expected one of {}", list(expected))]
-    UnknownKind { kind: String, context: String, expected: Vec<String> },
+    UnknownKind {
+        kind: String,
+        context: String,
+        expected: Vec<String>,
+    },
 
-    #[error("step `{step}` has no `kind`; add `kind = \"...\"`, one of {}", list(expected))]
+    #[error(
+        "step `{step}` has no `kind`; add `kind = \"...\"`, one of {}",
+        list(expected)
+    )]
     MissingKind { step: String, expected: Vec<String> },
 
     /// serde's complaint about a step's parameters, with the step named in it.
     #[error("{}", params_message(.step, .kind, .key.as_deref(), .message))]
-    Params { step: String, kind: String, key: Option<String>, message: String },
+    Params {
+        step: String,
+        kind: String,
+        key: Option<String>,
+        message: String,
+    },
 
     #[error("`kind` cannot have a default: it is the table name under [defaults]")]
     KindInDefaults,
 
-    #[error("step `{step}` refers to `{reference}` in `{slot}`, but {why}{}", suggest(suggestions))]
+    #[error(
+        "step `{step}` refers to `{reference}` in `{slot}`, but {why}{}",
+        suggest(suggestions)
+    )]
     DanglingRef {
         step: String,
         slot: String,
@@ -112,9 +137,15 @@ pub enum Problem {
     },
 
     #[error("invalid reference `{reference}` in {place}: {why}")]
-    BadRef { place: String, reference: String, why: String },
+    BadRef {
+        place: String,
+        reference: String,
+        why: String,
+    },
 
-    #[error("`{reference}` in {place} names every generation, so it may only appear inside a list: `[\"{reference}\"]`")]
+    #[error(
+        "`{reference}` in {place} names every generation, so it may only appear inside a list: `[\"{reference}\"]`"
+    )]
     StarOutsideList { place: String, reference: String },
 
     #[error("two steps are named `{name}` (the other one is at {first})")]
@@ -123,8 +154,16 @@ pub enum Problem {
     #[error("in loop `{name}`: {why}")]
     BadLoop { name: String, why: String },
 
-    #[error("`carry.{key}` in {place}: loop `{loop_name}` carries no `{key}`; it carries {}", carried_list(carried))]
-    UnknownCarry { place: String, loop_name: String, key: String, carried: Vec<String> },
+    #[error(
+        "`carry.{key}` in {place}: loop `{loop_name}` carries no `{key}`; it carries {}",
+        carried_list(carried)
+    )]
+    UnknownCarry {
+        place: String,
+        loop_name: String,
+        key: String,
+        carried: Vec<String>,
+    },
 
     #[error("--set {text}: {why}")]
     BadOverride { text: String, why: String },
@@ -132,11 +171,19 @@ pub enum Problem {
 
 /// `` `a`, `b`, `c` ``
 pub(crate) fn list(items: &[String]) -> String {
-    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn carried_list(carried: &[String]) -> String {
-    if carried.is_empty() { "nothing (add `carry` and `next` to the loop)".into() } else { list(carried) }
+    if carried.is_empty() {
+        "nothing (add `carry` and `next` to the loop)".into()
+    } else {
+        list(carried)
+    }
 }
 
 fn suggest(suggestions: &[String]) -> String {
@@ -166,6 +213,10 @@ impl super::location::SourceMap<'_> {
     /// The error for `problem` at `span`, with its source line.
     pub(crate) fn error(&self, span: &std::ops::Range<usize>, problem: Problem) -> SpecError {
         let (location, snippet) = self.resolve(span);
-        SpecError::Invalid(Box::new(Diagnostic { problem, location, snippet: Some(snippet) }))
+        SpecError::Invalid(Box::new(Diagnostic {
+            problem,
+            location,
+            snippet: Some(snippet),
+        }))
     }
 }

@@ -15,7 +15,6 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use serde::de::Error as _;
 use serde_spanned::Spanned;
 use toml::de::{DeArray, DeTable, DeValue, ValueDeserializer};
 
@@ -47,18 +46,27 @@ pub(crate) fn expand(
         Step(&'a RawStep<'i>),
         Loop(&'a RawLoop<'i>),
     }
-    let mut items: Vec<(usize, Item)> = steps.iter().map(|s| (s.name.span.start, Item::Step(s))).collect();
+    let mut items: Vec<(usize, Item)> = steps
+        .iter()
+        .map(|s| (s.name.span.start, Item::Step(s)))
+        .collect();
     items.extend(loops.iter().map(|l| (l.name.span.start, Item::Loop(l))));
     items.sort_by_key(|(start, _)| *start);
 
     let mut out = Vec::new();
     for (_, item) in items {
         match item {
-            Item::Step(step) => out.push(names.declare(step, step.name.text.clone(), &Scope::Top, None, map)?),
+            Item::Step(step) => {
+                out.push(names.declare(step, step.name.text.clone(), &Scope::Top, None, map)?)
+            }
             Item::Loop(lp) => {
                 for (g, carried) in names.carried_values(lp, map)?.iter().enumerate() {
                     let g = g as u32;
-                    let scope = Scope::Generation { loop_name: &lp.name.text, g, carried };
+                    let scope = Scope::Generation {
+                        loop_name: &lp.name.text,
+                        g,
+                        carried,
+                    };
                     for step in &lp.steps {
                         let name = format!("{}@{g}", step.name.text);
                         let generation = Some((lp.name.text.clone(), g));
@@ -76,7 +84,11 @@ enum Scope<'a> {
     /// A top-level step, or a loop's `carry` (generation 0's values).
     Top,
     /// Generation `g` of loop `loop_name`, whose carried values are `carried`.
-    Generation { loop_name: &'a str, g: u32, carried: &'a BTreeMap<String, String> },
+    Generation {
+        loop_name: &'a str,
+        g: u32,
+        carried: &'a BTreeMap<String, String>,
+    },
 }
 
 /// A loop step's loop and generation count.
@@ -93,7 +105,11 @@ struct Names<'a> {
 
 impl<'a> Names<'a> {
     /// Indexes the step names; a name declared twice is an error.
-    fn new(steps: &'a [RawStep<'_>], loops: &'a [RawLoop<'_>], map: &SourceMap<'_>) -> Result<Self, SpecError> {
+    fn new(
+        steps: &'a [RawStep<'_>],
+        loops: &'a [RawLoop<'_>],
+        map: &SourceMap<'_>,
+    ) -> Result<Self, SpecError> {
         let mut top = BTreeMap::new();
         let mut seen: BTreeMap<&str, &Text> = BTreeMap::new();
         for step in steps {
@@ -111,14 +127,24 @@ impl<'a> Names<'a> {
                     return Err(map.error(&step.name.span, problem));
                 }
                 seen.insert(step.name.text.as_str(), &step.name);
-                loop_steps.insert(step.name.text.as_str(), InLoop { loop_name: &lp.name.text, count: lp.count });
+                loop_steps.insert(
+                    step.name.text.as_str(),
+                    InLoop {
+                        loop_name: &lp.name.text,
+                        count: lp.count,
+                    },
+                );
             }
         }
         Ok(Names { top, loop_steps })
     }
 
     /// The carried values of every generation of `lp` (index g), resolved.
-    fn carried_values(&self, lp: &RawLoop<'_>, map: &SourceMap<'_>) -> Result<Vec<BTreeMap<String, String>>, SpecError> {
+    fn carried_values(
+        &self,
+        lp: &RawLoop<'_>,
+        map: &SourceMap<'_>,
+    ) -> Result<Vec<BTreeMap<String, String>>, SpecError> {
         let mut generations: Vec<BTreeMap<String, String>> = Vec::with_capacity(lp.count as usize);
         let mut current = BTreeMap::new();
         for carried in &lp.carried {
@@ -129,7 +155,11 @@ impl<'a> Names<'a> {
         // One step past the last generation: its values are unused, but resolving
         // them checks `next` even when count = 1.
         for g in 0..lp.count {
-            let scope = Scope::Generation { loop_name: &lp.name.text, g, carried: &current };
+            let scope = Scope::Generation {
+                loop_name: &lp.name.text,
+                g,
+                carried: &current,
+            };
             let mut following = BTreeMap::new();
             for carried in &lp.carried {
                 let place = format!("`next.{}` of loop `{}`", carried.key, lp.name.text);
@@ -141,22 +171,51 @@ impl<'a> Names<'a> {
         Ok(generations)
     }
 
-    fn resolve_one(&self, text: &Text, scope: &Scope<'_>, place: &str, map: &SourceMap<'_>) -> Result<String, SpecError> {
-        let mut resolved = self.resolve(&text.text, scope, false, place).map_err(|p| map.error(&text.span, p))?;
+    fn resolve_one(
+        &self,
+        text: &Text,
+        scope: &Scope<'_>,
+        place: &str,
+        map: &SourceMap<'_>,
+    ) -> Result<String, SpecError> {
+        let mut resolved = self
+            .resolve(&text.text, scope, false, place)
+            .map_err(|p| map.error(&text.span, p))?;
         // Outside a list a reference resolves to exactly one.
         resolved.pop().ok_or_else(|| {
             let why = "it names no generation".to_string();
-            map.error(&text.span, Problem::BadRef { place: place.into(), reference: text.text.clone(), why })
+            map.error(
+                &text.span,
+                Problem::BadRef {
+                    place: place.into(),
+                    reference: text.text.clone(),
+                    why,
+                },
+            )
         })
     }
 
     /// Rewrites one reference. More than one result only for `s@*.out` in a list.
-    fn resolve(&self, reference: &str, scope: &Scope<'_>, in_list: bool, place: &str) -> Result<Vec<String>, Problem> {
-        let bad = |why: String| Problem::BadRef { place: place.into(), reference: reference.into(), why };
+    fn resolve(
+        &self,
+        reference: &str,
+        scope: &Scope<'_>,
+        in_list: bool,
+        place: &str,
+    ) -> Result<Vec<String>, Problem> {
+        let bad = |why: String| Problem::BadRef {
+            place: place.into(),
+            reference: reference.into(),
+            why,
+        };
         if let Some(key) = reference.strip_prefix("carry.") {
             return match scope {
-                Scope::Top => Err(bad("`carry.X` only has a meaning in a loop's steps and its `next`".into())),
-                Scope::Generation { loop_name, carried, .. } => match carried.get(key) {
+                Scope::Top => Err(bad(
+                    "`carry.X` only has a meaning in a loop's steps and its `next`".into(),
+                )),
+                Scope::Generation {
+                    loop_name, carried, ..
+                } => match carried.get(key) {
                     Some(value) => Ok(vec![value.clone()]),
                     None => Err(Problem::UnknownCarry {
                         place: place.into(),
@@ -174,9 +233,13 @@ impl<'a> Names<'a> {
         if let Some((name, selector)) = step.split_once('@') {
             let Some(in_loop) = self.loop_steps.get(name) else {
                 let why = if self.top.contains_key(name) {
-                    format!("`{name}` is not in a loop, so it has no generations: write `{name}.{output}`")
+                    format!(
+                        "`{name}` is not in a loop, so it has no generations: write `{name}.{output}`"
+                    )
                 } else {
-                    format!("`@` selects a generation of a loop step, and no loop has a step `{name}`")
+                    format!(
+                        "`@` selects a generation of a loop step, and no loop has a step `{name}`"
+                    )
                 };
                 return Err(bad(why));
             };
@@ -184,24 +247,37 @@ impl<'a> Names<'a> {
             let generations: Vec<u32> = match selector {
                 "last" => vec![last],
                 "*" if in_list => (0..in_loop.count).collect(),
-                "*" => return Err(Problem::StarOutsideList { place: place.into(), reference: reference.into() }),
+                "*" => {
+                    return Err(Problem::StarOutsideList {
+                        place: place.into(),
+                        reference: reference.into(),
+                    });
+                }
                 digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
                     match digits.parse::<u32>() {
                         Ok(g) if g <= last => vec![g],
                         _ => {
-                            let why = format!("loop `{}` has generations 0 to {last}", in_loop.loop_name);
+                            let why =
+                                format!("loop `{}` has generations 0 to {last}", in_loop.loop_name);
                             return Err(bad(why));
                         }
                     }
                 }
                 other => {
-                    return Err(bad(format!("`@{other}`: expected a generation number, `@last` or `@*`")));
+                    return Err(bad(format!(
+                        "`@{other}`: expected a generation number, `@last` or `@*`"
+                    )));
                 }
             };
-            return Ok(generations.into_iter().map(|g| format!("{name}@{g}.{output}")).collect());
+            return Ok(generations
+                .into_iter()
+                .map(|g| format!("{name}@{g}.{output}"))
+                .collect());
         }
         match (scope, self.loop_steps.get(step)) {
-            (Scope::Generation { loop_name, g, .. }, Some(in_loop)) if in_loop.loop_name == *loop_name => {
+            (Scope::Generation { loop_name, g, .. }, Some(in_loop))
+                if in_loop.loop_name == *loop_name =>
+            {
                 Ok(vec![format!("{step}@{g}.{output}")])
             }
             (_, Some(in_loop)) => Err(bad(format!(
@@ -226,14 +302,21 @@ impl<'a> Names<'a> {
         let mut ref_spans = BTreeMap::new();
         let slots = StepParams::input_slots_of(&step.kind.text).unwrap_or(&[]);
         for slot in slots {
-            let Some(value) = table.get_mut(*slot) else { continue };
+            let Some(value) = table.get_mut(*slot) else {
+                continue;
+            };
             let place = format!("`{slot}` of step `{name}`");
             let span = value.span();
             match value.get_mut() {
                 DeValue::String(reference) => {
-                    let text = Text { text: reference.to_string(), span: span.clone() };
+                    let text = Text {
+                        text: reference.to_string(),
+                        span: span.clone(),
+                    };
                     let resolved = self.resolve_one(&text, scope, &place, map)?;
-                    ref_spans.entry(resolved.clone()).or_insert_with(|| span.clone());
+                    ref_spans
+                        .entry(resolved.clone())
+                        .or_insert_with(|| span.clone());
                     *reference = Cow::Owned(resolved);
                 }
                 DeValue::Array(items) => {
@@ -245,11 +328,17 @@ impl<'a> Names<'a> {
                             continue;
                         };
                         let item_span = item.span();
-                        let resolved =
-                            self.resolve(reference, scope, true, &place).map_err(|p| map.error(&item_span, p))?;
+                        let resolved = self
+                            .resolve(reference, scope, true, &place)
+                            .map_err(|p| map.error(&item_span, p))?;
                         for r in resolved {
-                            ref_spans.entry(r.clone()).or_insert_with(|| item_span.clone());
-                            rewritten.push(Spanned::new(item_span.clone(), DeValue::String(Cow::Owned(r))));
+                            ref_spans
+                                .entry(r.clone())
+                                .or_insert_with(|| item_span.clone());
+                            rewritten.push(Spanned::new(
+                                item_span.clone(),
+                                DeValue::String(Cow::Owned(r)),
+                            ));
                         }
                     }
                     *items = rewritten;
@@ -259,22 +348,42 @@ impl<'a> Names<'a> {
             }
         }
         let params = typed(step, &name, table, map)?;
-        let ref_locations = ref_spans.iter().map(|(r, span)| (r.clone(), map.locate(span))).collect();
-        let decl = StepDecl { name, params, location: map.locate(&step.name.span), generation, ref_locations };
-        Ok(Expanded { decl, name_span: step.name.span.clone(), ref_spans })
+        let ref_locations = ref_spans
+            .iter()
+            .map(|(r, span)| (r.clone(), map.locate(span)))
+            .collect();
+        let decl = StepDecl {
+            name,
+            params,
+            location: map.locate(&step.name.span),
+            generation,
+            ref_locations,
+        };
+        Ok(Expanded {
+            decl,
+            name_span: step.name.span.clone(),
+            ref_spans,
+        })
     }
 }
 
 /// Deserialises a step table (references rewritten) into its kind's parameters;
 /// serde's error is placed on the key or value it is about.
-fn typed(step: &RawStep<'_>, name: &str, table: DeTable<'_>, map: &SourceMap<'_>) -> Result<StepParams, SpecError> {
+fn typed(
+    step: &RawStep<'_>,
+    name: &str,
+    table: DeTable<'_>,
+    map: &SourceMap<'_>,
+) -> Result<StepParams, SpecError> {
     // (key, span of key and value together) to name the key an error is about.
-    let keys: Vec<(String, Range<usize>, Range<usize>)> =
-        table.iter().map(|(k, v)| (k.get_ref().to_string(), k.span(), v.span())).collect();
+    let keys: Vec<(String, Range<usize>, Range<usize>)> = table
+        .iter()
+        .map(|(k, v)| (k.get_ref().to_string(), k.span(), v.span()))
+        .collect();
     let de = ValueDeserializer::from(Spanned::new(step.table_span.clone(), DeValue::Table(table)));
     let error = match StepParams::deserialize_kind(&step.kind.text, de) {
         Ok(Some(params)) => return Ok(params),
-        Ok(None) => toml::de::Error::custom(format!(
+        Ok(None) => <toml::de::Error as serde::de::Error>::custom(format!(
             "unknown kind `{}`, expected one of {}",
             step.kind.text,
             super::error::list(&kind_names())
@@ -289,12 +398,18 @@ fn typed(step: &RawStep<'_>, name: &str, table: DeTable<'_>, map: &SourceMap<'_>
     };
     let key = keys
         .iter()
-        .find(|(_, k, v)| k.contains(&span.start) || v.contains(&span.start) || *k == span || *v == span)
+        .find(|(_, k, v)| {
+            k.contains(&span.start) || v.contains(&span.start) || *k == span || *v == span
+        })
         .map(|(key, _, _)| key.clone());
-    let problem = Problem::Params { step: name.to_string(), kind: step.kind.text.clone(), key, message };
+    let problem = Problem::Params {
+        step: name.to_string(),
+        kind: step.kind.text.clone(),
+        key,
+        message,
+    };
     Err(map.error(&span, problem))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -333,13 +448,23 @@ from = "opt"
     #[test]
     fn references_resolve_by_scope() {
         let carried = BTreeMap::from([("data".to_string(), "top.tokenizer".to_string())]);
-        let gen1 = Scope::Generation { loop_name: "gen", g: 1, carried: &carried };
+        let gen1 = Scope::Generation {
+            loop_name: "gen",
+            g: 1,
+            carried: &carried,
+        };
         let ok = |v: &[&str]| Ok(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         // (reference, scope, in a list, expected)
-        let cases: Vec<(&str, &Scope, bool, Result<Vec<String>, ()>)> = vec![
+        type Expected = Result<Vec<String>, ()>;
+        let cases: Vec<(&str, &Scope, bool, Expected)> = vec![
             ("opt", &Scope::Top, false, ok(&["opt"])),
             ("top.tokenizer", &Scope::Top, false, ok(&["top.tokenizer"])),
-            ("b@*.train", &Scope::Top, true, ok(&["b@0.train", "b@1.train", "b@2.train"])),
+            (
+                "b@*.train",
+                &Scope::Top,
+                true,
+                ok(&["b@0.train", "b@1.train", "b@2.train"]),
+            ),
             ("b@*.train", &Scope::Top, false, Err(())),
             ("b@last.train", &Scope::Top, false, ok(&["b@2.train"])),
             ("b@1.train", &Scope::Top, false, ok(&["b@1.train"])),
@@ -355,7 +480,12 @@ from = "opt"
             ("carry.other", &gen1, false, Err(())),
             ("c.tokenizer", &gen1, false, Err(())),
             ("c@last.tokenizer", &gen1, false, ok(&["c@1.tokenizer"])),
-            ("c@*.tokenizer", &gen1, true, ok(&["c@0.tokenizer", "c@1.tokenizer"])),
+            (
+                "c@*.tokenizer",
+                &gen1,
+                true,
+                ok(&["c@0.tokenizer", "c@1.tokenizer"]),
+            ),
         ];
         for (reference, scope, in_list, expected) in cases {
             let got = resolve(reference, scope, in_list).map_err(|_| ());

@@ -14,7 +14,11 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Location {
     /// In the experiment file; line and column are 1-based, the column counts chars.
-    File { file: PathBuf, line: usize, col: usize },
+    File {
+        file: PathBuf,
+        line: usize,
+        col: usize,
+    },
     /// In a `--set PATH=VALUE` override; `text` is `PATH=VALUE`, `col` is 1-based in it.
     Override { text: String, col: usize },
 }
@@ -22,7 +26,11 @@ pub enum Location {
 impl Location {
     /// The start of `file` (for problems that have no better place, like a missing section).
     pub fn file_start(file: &Path) -> Self {
-        Location::File { file: file.to_path_buf(), line: 1, col: 1 }
+        Location::File {
+            file: file.to_path_buf(),
+            line: 1,
+            col: 1,
+        }
     }
 }
 
@@ -52,7 +60,11 @@ impl fmt::Display for Snippet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let pad = " ".repeat(self.label.len().max(1));
         writeln!(f, "{pad} |")?;
-        let label = if self.label.is_empty() { pad.clone() } else { self.label.clone() };
+        let label = if self.label.is_empty() {
+            pad.clone()
+        } else {
+            self.label.clone()
+        };
         writeln!(f, "{label} | {}", self.text)?;
         write!(
             f,
@@ -77,11 +89,11 @@ pub(crate) struct SourceMap<'a> {
 
 impl<'a> SourceMap<'a> {
     pub(crate) fn new(file: &Path, text: &'a str) -> Self {
-        SourceMap { file: file.to_path_buf(), text, overrides: Vec::new() }
-    }
-
-    pub(crate) fn file(&self) -> &Path {
-        &self.file
+        SourceMap {
+            file: file.to_path_buf(),
+            text,
+            overrides: Vec::new(),
+        }
     }
 
     /// Registers an override's text; returns the offset of its first byte in the
@@ -108,7 +120,10 @@ impl<'a> SourceMap<'a> {
             let end = span.end.saturating_sub(o.base).max(start);
             let col = char_count(o.text, 0, start) + 1;
             let caret_len = char_count(o.text, start, end).max(1);
-            let location = Location::Override { text: o.text.to_string(), col };
+            let location = Location::Override {
+                text: o.text.to_string(),
+                col,
+            };
             let snippet = Snippet {
                 label: String::new(),
                 text: format!("--set {}", o.text),
@@ -119,14 +134,22 @@ impl<'a> SourceMap<'a> {
         }
         let start = floor_boundary(self.text, span.start);
         let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = self.text[start..].find('\n').map_or(self.text.len(), |i| start + i);
+        let line_end = self.text[start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| start + i);
         let line = self.text[..line_start].matches('\n').count() + 1;
         let col = char_count(self.text, line_start, start) + 1;
         let end = span.end.clamp(start, line_end);
-        let location = Location::File { file: self.file.clone(), line, col };
+        let location = Location::File {
+            file: self.file.clone(),
+            line,
+            col,
+        };
         let snippet = Snippet {
             label: line.to_string(),
-            text: self.text[line_start..line_end].trim_end_matches('\r').to_string(),
+            text: self.text[line_start..line_end]
+                .trim_end_matches('\r')
+                .to_string(),
             caret_col: col,
             caret_len: char_count(self.text, start, end).max(1),
         };
@@ -174,9 +197,18 @@ mod tests {
         let second = map.add_override("steps.a.c=abc");
         assert!(second > first + "steps.a.b=1".len());
         let loc = map.locate(&(second + 10..second + 13));
-        assert_eq!(loc, Location::Override { text: "steps.a.c=abc".into(), col: 11 });
+        assert_eq!(
+            loc,
+            Location::Override {
+                text: "steps.a.c=abc".into(),
+                col: 11
+            }
+        );
         assert_eq!(loc.to_string(), "--set steps.a.c=abc");
         let (_, snippet) = map.resolve(&(first..first + 5));
-        assert_eq!(snippet.to_string(), "  |\n  | --set steps.a.b=1\n  |       ^^^^^");
+        assert_eq!(
+            snippet.to_string(),
+            "  |\n  | --set steps.a.b=1\n  |       ^^^^^"
+        );
     }
 }

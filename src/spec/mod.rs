@@ -4,10 +4,10 @@
 //! The stages, each in its own file:
 //! 1. parse the TOML into a tree that keeps byte spans (`toml::de::DeTable`);
 //! 2. apply `--set PATH=VALUE` overrides to that tree ([`overrides`]);
-//! 3. split it into sections and merge kind defaults into steps ([`raw`]);
+//! 3. split it into sections and merge kind defaults into steps (`raw.rs`);
 //! 4. expand loops and rewrite references, then deserialise each step's table
-//!    into its kind's typed parameters ([`expand`]);
-//! 5. check names and references ([`validate`]).
+//!    into its kind's typed parameters (`expand.rs`);
+//! 5. check names and references (`validate.rs`).
 //!
 //! The format is described in `docs/dsl.md`; [`json_schema`] gives its JSON Schema.
 
@@ -91,8 +91,10 @@ impl Experiment {
 /// Reads and loads the experiment file at `path`, applying `overrides`
 /// (`--set PATH=VALUE`, in order).
 pub fn load(path: &Path, overrides: &[String]) -> Result<Experiment, SpecError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     load_str(&text, path, overrides)
 }
 
@@ -102,7 +104,12 @@ pub fn load_str(text: &str, file: &Path, overrides: &[String]) -> Result<Experim
     let mut map = location::SourceMap::new(file, text);
     let root = DeTable::parse(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        map.error(&span, Problem::Toml { message: e.message().trim_end().to_string() })
+        map.error(
+            &span,
+            Problem::Toml {
+                message: e.message().trim_end().to_string(),
+            },
+        )
     })?;
     let mut root = root.into_inner();
     overrides::apply(&mut root, overrides, &mut map)?;

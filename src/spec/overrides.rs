@@ -36,10 +36,19 @@ fn apply_one<'i>(
 ) -> Result<(), SpecError> {
     let whole = base..base + text.len();
     let bad = |span: Range<usize>, why: String| {
-        map.error(&span, Problem::BadOverride { text: text.to_string(), why })
+        map.error(
+            &span,
+            Problem::BadOverride {
+                text: text.to_string(),
+                why,
+            },
+        )
     };
     let Some((path, value_text)) = text.split_once('=') else {
-        return Err(bad(whole, "expected PATH=VALUE, e.g. `steps.blocks.block_size=32`".into()));
+        return Err(bad(
+            whole,
+            "expected PATH=VALUE, e.g. `steps.blocks.block_size=32`".into(),
+        ));
     };
     let value_start = base + path.len() + 1;
 
@@ -72,7 +81,10 @@ fn apply_one<'i>(
     for (i, (segment, span)) in parents.iter().enumerate() {
         if !table.contains_key(*segment) {
             let key = Spanned::new(span.clone(), Cow::Borrowed(*segment));
-            table.insert(key, Spanned::new(span.clone(), DeValue::Table(DeTable::new())));
+            table.insert(
+                key,
+                Spanned::new(span.clone(), DeValue::Table(DeTable::new())),
+            );
         }
         let Some(child) = table.get_mut(*segment) else {
             return Err(bad(span.clone(), format!("cannot create `{segment}`")));
@@ -93,7 +105,11 @@ fn apply_one<'i>(
 /// "an array", "a string", ... for messages.
 pub(crate) fn a_type(value: &DeValue<'_>) -> String {
     let name = value.type_str();
-    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     format!("{article} {name}")
 }
 
@@ -108,7 +124,8 @@ fn shift<'i>(value: Spanned<DeValue<'i>>, by: usize) -> Spanned<DeValue<'i>> {
                 .into_iter()
                 .map(|(key, v)| {
                     let key_span = key.span();
-                    let key = Spanned::new(key_span.start + by..key_span.end + by, key.into_inner());
+                    let key =
+                        Spanned::new(key_span.start + by..key_span.end + by, key.into_inner());
                     (key, shift(v, by))
                 })
                 .collect(),

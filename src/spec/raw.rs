@@ -139,7 +139,12 @@ impl<'i> Document<'i> {
             }
             None => Vec::new(),
         };
-        Ok(Document { experiment, sources, steps, loops })
+        Ok(Document {
+            experiment,
+            sources,
+            steps,
+            loops,
+        })
     }
 }
 
@@ -147,7 +152,15 @@ impl<'i> Document<'i> {
 fn sorted<'i>(table: DeTable<'i>) -> Vec<(Text, Value<'i>)> {
     let mut entries: Vec<_> = table
         .into_iter()
-        .map(|(key, value)| (Text { text: key.get_ref().to_string(), span: key.span() }, value))
+        .map(|(key, value)| {
+            (
+                Text {
+                    text: key.get_ref().to_string(),
+                    span: key.span(),
+                },
+                value,
+            )
+        })
         .collect();
     entries.sort_by_key(|(key, _)| key.span.start);
     entries
@@ -159,7 +172,10 @@ fn check_keys(
     where_: &str,
     map: &SourceMap<'_>,
 ) -> Result<(), SpecError> {
-    let mut unknown: Vec<_> = table.keys().filter(|k| !allowed.contains(&k.get_ref().as_ref())).collect();
+    let mut unknown: Vec<_> = table
+        .keys()
+        .filter(|k| !allowed.contains(&key_str(k)))
+        .collect();
     unknown.sort_by_key(|k| k.span().start);
     match unknown.first() {
         Some(key) => Err(map.error(
@@ -172,6 +188,10 @@ fn check_keys(
         )),
         None => Ok(()),
     }
+}
+
+fn key_str<'a>(key: &'a Spanned<std::borrow::Cow<'_, str>>) -> &'a str {
+    key.get_ref()
 }
 
 pub(crate) fn expect_table<'i>(
@@ -189,7 +209,10 @@ pub(crate) fn expect_table<'i>(
 fn expect_str(value: Value<'_>, what: &str, map: &SourceMap<'_>) -> Result<Text, SpecError> {
     let span = value.span();
     match value.into_inner() {
-        DeValue::String(text) => Ok(Text { text: text.into_owned(), span }),
+        DeValue::String(text) => Ok(Text {
+            text: text.into_owned(),
+            span,
+        }),
         other => Err(wrong_type(&span, what, "a string", &other, map)),
     }
 }
@@ -220,11 +243,21 @@ fn check_name(name: &Text, what: &str, map: &SourceMap<'_>) -> Result<(), SpecEr
     if is_valid_name(&name.text) {
         Ok(())
     } else {
-        Err(map.error(&name.span, Problem::BadName { what: what.into(), name: name.text.clone() }))
+        Err(map.error(
+            &name.span,
+            Problem::BadName {
+                what: what.into(),
+                name: name.text.clone(),
+            },
+        ))
     }
 }
 
-fn experiment(key_span: Range<usize>, value: Value<'_>, map: &SourceMap<'_>) -> Result<ExperimentTable, SpecError> {
+fn experiment(
+    key_span: Range<usize>,
+    value: Value<'_>,
+    map: &SourceMap<'_>,
+) -> Result<ExperimentTable, SpecError> {
     let (table, span) = expect_table(value, "experiment", map)?;
     let de = ValueDeserializer::from(Spanned::new(span.clone(), DeValue::Table(table)));
     let meta = ExperimentTable::deserialize(de).map_err(|e| {
@@ -233,7 +266,12 @@ fn experiment(key_span: Range<usize>, value: Value<'_>, map: &SourceMap<'_>) -> 
             Some(s) if !e.message().starts_with("missing field") => s,
             _ => key_span.clone(),
         };
-        map.error(&span, Problem::Experiment { message: e.message().to_string() })
+        map.error(
+            &span,
+            Problem::Experiment {
+                message: e.message().to_string(),
+            },
+        )
     })?;
     if meta.name.trim().is_empty() {
         let what = "experiment name (`name` is empty)".to_string();
@@ -249,7 +287,10 @@ fn sources(value: Value<'_>, map: &SourceMap<'_>) -> Result<Vec<(Text, Text)>, S
         check_name(&name, "source", map)?;
         let value = expect_str(value, &format!("sources.{}", name.text), map)?;
         if value.text.trim().is_empty() {
-            let what = format!("a value for source `{}` (`hf:owner/repo` or a path)", name.text);
+            let what = format!(
+                "a value for source `{}` (`hf:owner/repo` or a path)",
+                name.text
+            );
             return Err(map.error(&value.span, Problem::Missing { what }));
         }
         sources.push((name, value));
@@ -257,7 +298,10 @@ fn sources(value: Value<'_>, map: &SourceMap<'_>) -> Result<Vec<(Text, Text)>, S
     Ok(sources)
 }
 
-fn defaults<'i>(value: Value<'i>, map: &SourceMap<'_>) -> Result<BTreeMap<String, DeTable<'i>>, SpecError> {
+fn defaults<'i>(
+    value: Value<'i>,
+    map: &SourceMap<'_>,
+) -> Result<BTreeMap<String, DeTable<'i>>, SpecError> {
     let (table, _) = expect_table(value, "defaults", map)?;
     let mut defaults = BTreeMap::new();
     for (kind, value) in sorted(table) {
@@ -300,7 +344,10 @@ fn steps<'i>(
         let Some(kind) = table.remove("kind") else {
             return Err(map.error(
                 &name.span,
-                Problem::MissingKind { step: name.text.clone(), expected: kind_names() },
+                Problem::MissingKind {
+                    step: name.text.clone(),
+                    expected: kind_names(),
+                },
             ));
         };
         let kind = expect_str(kind, &format!("kind` of step `{}", name.text), map)?;
@@ -317,12 +364,17 @@ fn steps<'i>(
         // Kind defaults sit under the step's own keys: the step's keys win.
         if let Some(defaults) = defaults.get(&kind.text) {
             for (key, value) in defaults.iter() {
-                if !table.contains_key(key.get_ref().as_ref()) {
+                if !table.contains_key(key_str(key)) {
                     table.insert(key.clone(), value.clone());
                 }
             }
         }
-        steps.push(RawStep { name, kind, table, table_span });
+        steps.push(RawStep {
+            name,
+            kind,
+            table,
+            table_span,
+        });
     }
     Ok(steps)
 }
@@ -335,7 +387,13 @@ fn parse_loop<'i>(
 ) -> Result<RawLoop<'i>, SpecError> {
     check_name(&name, "loop", map)?;
     let bad = |span: &Range<usize>, why: String| {
-        map.error(span, Problem::BadLoop { name: name.text.clone(), why })
+        map.error(
+            span,
+            Problem::BadLoop {
+                name: name.text.clone(),
+                why,
+            },
+        )
     };
     let (mut table, _) = expect_table(value, &format!("loop.{}", name.text), map)?;
     check_keys(&table, LOOP_KEYS, &format!("loop `{}`", name.text), map)?;
@@ -358,7 +416,12 @@ fn parse_loop<'i>(
                 }
             }
         }
-        None => return Err(bad(&name.span, "missing `count = N` (generations 0..N-1)".into())),
+        None => {
+            return Err(bad(
+                &name.span,
+                "missing `count = N` (generations 0..N-1)".into(),
+            ));
+        }
     };
 
     let carry = string_table(table.remove("carry"), &name.text, "carry", map)?;
@@ -367,13 +430,26 @@ fn parse_loop<'i>(
     for (key, init) in &carry {
         check_name(key, "carried value", map)?;
         let Some((_, next)) = next.iter().find(|(k, _)| k.text == key.text) else {
-            let why = format!("`carry.{0}` has no `next.{0}` (what generation g+1 gets)", key.text);
+            let why = format!(
+                "`carry.{0}` has no `next.{0}` (what generation g+1 gets)",
+                key.text
+            );
             return Err(bad(&key.span, why));
         };
-        carried.push(Carried { key: key.text.clone(), init: init.clone(), next: next.clone() });
+        carried.push(Carried {
+            key: key.text.clone(),
+            init: init.clone(),
+            next: next.clone(),
+        });
     }
-    if let Some((key, _)) = next.iter().find(|(k, _)| !carry.iter().any(|(c, _)| c.text == k.text)) {
-        let why = format!("`next.{0}` has no `carry.{0}` (what generation 0 gets)", key.text);
+    if let Some((key, _)) = next
+        .iter()
+        .find(|(k, _)| !carry.iter().any(|(c, _)| c.text == k.text))
+    {
+        let why = format!(
+            "`next.{0}` has no `carry.{0}` (what generation 0 gets)",
+            key.text
+        );
         return Err(bad(&key.span, why));
     }
 
@@ -385,9 +461,17 @@ fn parse_loop<'i>(
         None => Vec::new(),
     };
     if steps.is_empty() {
-        return Err(bad(&name.span, format!("no steps; add `[loop.{}.steps.NAME]` tables", name.text)));
+        return Err(bad(
+            &name.span,
+            format!("no steps; add `[loop.{}.steps.NAME]` tables", name.text),
+        ));
     }
-    Ok(RawLoop { name, count, carried, steps })
+    Ok(RawLoop {
+        name,
+        count,
+        carried,
+        steps,
+    })
 }
 
 /// `carry = { data = "blocks.train" }`: (key, value) in file order.
@@ -397,7 +481,9 @@ fn string_table(
     field: &str,
     map: &SourceMap<'_>,
 ) -> Result<Vec<(Text, Text)>, SpecError> {
-    let Some(value) = value else { return Ok(Vec::new()) };
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
     let (table, _) = expect_table(value, &format!("loop.{loop_name}.{field}"), map)?;
     sorted(table)
         .into_iter()

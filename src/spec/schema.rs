@@ -14,7 +14,10 @@ use crate::steps::StepParams;
 /// TOML tree instead, to keep locations).
 #[allow(dead_code)]
 #[derive(JsonSchema)]
-#[schemars(title = "xp experiment", description = "An xp experiment file: named steps, their sources and loops.")]
+#[schemars(
+    title = "xp experiment",
+    description = "An xp experiment file: named steps, their sources and loops."
+)]
 #[serde(deny_unknown_fields)]
 struct ExperimentFile {
     /// What the experiment is called and how it runs.
@@ -64,24 +67,46 @@ pub fn json_schema() -> Value {
             obj.insert("description".into(), description);
         }
     }
+    // Names of sources, steps, loops and carried values.
+    let name = json!({ "pattern": NAME_PATTERN });
+    for pointer in [
+        "/properties/sources",
+        "/properties/steps",
+        "/properties/loop",
+        "/$defs/LoopTable/properties/steps",
+        "/$defs/LoopTable/properties/carry",
+        "/$defs/LoopTable/properties/next",
+    ] {
+        if let Some(obj) = value.pointer_mut(pointer).and_then(Value::as_object_mut) {
+            obj.insert("propertyNames".into(), name.clone());
+        }
+    }
     value
 }
+
+/// What [`super::raw::is_valid_name`] accepts.
+const NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_-]*$";
 
 /// `[defaults.KIND]`: for each kind, that kind's parameters with none required
 /// and no `kind` key. Derived from the step schema, so new kinds appear by themselves.
 fn defaults_schema(root: &Value) -> Value {
     let mut properties = Map::new();
-    let variants = root.pointer("/$defs/StepParams/oneOf").and_then(Value::as_array);
+    let variants = root
+        .pointer("/$defs/StepParams/oneOf")
+        .and_then(Value::as_array);
     for variant in variants.into_iter().flatten() {
         let variant = resolve(root, variant);
-        let Some(kind) = variant.pointer("/properties/kind/const").and_then(Value::as_str) else {
+        let Some(kind) = variant
+            .pointer("/properties/kind/const")
+            .and_then(Value::as_str)
+        else {
             continue;
         };
         let mut partial = variant.clone();
         if let Some(obj) = partial.as_object_mut() {
-            obj.remove("required");
+            obj.shift_remove("required");
             if let Some(props) = obj.get_mut("properties").and_then(Value::as_object_mut) {
-                props.remove("kind");
+                props.shift_remove("kind");
             }
         }
         properties.insert(kind.to_string(), partial);
@@ -91,7 +116,11 @@ fn defaults_schema(root: &Value) -> Value {
 
 /// Follows a local `$ref` (`#/$defs/X`) once.
 fn resolve<'a>(root: &'a Value, value: &'a Value) -> &'a Value {
-    match value.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
+    match value
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix('#'))
+    {
         Some(pointer) => root.pointer(pointer).unwrap_or(value),
         None => value,
     }

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use super::SourceDecl;
 use super::error::{Problem, SpecError};
 use super::expand::Expanded;
 use super::location::SourceMap;
+use super::{SourceDecl, StepDecl};
 use crate::steps::RefTarget;
 
 pub(crate) fn check(
@@ -16,22 +16,45 @@ pub(crate) fn check(
     map: &SourceMap<'_>,
 ) -> Result<(), SpecError> {
     let mut outputs: BTreeMap<&str, (&StepDecl, Vec<String>)> = BTreeMap::new();
-    for Expanded { decl: step, name_span, .. } in steps {
+    for Expanded {
+        decl: step,
+        name_span,
+        ..
+    } in steps
+    {
         if let Some((first, _)) = outputs.get(step.name.as_str()) {
-            let problem = Problem::DuplicateStep { name: step.name.clone(), first: first.location.clone() };
+            let problem = Problem::DuplicateStep {
+                name: step.name.clone(),
+                first: first.location.clone(),
+            };
             return Err(map.error(name_span, problem));
         }
-        let names = step.params.outputs().into_iter().map(|(name, _)| name).collect();
+        let names = step
+            .params
+            .outputs()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
         outputs.insert(&step.name, (step, names));
     }
 
-    for Expanded { decl: step, name_span, ref_spans } in steps {
+    for Expanded {
+        decl: step,
+        name_span,
+        ref_spans,
+    } in steps
+    {
         for slot in step.params.inputs() {
             for reference in slot.refs {
                 let why = match reference.target() {
                     RefTarget::Source(name) if sources.contains_key(name) => continue,
-                    RefTarget::Source(name) => format!("there is no source `{name}` under [sources]"),
-                    RefTarget::Output { step: target, output } => match outputs.get(target) {
+                    RefTarget::Source(name) => {
+                        format!("there is no source `{name}` under [sources]")
+                    }
+                    RefTarget::Output {
+                        step: target,
+                        output,
+                    } => match outputs.get(target) {
                         None => format!("there is no step `{target}`"),
                         Some((_, names)) if names.iter().any(|n| n == output) => continue,
                         Some((decl, names)) => format!(
@@ -41,9 +64,13 @@ pub(crate) fn check(
                         ),
                     },
                 };
-                let candidates = sources.keys().cloned().chain(
-                    outputs.iter().flat_map(|(step, (_, names))| names.iter().map(move |o| format!("{step}.{o}"))),
-                );
+                let candidates =
+                    sources
+                        .keys()
+                        .cloned()
+                        .chain(outputs.iter().flat_map(|(step, (_, names))| {
+                            names.iter().map(move |o| format!("{step}.{o}"))
+                        }));
                 let problem = Problem::DanglingRef {
                     step: step.name.clone(),
                     slot: slot.slot.to_string(),
@@ -71,7 +98,12 @@ pub(crate) fn closest(word: &str, candidates: impl Iterator<Item = String>) -> V
     scored.dedup();
     // Only the nearest: a list of loosely similar names helps less than one good guess.
     let best = scored.first().map(|(d, _)| *d);
-    scored.into_iter().filter(|(d, _)| Some(*d) == best).take(3).map(|(_, c)| c).collect()
+    scored
+        .into_iter()
+        .filter(|(d, _)| Some(*d) == best)
+        .take(3)
+        .map(|(_, c)| c)
+        .collect()
 }
 
 /// Levenshtein distance over chars.
@@ -95,7 +127,14 @@ mod tests {
 
     #[test]
     fn edit_distance_counts_single_char_edits() {
-        for (a, b, d) in [("", "", 0), ("abc", "abc", 0), ("blocks", "block", 1), ("wikitxt", "wikitext", 1), ("ab", "ba", 2), ("", "xyz", 3)] {
+        for (a, b, d) in [
+            ("", "", 0),
+            ("abc", "abc", 0),
+            ("blocks", "block", 1),
+            ("wikitxt", "wikitext", 1),
+            ("ab", "ba", 2),
+            ("", "xyz", 3),
+        ] {
             assert_eq!(edit_distance(a, b), d, "{a} vs {b}");
         }
     }
@@ -103,8 +142,14 @@ mod tests {
     #[test]
     fn closest_keeps_near_candidates_only() {
         let candidates = ["blocks.train", "blocks.test", "opt", "wikitext"].map(String::from);
-        assert_eq!(closest("blocks.trian", candidates.clone().into_iter()), vec!["blocks.train"]);
-        assert_eq!(closest("wikitxt", candidates.clone().into_iter()), vec!["wikitext"]);
+        assert_eq!(
+            closest("blocks.trian", candidates.clone().into_iter()),
+            vec!["blocks.train"]
+        );
+        assert_eq!(
+            closest("wikitxt", candidates.clone().into_iter()),
+            vec!["wikitext"]
+        );
         assert!(closest("zzzzzzzz", candidates.into_iter()).is_empty());
     }
 }
