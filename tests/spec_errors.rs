@@ -233,6 +233,12 @@ fn errors_name_the_problem_and_the_place() {
             "x.toml:14:11",
         ),
         case(
+            "unknown key under [defaults.KIND], even with no step of that kind",
+            with_base("\n[defaults.tokenizer]\nvocab_sise = 10\n"),
+            "unknown key `vocab_sise` in [defaults.tokenizer], expected one of `from`, `train_on`, `vocab_size`, `min_frequency`, `text_field`",
+            "x.toml:15:1",
+        ),
+        case(
             "a default with the wrong type points at the default",
             BASE.replace(
                 "[steps.blocks]",

@@ -319,6 +319,12 @@ fn defaults<'i>(
         if let Some((key, _)) = table.get_key_value("kind") {
             return Err(map.error(&key.span(), Problem::KindInDefaults));
         }
+        // Checked here too, so a default for a kind no step uses yet is not silently ignored.
+        let fields = super::schema::kind_fields(&kind.text);
+        if !fields.is_empty() {
+            let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+            check_keys(&table, &fields, &format!("[defaults.{}]", kind.text), map)?;
+        }
         defaults.insert(kind.text, table);
     }
     Ok(defaults)

@@ -114,6 +114,22 @@ fn defaults_schema(root: &Value) -> Value {
     json!({ "type": "object", "properties": properties, "additionalProperties": false })
 }
 
+/// The parameter names of `kind` (without `kind`), in declaration order; empty
+/// for an unknown kind.
+pub(crate) fn kind_fields(kind: &str) -> Vec<String> {
+    let schema = schemars::schema_for!(StepParams);
+    let root = schema.as_value();
+    let variants = root.get("oneOf").and_then(Value::as_array);
+    variants
+        .into_iter()
+        .flatten()
+        .map(|variant| resolve(root, variant))
+        .find(|variant| variant.pointer("/properties/kind/const").and_then(Value::as_str) == Some(kind))
+        .and_then(|variant| variant.get("properties").and_then(Value::as_object))
+        .map(|properties| properties.keys().filter(|k| *k != "kind").cloned().collect())
+        .unwrap_or_default()
+}
+
 /// Follows a local `$ref` (`#/$defs/X`) once.
 fn resolve<'a>(root: &'a Value, value: &'a Value) -> &'a Value {
     match value
@@ -123,5 +139,18 @@ fn resolve<'a>(root: &'a Value, value: &'a Value) -> &'a Value {
     {
         Some(pointer) => root.pointer(pointer).unwrap_or(value),
         None => value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_fields_lists_a_kinds_parameters() {
+        let fields = kind_fields("tokenize");
+        assert_eq!(fields[..3], ["data", "tokenizer", "block_size"]);
+        assert!(!fields.contains(&"kind".to_string()));
+        assert!(kind_fields("no-such-kind").is_empty());
     }
 }
