@@ -124,9 +124,20 @@ pub(crate) fn kind_fields(kind: &str) -> Vec<String> {
         .into_iter()
         .flatten()
         .map(|variant| resolve(root, variant))
-        .find(|variant| variant.pointer("/properties/kind/const").and_then(Value::as_str) == Some(kind))
+        .find(|variant| {
+            variant
+                .pointer("/properties/kind/const")
+                .and_then(Value::as_str)
+                == Some(kind)
+        })
         .and_then(|variant| variant.get("properties").and_then(Value::as_object))
-        .map(|properties| properties.keys().filter(|k| *k != "kind").cloned().collect())
+        .map(|properties| {
+            properties
+                .keys()
+                .filter(|k| *k != "kind")
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default()
 }
 
