@@ -221,6 +221,16 @@ fn errors_name_the_problem_and_the_place() {
             "x.toml:21:12",
         ),
         case(
+            "a dangling `next`, even when no step uses it yet (count = 1)",
+            with_base(
+                &LOOP
+                    .replace("count = 3", "count = 1")
+                    .replace("again.train", "again.trian"),
+            ),
+            "`next.data` of loop `gen` refers to `again@0.trian`, but step `again@0` (kind tokenize) has no output `trian`; its outputs are `train`, `validation`, `test`, `stats`; did you mean `again@0.train`?",
+            "x.toml:17:17",
+        ),
+        case(
             "unknown key in a loop",
             with_base(&LOOP.replace("count = 3", "count = 3\ncounts = 4")),
             "unknown key `counts` in loop `gen`, expected one of `count`, `carry`, `next`, `steps`",

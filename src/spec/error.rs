@@ -136,6 +136,14 @@ pub enum Problem {
         suggestions: Vec<String>,
     },
 
+    #[error("{place} refers to `{reference}`, but {why}{}", suggest(suggestions))]
+    DanglingLoopRef {
+        place: String,
+        reference: String,
+        why: String,
+        suggestions: Vec<String>,
+    },
+
     #[error("invalid reference `{reference}` in {place}: {why}")]
     BadRef {
         place: String,

@@ -33,13 +33,29 @@ pub(crate) struct Expanded {
     pub ref_spans: BTreeMap<String, Range<usize>>,
 }
 
+/// A reference written in a loop's `carry` or `next`, resolved. Steps check the
+/// ones they use; these are checked too, so a typo in a value no step uses yet
+/// (like `next` when count = 1) does not wait for a later edit to surface.
+pub(crate) struct LoopRef {
+    /// "`next.data` of loop `gen`"
+    pub place: String,
+    pub reference: String,
+    pub span: Range<usize>,
+}
+
+/// The expanded steps, and the loops' own references.
+pub(crate) struct Expansion {
+    pub steps: Vec<Expanded>,
+    pub loop_refs: Vec<LoopRef>,
+}
+
 /// Every step of the document, expanded: top-level steps and loops in file order,
 /// a loop's steps generation by generation.
 pub(crate) fn expand(
     steps: &[RawStep<'_>],
     loops: &[RawLoop<'_>],
     map: &SourceMap<'_>,
-) -> Result<Vec<Expanded>, SpecError> {
+) -> Result<Expansion, SpecError> {
     let names = Names::new(steps, loops, map)?;
 
     enum Item<'a, 'i> {
@@ -54,13 +70,16 @@ pub(crate) fn expand(
     items.sort_by_key(|(start, _)| *start);
 
     let mut out = Vec::new();
+    let mut loop_refs = Vec::new();
     for (_, item) in items {
         match item {
             Item::Step(step) => {
                 out.push(names.declare(step, step.name.text.clone(), &Scope::Top, None, map)?)
             }
             Item::Loop(lp) => {
-                for (g, carried) in names.carried_values(lp, map)?.iter().enumerate() {
+                let (generations, refs) = names.carried_values(lp, map)?;
+                loop_refs.extend(refs);
+                for (g, carried) in generations.iter().enumerate() {
                     let g = g as u32;
                     let scope = Scope::Generation {
                         loop_name: &lp.name.text,
@@ -76,8 +95,14 @@ pub(crate) fn expand(
             }
         }
     }
-    Ok(out)
+    Ok(Expansion {
+        steps: out,
+        loop_refs,
+    })
 }
+
+/// One generation's carried values: key -> resolved reference.
+type Carry = BTreeMap<String, String>;
 
 /// Where a reference is resolved.
 enum Scope<'a> {
@@ -87,7 +112,7 @@ enum Scope<'a> {
     Generation {
         loop_name: &'a str,
         g: u32,
-        carried: &'a BTreeMap<String, String>,
+        carried: &'a Carry,
     },
 }
 
@@ -139,21 +164,29 @@ impl<'a> Names<'a> {
         Ok(Names { top, loop_steps })
     }
 
-    /// The carried values of every generation of `lp` (index g), resolved.
+    /// The carried values of every generation of `lp` (index g), resolved, and
+    /// the loop's references to check: `carry` (generation 0) and `next` as
+    /// resolved in the last generation.
     fn carried_values(
         &self,
         lp: &RawLoop<'_>,
         map: &SourceMap<'_>,
-    ) -> Result<Vec<BTreeMap<String, String>>, SpecError> {
-        let mut generations: Vec<BTreeMap<String, String>> = Vec::with_capacity(lp.count as usize);
+    ) -> Result<(Vec<Carry>, Vec<LoopRef>), SpecError> {
+        let mut generations: Vec<Carry> = Vec::with_capacity(lp.count as usize);
+        let mut refs = Vec::new();
         let mut current = BTreeMap::new();
         for carried in &lp.carried {
             let place = format!("`carry.{}` of loop `{}`", carried.key, lp.name.text);
             let resolved = self.resolve_one(&carried.init, &Scope::Top, &place, map)?;
-            current.insert(carried.key.clone(), resolved);
+            current.insert(carried.key.clone(), resolved.clone());
+            refs.push(LoopRef {
+                place,
+                reference: resolved,
+                span: carried.init.span.clone(),
+            });
         }
-        // One step past the last generation: its values are unused, but resolving
-        // them checks `next` even when count = 1.
+        // `next` is resolved in every generation, the last one included: that
+        // one's values are used by no step, but it checks `next` even when count = 1.
         for g in 0..lp.count {
             let scope = Scope::Generation {
                 loop_name: &lp.name.text,
@@ -168,7 +201,17 @@ impl<'a> Names<'a> {
             }
             generations.push(std::mem::replace(&mut current, following));
         }
-        Ok(generations)
+        for carried in &lp.carried {
+            if let Some(reference) = current.remove(&carried.key) {
+                let place = format!("`next.{}` of loop `{}`", carried.key, lp.name.text);
+                refs.push(LoopRef {
+                    place,
+                    reference,
+                    span: carried.next.span.clone(),
+                });
+            }
+        }
+        Ok((generations, refs))
     }
 
     fn resolve_one(

@@ -135,6 +135,7 @@ pub fn load_str(text: &str, file: &Path, overrides: &[String]) -> Result<Experim
         .collect();
     let expanded = expand::expand(&doc.steps, &doc.loops, &map)?;
     validate::check(&expanded, &sources, &map)?;
+    let expanded = expanded.steps;
 
     let dir = match file.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),

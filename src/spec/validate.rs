@@ -5,22 +5,25 @@
 use std::collections::BTreeMap;
 
 use super::error::{Problem, SpecError};
-use super::expand::Expanded;
+use super::expand::{Expanded, Expansion, LoopRef};
 use super::location::SourceMap;
 use super::{SourceDecl, StepDecl};
-use crate::steps::RefTarget;
+use crate::steps::{InputRef, RefTarget};
+
+/// A step's outputs by step name.
+type Outputs<'a> = BTreeMap<&'a str, (&'a StepDecl, Vec<String>)>;
 
 pub(crate) fn check(
-    steps: &[Expanded],
+    expansion: &Expansion,
     sources: &BTreeMap<String, SourceDecl>,
     map: &SourceMap<'_>,
 ) -> Result<(), SpecError> {
-    let mut outputs: BTreeMap<&str, (&StepDecl, Vec<String>)> = BTreeMap::new();
+    let mut outputs: Outputs = BTreeMap::new();
     for Expanded {
         decl: step,
         name_span,
         ..
-    } in steps
+    } in &expansion.steps
     {
         if let Some((first, _)) = outputs.get(step.name.as_str()) {
             let problem = Problem::DuplicateStep {
@@ -42,48 +45,73 @@ pub(crate) fn check(
         decl: step,
         name_span,
         ref_spans,
-    } in steps
+    } in &expansion.steps
     {
         for slot in step.params.inputs() {
             for reference in slot.refs {
-                let why = match reference.target() {
-                    RefTarget::Source(name) if sources.contains_key(name) => continue,
-                    RefTarget::Source(name) => {
-                        format!("there is no source `{name}` under [sources]")
-                    }
-                    RefTarget::Output {
-                        step: target,
-                        output,
-                    } => match outputs.get(target) {
-                        None => format!("there is no step `{target}`"),
-                        Some((_, names)) if names.iter().any(|n| n == output) => continue,
-                        Some((decl, names)) => format!(
-                            "step `{target}` (kind {}) has no output `{output}`; its outputs are {}",
-                            decl.params.kind(),
-                            super::error::list(names)
-                        ),
-                    },
-                };
-                let candidates =
-                    sources
-                        .keys()
-                        .cloned()
-                        .chain(outputs.iter().flat_map(|(step, (_, names))| {
-                            names.iter().map(move |o| format!("{step}.{o}"))
-                        }));
-                let problem = Problem::DanglingRef {
-                    step: step.name.clone(),
-                    slot: slot.slot.to_string(),
-                    reference: reference.to_string(),
-                    why,
-                    suggestions: closest(reference.as_str(), candidates),
-                };
-                let span = ref_spans.get(reference.as_str()).unwrap_or(name_span);
-                return Err(map.error(span, problem));
+                if let Some((why, suggestions)) = dangling(reference.as_str(), &outputs, sources) {
+                    let problem = Problem::DanglingRef {
+                        step: step.name.clone(),
+                        slot: slot.slot.to_string(),
+                        reference: reference.to_string(),
+                        why,
+                        suggestions,
+                    };
+                    let span = ref_spans.get(reference.as_str()).unwrap_or(name_span);
+                    return Err(map.error(span, problem));
+                }
             }
         }
     }
+
+    for LoopRef {
+        place,
+        reference,
+        span,
+    } in &expansion.loop_refs
+    {
+        if let Some((why, suggestions)) = dangling(reference, &outputs, sources) {
+            let problem = Problem::DanglingLoopRef {
+                place: place.clone(),
+                reference: reference.clone(),
+                why,
+                suggestions,
+            };
+            return Err(map.error(span, problem));
+        }
+    }
     Ok(())
+}
+
+/// Why `reference` points at nothing, and the names it may have meant; `None`
+/// when it points at a source or a declared step output.
+fn dangling(
+    reference: &str,
+    outputs: &Outputs,
+    sources: &BTreeMap<String, SourceDecl>,
+) -> Option<(String, Vec<String>)> {
+    let why = match InputRef(reference.to_string()).target() {
+        RefTarget::Source(name) if sources.contains_key(name) => return None,
+        RefTarget::Source(name) => format!("there is no source `{name}` under [sources]"),
+        RefTarget::Output {
+            step: target,
+            output,
+        } => match outputs.get(target) {
+            None => format!("there is no step `{target}`"),
+            Some((_, names)) if names.iter().any(|n| n == output) => return None,
+            Some((decl, names)) => format!(
+                "step `{target}` (kind {}) has no output `{output}`; its outputs are {}",
+                decl.params.kind(),
+                super::error::list(names)
+            ),
+        },
+    };
+    let candidates = sources.keys().cloned().chain(
+        outputs
+            .iter()
+            .flat_map(|(step, (_, names))| names.iter().map(move |o| format!("{step}.{o}"))),
+    );
+    Some((why, closest(reference, candidates)))
 }
 
 /// The candidates nearest to `word` by edit distance (ties: at most three, sorted),
