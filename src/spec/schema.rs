@@ -1,0 +1,167 @@
+//! The JSON Schema of the experiment file, built from Rust types so it cannot
+//! drift from what the loader accepts (a test compares it with
+//! `schemas/experiment.schema.json`).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde_json::{Map, Value, json};
+
+use super::raw::{ExperimentTable, MAX_GENERATIONS};
+use crate::steps::StepParams;
+
+/// A whole experiment file, for the schema only (the loader reads the spanned
+/// TOML tree instead, to keep locations).
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[schemars(
+    title = "xp experiment",
+    description = "An xp experiment file: named steps, their sources and loops."
+)]
+#[serde(deny_unknown_fields)]
+struct ExperimentFile {
+    /// What the experiment is called and how it runs.
+    experiment: ExperimentTable,
+    /// Models and datasets: `name = "hf:owner/repo"` (Hugging Face Hub) or a
+    /// local path, relative to the experiment file.
+    #[serde(default)]
+    sources: BTreeMap<String, String>,
+    /// Parameters merged under every step of a kind (the step's own keys win).
+    #[serde(default)]
+    defaults: BTreeMap<String, Map<String, Value>>,
+    /// The steps, by name. Input slots hold references: a source name or `step.output`.
+    #[serde(default)]
+    steps: BTreeMap<String, StepParams>,
+    /// Loops: steps repeated for generations 0..count-1.
+    #[serde(default, rename = "loop")]
+    loops: BTreeMap<String, LoopTable>,
+}
+
+/// `[loop.NAME]`: its steps are expanded to `NAME@0`, `NAME@1`, ...
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct LoopTable {
+    /// The number of generations.
+    #[schemars(range(min = 1, max = MAX_GENERATIONS))]
+    count: u32,
+    /// Carried references: `carry.X` in generation 0 (`carry = { data = "blocks.train" }`).
+    #[serde(default)]
+    carry: BTreeMap<String, String>,
+    /// What `carry.X` is in generation g+1, resolved in generation g (same keys as `carry`).
+    #[serde(default)]
+    next: BTreeMap<String, String>,
+    /// The steps of one generation. A bare loop-step name means the same generation's.
+    steps: BTreeMap<String, StepParams>,
+}
+
+/// The JSON Schema (draft 2020-12) of the experiment file format.
+pub fn json_schema() -> Value {
+    let schema = schemars::schema_for!(ExperimentFile);
+    let mut value = serde_json::to_value(&schema).unwrap_or(Value::Null);
+    let defaults = defaults_schema(&value);
+    if let Some(slot) = value.pointer_mut("/properties/defaults") {
+        let description = slot.get("description").cloned();
+        *slot = defaults;
+        if let (Some(description), Some(obj)) = (description, slot.as_object_mut()) {
+            obj.insert("description".into(), description);
+        }
+    }
+    // Names of sources, steps, loops and carried values.
+    let name = json!({ "pattern": NAME_PATTERN });
+    for pointer in [
+        "/properties/sources",
+        "/properties/steps",
+        "/properties/loop",
+        "/$defs/LoopTable/properties/steps",
+        "/$defs/LoopTable/properties/carry",
+        "/$defs/LoopTable/properties/next",
+    ] {
+        if let Some(obj) = value.pointer_mut(pointer).and_then(Value::as_object_mut) {
+            obj.insert("propertyNames".into(), name.clone());
+        }
+    }
+    value
+}
+
+/// What [`super::raw::is_valid_name`] accepts.
+const NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_-]*$";
+
+/// `[defaults.KIND]`: for each kind, that kind's parameters with none required
+/// and no `kind` key. Derived from the step schema, so new kinds appear by themselves.
+fn defaults_schema(root: &Value) -> Value {
+    let mut properties = Map::new();
+    let variants = root
+        .pointer("/$defs/StepParams/oneOf")
+        .and_then(Value::as_array);
+    for variant in variants.into_iter().flatten() {
+        let variant = resolve(root, variant);
+        let Some(kind) = variant
+            .pointer("/properties/kind/const")
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        let mut partial = variant.clone();
+        if let Some(obj) = partial.as_object_mut() {
+            obj.shift_remove("required");
+            if let Some(props) = obj.get_mut("properties").and_then(Value::as_object_mut) {
+                props.shift_remove("kind");
+            }
+        }
+        properties.insert(kind.to_string(), partial);
+    }
+    json!({ "type": "object", "properties": properties, "additionalProperties": false })
+}
+
+/// The parameter names of `kind` (without `kind`), in declaration order; empty
+/// for an unknown kind.
+pub(crate) fn kind_fields(kind: &str) -> Vec<String> {
+    let schema = schemars::schema_for!(StepParams);
+    let root = schema.as_value();
+    let variants = root.get("oneOf").and_then(Value::as_array);
+    variants
+        .into_iter()
+        .flatten()
+        .map(|variant| resolve(root, variant))
+        .find(|variant| {
+            variant
+                .pointer("/properties/kind/const")
+                .and_then(Value::as_str)
+                == Some(kind)
+        })
+        .and_then(|variant| variant.get("properties").and_then(Value::as_object))
+        .map(|properties| {
+            properties
+                .keys()
+                .filter(|k| *k != "kind")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Follows a local `$ref` (`#/$defs/X`) once.
+fn resolve<'a>(root: &'a Value, value: &'a Value) -> &'a Value {
+    match value
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix('#'))
+    {
+        Some(pointer) => root.pointer(pointer).unwrap_or(value),
+        None => value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_fields_lists_a_kinds_parameters() {
+        let fields = kind_fields("tokenize");
+        assert_eq!(fields[..3], ["data", "tokenizer", "block_size"]);
+        assert!(!fields.contains(&"kind".to_string()));
+        assert!(kind_fields("no-such-kind").is_empty());
+    }
+}
