@@ -87,7 +87,7 @@ impl StepStatus {
 
 pub fn statuses(plan: &Plan, store: Option<&Store>, options: &RunOptions) -> Result<Vec<StepStatus>, CliError> {
     let entries = match store {
-        Some(store) => store.entries()?,
+        Some(store) => store.entries()?.entries,
         None => Vec::new(),
     };
     let cached: HashSet<_> = entries.iter().map(|e| e.key).collect();

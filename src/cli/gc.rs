@@ -54,9 +54,19 @@ pub fn run(args: GcArgs) -> Result<Success, CliError> {
     let store = common::open_store(&args.store)?;
     let report = store.gc(&keep, args.dry_run)?;
     let verb = if args.dry_run { "would remove" } else { "removed" };
-    for removed in &report.removed {
-        println!("{verb} {removed}");
+    for (key, bytes) in &report.removed_entries {
+        println!("{verb} entry {key} ({bytes} bytes)");
     }
-    println!("{verb} {} entries, {} bytes; kept {}", report.removed.len(), report.bytes_freed, report.kept);
+    for key in &report.skipped_locked {
+        println!("kept entry {key}: another xp process holds it");
+    }
+    println!(
+        "{verb} {} entries, {} staging, {} scratch and {} quarantined directories: {} bytes",
+        report.removed_entries.len(),
+        report.removed_staging.len(),
+        report.removed_scratch.len(),
+        report.removed_quarantine.len(),
+        report.bytes_freed
+    );
     Ok(Success::Ok)
 }

@@ -6,7 +6,6 @@ use serde_json::json;
 use super::common;
 use super::exit::Success;
 use super::{CliError, ExperimentArgs, StoreArgs};
-use crate::store::Lookup;
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
@@ -25,10 +24,7 @@ pub fn run(args: ShowArgs) -> Result<Success, CliError> {
     for (i, step) in plan.steps.iter().enumerate() {
         let key = step.key.key();
         let entry = match (&store, key) {
-            (Some(store), Some(key)) => match store.peek(&key)? {
-                Lookup::Hit(entry) => Some(entry),
-                _ => None,
-            },
+            (Some(store), Some(key)) => store.lookup(&key)?.hit(),
             _ => None,
         };
         let status = match (&entry, key) {

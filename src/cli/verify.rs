@@ -2,7 +2,10 @@
 
 use clap::Args;
 
+use serde_json::json;
+
 use super::common;
+use crate::store::VerifyOptions;
 use super::exit::Success;
 use super::{CliError, StoreArgs};
 
@@ -19,19 +22,42 @@ pub struct VerifyArgs {
 
 pub fn run(args: VerifyArgs) -> Result<Success, CliError> {
     let store = common::open_store(&args.store)?;
-    let report = store.verify(args.quarantine)?;
+    let report = store.verify(VerifyOptions { quarantine: args.quarantine })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
+        let corrupt: Vec<_> = report
+            .corrupt
+            .iter()
+            .map(|c| {
+                json!({
+                    "key": c.key.to_hex(),
+                    "problems": c.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                    "quarantined_to": c.quarantined_to,
+                })
+            })
+            .collect();
+        let unrecognized: Vec<_> = report.unrecognized.iter().map(|b| b.dir.display().to_string()).collect();
+        let out = json!({
+            "entries": report.entries,
+            "files": report.files,
+            "bytes_hashed": report.bytes_hashed,
+            "corrupt": corrupt,
+            "unrecognized": unrecognized,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
     } else {
-        for entry in &report.problems {
-            println!("CORRUPT {} ({}): {}", entry.key, entry.step, entry.describe());
+        for corruption in &report.corrupt {
+            println!("CORRUPT {corruption}");
+        }
+        for broken in &report.unrecognized {
+            println!("UNRECOGNIZED {}: {}", broken.dir.display(), broken.reason);
         }
         println!(
-            "{} entries checked, {} corrupt{}",
-            report.checked,
-            report.problems.len(),
-            if args.quarantine && !report.problems.is_empty() { " (moved to quarantine)" } else { "" }
+            "{} entries, {} files, {} bytes checked: {} corrupt",
+            report.entries,
+            report.files,
+            report.bytes_hashed,
+            report.corrupt.len() + report.unrecognized.len()
         );
     }
-    Ok(if report.problems.is_empty() { Success::Ok } else { Success::CorruptEntries })
+    Ok(if report.is_clean() { Success::Ok } else { Success::CorruptEntries })
 }

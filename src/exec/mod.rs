@@ -15,7 +15,7 @@ use chrono::Utc;
 use crate::digest::StepKey;
 use crate::plan::{KeyState, Plan, PlannedInput};
 use crate::steps::context::{InputLocation, StepContext};
-use crate::store::{Begin, Lookup, ManifestInfo, Store, StoreError};
+use crate::store::{Begin, LookupOutcome, ManifestInfo, Outcome, Store, StoreError};
 use events::{EventSink, RunEvent, RunReason};
 
 /// Which steps to execute even when cached.
@@ -95,35 +95,34 @@ pub fn execute_step(
         }
     };
     let step = planned.name.clone();
-    let mut reason = RunReason::NotCached;
-    if options.forced(&step) {
-        reason = RunReason::Forced;
-        store.remove(&key)?;
+    let waiting = |wait: &crate::store::LockWait| {
+        events.emit(RunEvent::StepWaiting { step: step.clone(), key, holder: wait.to_string() })
+    };
+    let (staging, reason) = if options.forced(&step) {
+        (store.begin_rerun(&key, waiting)?, RunReason::Forced)
     } else {
-        match store.lookup(&key)? {
-            Lookup::Hit(_) => {
+        let reason = match store.lookup(&key)? {
+            LookupOutcome::Hit(_) => {
                 events.emit(RunEvent::StepCached { step, key });
                 return Ok(StepResult::Cached);
             }
-            Lookup::Corrupt { files } => reason = RunReason::Corrupt { files },
-            Lookup::Miss => {}
+            LookupOutcome::Corrupt(corruption) => RunReason::Corrupt {
+                files: corruption.problems.iter().map(|p| p.to_string()).collect(),
+            },
+            LookupOutcome::Miss => RunReason::NotCached,
+        };
+        match store.begin(&key, waiting)? {
+            Begin::Published(_) => {
+                events.emit(RunEvent::StepFinished {
+                    step,
+                    key,
+                    duration: Default::default(),
+                    by_other_process: true,
+                });
+                return Ok(StepResult::ByOtherProcess);
+            }
+            Begin::Staging(staging) => (staging, reason),
         }
-    }
-
-    let waiting = |holder: &str| {
-        events.emit(RunEvent::StepWaiting { step: step.clone(), key, holder: holder.to_string() })
-    };
-    let staging = match store.begin(&key, &waiting)? {
-        Begin::Published(_) => {
-            events.emit(RunEvent::StepFinished {
-                step,
-                key,
-                duration: Default::default(),
-                by_other_process: true,
-            });
-            return Ok(StepResult::ByOtherProcess);
-        }
-        Begin::Staging(staging) => staging,
     };
 
     let inputs = input_locations(plan, index, store, sources)?;
@@ -165,8 +164,7 @@ pub fn execute_step(
         metrics: outcome.metrics,
         backend: plan.experiment.meta.backend.clone(),
         started_at,
-        finished_at: Utc::now(),
-        duration_s: duration.as_secs_f64(),
+        outcome: Outcome::Completed,
     })?;
     events.emit(RunEvent::StepFinished { step, key, duration, by_other_process: false });
     Ok(StepResult::Executed)
@@ -197,10 +195,7 @@ fn input_locations(
                         input: output.clone(),
                     };
                     let key = producer.key.key().ok_or_else(missing)?;
-                    let entry = match store.lookup(&key)? {
-                        Lookup::Hit(entry) => entry,
-                        _ => return Err(missing()),
-                    };
+                    let entry = store.lookup(&key)?.hit().ok_or_else(missing)?;
                     locations.push(InputLocation { path: entry.out_dir().join(path), splits: None });
                 }
             }
