@@ -12,5 +12,7 @@ pub(crate) mod test_support;
 pub use blocks::{BLOCK_FILE_MAGIC, BLOCK_FILE_VERSION, Blocks, read_blocks, write_blocks};
 pub use error::DataError;
 pub use grouping::{GroupMode, HF_MAP_BATCH_SIZE, group_into_blocks};
-pub use rows::{RowFormat, SUPPORTED_EXTENSIONS, read_rows, split_lines};
+pub use rows::{
+    LineMode, RowFormat, RowOptions, SUPPORTED_EXTENSIONS, read_rows, read_rows_with, split_lines,
+};
 pub use stats::{BlockStats, DataStats};

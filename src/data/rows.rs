@@ -8,6 +8,13 @@
 //!   final line ending does not make an extra empty row, a last line without a
 //!   line ending is still a row, and a UTF-8 BOM is kept (plain `utf-8`, not
 //!   `utf-8-sig`). Invalid UTF-8 is an error, as with Python's strict decoding.
+//!   Two other line modes exist ([`LineMode`]): `keep_linebreaks` (the text
+//!   loader's `keep_linebreaks=True`: each row keeps its `"\n"`), and
+//!   `wikitext`, the row semantics of the `wikitext` loading script that the
+//!   paper's data came from (`for row in f: yield row if row.strip() else ""`):
+//!   rows keep their `"\n"`, whitespace-only lines become `""`. Reading a local
+//!   `wiki.train.raw` in `wikitext` mode gives exactly the rows of the Hub's
+//!   `Salesforce/wikitext` parquet files, which is what parity needs.
 //! - `.jsonl`: one JSON object per line, the text in a string field. Blank
 //!   lines are skipped (pyarrow's JSON reader, behind `datasets`' `json`
 //!   loader, ignores them).
@@ -20,6 +27,7 @@ use std::path::Path;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 use parquet::schema::types::Type as ParquetType;
+use serde::{Deserialize, Serialize};
 
 use super::DataError;
 
@@ -66,14 +74,58 @@ impl RowFormat {
     }
 }
 
+/// How a `.txt` / `.raw` file's lines become rows (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineMode {
+    /// `datasets`' `text` loader defaults: the line ending is dropped.
+    #[default]
+    Text,
+    /// The `text` loader with `keep_linebreaks=True`: rows end with `"\n"`
+    /// (except a last line that had no ending).
+    KeepLinebreaks,
+    /// The `wikitext` loading script: like `keep_linebreaks`, but a line of
+    /// only whitespace is the empty row `""`.
+    Wikitext,
+}
+
+/// Options of [`read_rows_with`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RowOptions {
+    /// The JSON field or parquet column holding the text.
+    pub text_field: String,
+    /// How line files are split into rows (ignored for `.jsonl` / `.parquet`).
+    pub line_mode: LineMode,
+}
+
+impl Default for RowOptions {
+    fn default() -> Self {
+        Self {
+            text_field: "text".to_string(),
+            line_mode: LineMode::Text,
+        }
+    }
+}
+
 /// Reads every row of a `.txt`/`.raw`, `.jsonl` or `.parquet` file.
 /// `text_field` names the JSON field or parquet column holding the text
-/// (ignored for line files). See the module docs for the exact semantics.
+/// (ignored for line files, which use [`LineMode::Text`]). See the module docs.
 pub fn read_rows(path: &Path, text_field: &str) -> Result<Vec<String>, DataError> {
+    read_rows_with(
+        path,
+        &RowOptions {
+            text_field: text_field.to_string(),
+            line_mode: LineMode::Text,
+        },
+    )
+}
+
+/// [`read_rows`] with every option.
+pub fn read_rows_with(path: &Path, options: &RowOptions) -> Result<Vec<String>, DataError> {
     match RowFormat::from_path(path)? {
-        RowFormat::Lines => read_text_rows(path),
-        RowFormat::JsonLines => read_jsonl_rows(path, text_field),
-        RowFormat::Parquet => read_parquet_rows(path, text_field),
+        RowFormat::Lines => read_text_rows(path, options.line_mode),
+        RowFormat::JsonLines => read_jsonl_rows(path, &options.text_field),
+        RowFormat::Parquet => read_parquet_rows(path, &options.text_field),
     }
 }
 
@@ -88,17 +140,42 @@ fn read_utf8(path: &Path) -> Result<String, DataError> {
     })
 }
 
-fn read_text_rows(path: &Path) -> Result<Vec<String>, DataError> {
-    Ok(split_lines(&read_utf8(path)?)
+fn read_text_rows(path: &Path, mode: LineMode) -> Result<Vec<String>, DataError> {
+    let text = read_utf8(path)?;
+    let lines = split_lines_with_endings(&text);
+    Ok(lines
         .into_iter()
-        .map(str::to_string)
+        .map(|(line, ended)| match mode {
+            LineMode::Text => line.to_string(),
+            // Python's universal newlines turn every ending into "\n".
+            LineMode::KeepLinebreaks => with_ending(line, ended),
+            LineMode::Wikitext if line.trim().is_empty() => String::new(),
+            LineMode::Wikitext => with_ending(line, ended),
+        })
         .collect())
+}
+
+fn with_ending(line: &str, ended: bool) -> String {
+    if ended {
+        format!("{line}\n")
+    } else {
+        line.to_string()
+    }
 }
 
 /// Splits text into lines the way Python's universal-newline reading followed
 /// by `readlines()` + `rstrip("\n")` does: `\n`, `\r\n` and `\r` end a line, the
 /// ending is dropped, and text after the last ending (if any) is a last line.
 pub fn split_lines(text: &str) -> Vec<&str> {
+    split_lines_with_endings(text)
+        .into_iter()
+        .map(|(line, _)| line)
+        .collect()
+}
+
+/// Lines without their endings, each with whether it had one (only the last
+/// line can lack it).
+fn split_lines_with_endings(text: &str) -> Vec<(&str, bool)> {
     let bytes = text.as_bytes();
     let mut lines = Vec::new();
     let mut start = 0;
@@ -106,12 +183,12 @@ pub fn split_lines(text: &str) -> Vec<&str> {
     while i < bytes.len() {
         match bytes[i] {
             b'\n' => {
-                lines.push(&text[start..i]);
+                lines.push((&text[start..i], true));
                 i += 1;
                 start = i;
             }
             b'\r' => {
-                lines.push(&text[start..i]);
+                lines.push((&text[start..i], true));
                 i += if bytes.get(i + 1) == Some(&b'\n') {
                     2
                 } else {
@@ -123,7 +200,7 @@ pub fn split_lines(text: &str) -> Vec<&str> {
         }
     }
     if start < bytes.len() {
-        lines.push(&text[start..]);
+        lines.push((&text[start..], false));
     }
     lines
 }

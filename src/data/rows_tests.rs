@@ -40,6 +40,61 @@ fn text_lines_follow_the_hf_text_loader() {
 }
 
 #[test]
+fn line_modes_keep_linebreaks_and_wikitext() {
+    let dir = tempfile::tempdir().unwrap();
+    // A miniature wiki.train.raw: blank lines in wikitext are " \n".
+    let path = write(
+        dir.path(),
+        "wiki.train.raw",
+        b" \n = Valkyria Chronicles III = \n \n Senjo no Valkyria 3 \r\n\t\nlast",
+    );
+    let read = |line_mode| {
+        let options = RowOptions {
+            line_mode,
+            ..RowOptions::default()
+        };
+        read_rows_with(&path, &options).unwrap()
+    };
+    assert_eq!(
+        read(LineMode::Text),
+        [
+            " ",
+            " = Valkyria Chronicles III = ",
+            " ",
+            " Senjo no Valkyria 3 ",
+            "\t",
+            "last"
+        ]
+    );
+    assert_eq!(
+        read(LineMode::KeepLinebreaks),
+        [
+            " \n",
+            " = Valkyria Chronicles III = \n",
+            " \n",
+            " Senjo no Valkyria 3 \n",
+            "\t\n",
+            "last"
+        ]
+    );
+    // The rows HF's Salesforce/wikitext holds: "\n" kept, blank lines empty.
+    assert_eq!(
+        read(LineMode::Wikitext),
+        [
+            "",
+            " = Valkyria Chronicles III = \n",
+            "",
+            " Senjo no Valkyria 3 \n",
+            "",
+            "last"
+        ]
+    );
+    assert_eq!(read_rows(&path, "text").unwrap(), read(LineMode::Text));
+    let json = serde_json::to_string(&LineMode::KeepLinebreaks).unwrap();
+    assert_eq!(json, "\"keep_linebreaks\"");
+}
+
+#[test]
 fn invalid_utf8_names_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "bad.txt", b"ok\nok\nbad \xff here\n");

@@ -43,6 +43,13 @@ pub enum SourceError {
         available: String,
     },
 
+    #[error("source `{spec}`: {source}")]
+    Rows {
+        spec: String,
+        #[source]
+        source: crate::data::DataError,
+    },
+
     #[error("source `{spec}`: {what}; available in the repository: {available}")]
     MissingRepoFiles {
         spec: String,

@@ -384,13 +384,16 @@ fn dataset_config_files_grouped_by_split() {
     // a revision with slashes is cached under refs/refs/convert/parquet.
     let conv = spec("hf:datasets/acme/wiki/conv@refs/convert/parquet");
     let r = resolve(&conv, &online).unwrap();
-    let tests: Vec<String> = r
-        .split("test")
-        .unwrap()
-        .iter()
-        .flat_map(|p| read_rows(p, "text").unwrap())
-        .collect();
+    let tests = r.read_split("test", &Default::default()).unwrap();
     assert_eq!(tests, ["t0\n", "t1\n"]);
+    let msg = r
+        .read_split("train", &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("no split `train` (splits found: test)"),
+        "{msg}"
+    );
     assert!(
         cache
             .path()

@@ -107,6 +107,24 @@ impl ResolvedSource {
         self.files.iter().find(|f| f.name == name)
     }
 
+    /// Every row of `split`, its files read in shard order and concatenated.
+    pub fn read_split(
+        &self,
+        split: &str,
+        options: &crate::data::RowOptions,
+    ) -> Result<Vec<String>, SourceError> {
+        let mut rows = Vec::new();
+        for path in self.split(split)? {
+            let more =
+                crate::data::read_rows_with(path, options).map_err(|source| SourceError::Rows {
+                    spec: self.spec.to_string(),
+                    source,
+                })?;
+            rows.extend(more);
+        }
+        Ok(rows)
+    }
+
     /// The data files of `split`, or an error naming the splits there are.
     pub fn split(&self, split: &str) -> Result<&[PathBuf], SourceError> {
         self.splits
