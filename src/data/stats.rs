@@ -88,4 +88,40 @@ mod tests {
         assert_eq!(json["blocks"]["distinct_ids"], 4);
         assert_eq!(json["dropped_tokens"], 1);
     }
+
+    /// The whole flow on a miniature wikitext: raw file (text line mode)
+    /// -> OPT-style tokenizer -> blocks -> block file -> stats.
+    #[test]
+    fn raw_rows_to_block_file_end_to_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("wiki.train.raw");
+        std::fs::write(&raw, "I like you.\n \nI\n").unwrap();
+        let options = crate::data::RowOptions {
+            line_mode: crate::data::LineMode::Text,
+            ..Default::default()
+        };
+        let texts = crate::data::read_rows_with(&raw, &options).unwrap();
+        assert_eq!(texts, ["I like you.", " ", "I"]);
+        let fixture =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data/opt-mini");
+        let tok = crate::tokenizer::load_tokenizer(&fixture).unwrap();
+        let ids = crate::tokenizer::encode_rows(&tok, &texts).unwrap();
+        // " " is the byte-level space token 220 after the prepended </s>.
+        assert_eq!(
+            ids,
+            vec![vec![2, 100, 101, 47, 4], vec![2, 220], vec![2, 100]]
+        );
+        let blocks = group_into_blocks(&ids, 4, GroupMode::Global).unwrap();
+        assert_eq!(blocks.tokens(), &[2, 100, 101, 47, 4, 2, 220, 2]);
+        let path = dir.path().join("train.blocks");
+        crate::data::write_blocks(&path, &blocks).unwrap();
+        let back = crate::data::read_blocks(&path).unwrap();
+        assert_eq!(back, blocks);
+        let stats = DataStats::compute(&texts, &ids, &back);
+        assert_eq!(
+            (stats.rows, stats.row_tokens, stats.dropped_tokens),
+            (3, 9, 1)
+        );
+        assert_eq!(stats.blocks.distinct_ids, 6);
+    }
 }
