@@ -132,7 +132,10 @@ pub(crate) fn select_dataset_files(
             configs.into_iter().collect::<Vec<_>>().join(", ")
         };
         return Err(format!(
-            "{what} (folders with data files, i.e. configs: {configs})"
+            "{what} (folders with data files, i.e. configs: {configs}); a dataset \
+             that has a loading script instead of data files has its parquet \
+             conversion on the `refs/convert/parquet` revision: append \
+             `@refs/convert/parquet` to the source"
         ));
     }
     let mut files: Vec<String> = chosen.iter().map(|(n, _)| n.clone()).collect();
