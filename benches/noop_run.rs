@@ -35,7 +35,9 @@ grouping = "batched"
 
 fn xp(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xp"));
-    cmd.current_dir(dir).args(["run", "x.toml"]).env("XP_CACHE_DIR", dir.join("cache"));
+    cmd.current_dir(dir)
+        .args(["run", "x.toml"])
+        .env("XP_CACHE_DIR", dir.join("cache"));
     cmd
 }
 
@@ -43,7 +45,11 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("x.toml"), EXPERIMENT).expect("write experiment");
     let first = xp(dir.path()).output().expect("xp runs");
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
 
     let mut times: Vec<f64> = (0..20)
         .map(|_| {

@@ -4,14 +4,14 @@
 //! spec → plan → store → exec → steps → model/train/generate/eval → report.
 
 pub mod backend;
+pub mod cli;
 pub mod data;
 pub mod digest;
+pub mod exec;
 pub mod model;
+pub mod plan;
 pub mod source;
 pub mod spec;
 pub mod steps;
 pub mod store;
 pub mod tokenizer;
-pub mod cli;
-pub mod exec;
-pub mod plan;

@@ -6,7 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use common::{Project, THREE_LEVELS, events, steps_with, stderr, stdout};
+use common::{Project, THREE_LEVELS, events, stderr, stdout, steps_with};
 
 const ALL: [&str; 4] = ["blocks", "blocks_batched", "tok", "tok2"];
 
@@ -44,7 +44,10 @@ fn changing_one_parameter_reruns_that_step_and_its_descendants() {
     let plan = stdout(&p.run(&["plan", "x.toml", set[0], set[1]]));
     assert!(plan.contains("params.vocab_size: 300 → 280"), "{plan}");
     assert!(plan.contains("input `from`: `tok` will run"), "{plan}");
-    assert!(plan.contains("input `tokenizer`: `tok2` will run"), "{plan}");
+    assert!(
+        plan.contains("input `tokenizer`: `tok2` will run"),
+        "{plan}"
+    );
     let events = p.run_ok("x.toml", &set);
     assert_eq!(steps_with(&events, "step_started"), ALL);
 }
@@ -64,7 +67,10 @@ fn rerun_forces_a_step_and_its_dependents() {
     p.write("x.toml", THREE_LEVELS);
     p.run_ok("x.toml", &[]);
     let events = p.run_ok("x.toml", &["--rerun", "tok2"]);
-    assert_eq!(steps_with(&events, "step_started"), ["blocks", "blocks_batched", "tok2"]);
+    assert_eq!(
+        steps_with(&events, "step_started"),
+        ["blocks", "blocks_batched", "tok2"]
+    );
     let events = p.run_ok("x.toml", &["--rerun-all"]);
     assert_eq!(steps_with(&events, "step_started"), ALL);
     let out = p.run(&["run", "x.toml", "--rerun", "nope"]);
@@ -77,7 +83,12 @@ fn a_killed_step_publishes_nothing_and_the_next_run_completes() {
     // Big enough that training the tokenizer takes a while.
     let p = Project::new(60_000);
     p.write("x.toml", THREE_LEVELS);
-    let mut child = p.xp(&["run", "x.toml", "--json"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = p
+        .xp(&["run", "x.toml", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let reader = BufReader::new(child.stdout.take().unwrap());
     for line in reader.lines() {
         let line = line.unwrap();
@@ -88,7 +99,11 @@ fn a_killed_step_publishes_nothing_and_the_next_run_completes() {
     // SIGKILL: no chance to clean up.
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(p.entries().is_empty(), "a killed step must not publish: {:?}", p.entries());
+    assert!(
+        p.entries().is_empty(),
+        "a killed step must not publish: {:?}",
+        p.entries()
+    );
 
     let events = p.run_ok("x.toml", &[]);
     assert_eq!(steps_with(&events, "step_started"), ALL);
@@ -100,7 +115,13 @@ fn a_killed_step_publishes_nothing_and_the_next_run_completes() {
 fn two_concurrent_runs_execute_each_key_once() {
     let p = Project::new(3_000);
     p.write("x.toml", THREE_LEVELS);
-    let spawn = || p.xp(&["run", "x.toml", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let spawn = || {
+        p.xp(&["run", "x.toml", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     let (a, b) = (spawn(), spawn());
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success(), "{}", stderr(&a));
@@ -108,7 +129,10 @@ fn two_concurrent_runs_execute_each_key_once() {
     let mut started = steps_with(&events(&a), "step_started");
     started.extend(steps_with(&events(&b), "step_started"));
     started.sort();
-    assert_eq!(started, ALL, "every key executed exactly once across both runs");
+    assert_eq!(
+        started, ALL,
+        "every key executed exactly once across both runs"
+    );
     assert_eq!(p.entries().len(), 4);
     let verify = p.run(&["verify"]);
     assert!(verify.status.success(), "{}", stdout(&verify));
@@ -121,8 +145,18 @@ fn a_flipped_byte_is_reported_and_recomputed() {
     p.run_ok("x.toml", &[]);
     let show: serde_json::Value =
         serde_json::from_str(&stdout(&p.run(&["show", "x.toml", "--json"]))).unwrap();
-    let blocks = show.as_array().unwrap().iter().find(|s| s["step"] == "blocks").unwrap();
-    let train = blocks["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "train").unwrap();
+    let blocks = show
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "blocks")
+        .unwrap();
+    let train = blocks["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "train")
+        .unwrap();
     let path = std::path::PathBuf::from(train["path"].as_str().unwrap());
     let mut bytes = std::fs::read(&path).unwrap();
     let last = bytes.len() - 1;
@@ -132,11 +166,18 @@ fn a_flipped_byte_is_reported_and_recomputed() {
     let verify = p.run(&["verify"]);
     assert_eq!(verify.status.code(), Some(3), "{}", stdout(&verify));
     assert!(stdout(&verify).contains("CORRUPT"), "{}", stdout(&verify));
-    assert!(stdout(&verify).contains("train.blocks"), "{}", stdout(&verify));
+    assert!(
+        stdout(&verify).contains("train.blocks"),
+        "{}",
+        stdout(&verify)
+    );
 
     let events = p.run_ok("x.toml", &[]);
     assert_eq!(steps_with(&events, "step_started"), ["blocks"]);
-    let started = events.iter().find(|e| e["event"] == "step_started").unwrap();
+    let started = events
+        .iter()
+        .find(|e| e["event"] == "step_started")
+        .unwrap();
     assert_eq!(started["reason"]["reason"], "corrupt");
     assert!(p.run(&["verify"]).status.success());
 }
@@ -149,7 +190,11 @@ fn gc_keeps_what_experiments_use() {
     p.run_ok("x.toml", &["--set", "steps.blocks.block_size=8"]);
     assert_eq!(p.entries().len(), 5);
     let out = p.run(&["gc", "x.toml", "--dry-run"]);
-    assert!(stdout(&out).contains("would remove 1 entries"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("would remove 1 entries"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(p.entries().len(), 5);
     let out = p.run(&["gc", "x.toml"]);
     assert!(out.status.success(), "{}", stderr(&out));

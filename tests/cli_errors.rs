@@ -10,8 +10,14 @@ fn check(p: &Project, text: &str, expect_location: &str, expect_message: &str) {
         let out = p.run(&[command, "bad.toml"]);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "xp {command}: {err}");
-        assert!(err.contains(&format!("bad.toml:{expect_location}")), "xp {command}: expected bad.toml:{expect_location} in:\n{err}");
-        assert!(err.contains(expect_message), "xp {command}: expected `{expect_message}` in:\n{err}");
+        assert!(
+            err.contains(&format!("bad.toml:{expect_location}")),
+            "xp {command}: expected bad.toml:{expect_location} in:\n{err}"
+        );
+        assert!(
+            err.contains(expect_message),
+            "xp {command}: expected `{expect_message}` in:\n{err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
     }
 }
@@ -25,8 +31,15 @@ fn malformed_toml() {
 #[test]
 fn unknown_key_lists_the_valid_ones() {
     let p = Project::new(10);
-    let text = THREE_LEVELS.replace("block_size = 16\n\n[steps.blocks_batched]", "blok_size = 16\n\n[steps.blocks_batched]");
-    let line = text.lines().position(|l| l.starts_with("blok_size")).unwrap() + 1;
+    let text = THREE_LEVELS.replace(
+        "block_size = 16\n\n[steps.blocks_batched]",
+        "blok_size = 16\n\n[steps.blocks_batched]",
+    );
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("blok_size"))
+        .unwrap()
+        + 1;
     check(&p, &text, &format!("{line}:1"), "block_size");
 }
 
@@ -34,7 +47,11 @@ fn unknown_key_lists_the_valid_ones() {
 fn wrong_type() {
     let p = Project::new(10);
     let text = THREE_LEVELS.replace("vocab_size = 300", "vocab_size = \"big\"");
-    let line = text.lines().position(|l| l.starts_with("vocab_size")).unwrap() + 1;
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("vocab_size"))
+        .unwrap()
+        + 1;
     check(&p, &text, &format!("{line}:14"), "");
 }
 
@@ -60,7 +77,7 @@ from = "b.tokenizer"
 kind = "tokenizer"
 from = "a.tokenizer"
 "#;
-    check(&p, text, "4:1", "a → b → a");
+    check(&p, text, "4:8", "a → b → a");
 }
 
 #[test]

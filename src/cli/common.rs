@@ -34,7 +34,11 @@ pub fn open_store(args: &StoreArgs) -> Result<Store, CliError> {
 
 /// Read-only commands must not create a store where there is none.
 pub fn open_store_if_exists(args: &StoreArgs) -> Result<Option<Store>, CliError> {
-    if args.cache_dir.exists() { open_store(args).map(Some) } else { Ok(None) }
+    if args.cache_dir.exists() {
+        open_store(args).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 pub fn run_options(plan: &Plan, rerun: &[String], rerun_all: bool) -> Result<RunOptions, CliError> {
@@ -50,9 +54,16 @@ pub fn run_options(plan: &Plan, rerun: &[String], rerun_all: bool) -> Result<Run
         // A forced step's dependents are keyed by its key, not by what it
         // produced: force them too, or they would keep results from before.
         forced.insert(name.clone());
-        forced.extend(plan.descendants(index).into_iter().map(|d| plan.steps[d].name.clone()));
+        forced.extend(
+            plan.descendants(index)
+                .into_iter()
+                .map(|d| plan.steps[d].name.clone()),
+        );
     }
-    Ok(RunOptions { rerun: forced, rerun_all })
+    Ok(RunOptions {
+        rerun: forced,
+        rerun_all,
+    })
 }
 
 /// A step's status in the light of the store.
@@ -79,13 +90,20 @@ impl StepStatus {
             StepStatus::Cached => vec![],
             StepStatus::WillRun(reasons) => reasons.clone(),
             StepStatus::NeedsSources(sources) => {
-                vec![format!("key unknown until source(s) {} are fetched", sources.join(", "))]
+                vec![format!(
+                    "key unknown until source(s) {} are fetched",
+                    sources.join(", ")
+                )]
             }
         }
     }
 }
 
-pub fn statuses(plan: &Plan, store: Option<&Store>, options: &RunOptions) -> Result<Vec<StepStatus>, CliError> {
+pub fn statuses(
+    plan: &Plan,
+    store: Option<&Store>,
+    options: &RunOptions,
+) -> Result<Vec<StepStatus>, CliError> {
     let entries = match store {
         Some(store) => store.entries()?.entries,
         None => Vec::new(),
@@ -94,7 +112,9 @@ pub fn statuses(plan: &Plan, store: Option<&Store>, options: &RunOptions) -> Res
     let mut out: Vec<StepStatus> = Vec::with_capacity(plan.steps.len());
     for step in &plan.steps {
         let status = match &step.key {
-            KeyState::Unknown { missing_sources } => StepStatus::NeedsSources(missing_sources.clone()),
+            KeyState::Unknown { missing_sources } => {
+                StepStatus::NeedsSources(missing_sources.clone())
+            }
             KeyState::Known { .. } if options.rerun_all || options.rerun.contains(&step.name) => {
                 StepStatus::WillRun(vec!["forced by --rerun".into()])
             }
@@ -134,14 +154,23 @@ fn describe_change(
             .filter(|(s, _)| *s == slot)
             .flat_map(|(_, inputs)| inputs)
             .filter_map(|input| match input {
-                PlannedInput::Output { step, .. } if matches!(earlier[*step], StepStatus::WillRun(_)) => {
+                PlannedInput::Output { step, .. }
+                    if matches!(earlier[*step], StepStatus::WillRun(_)) =>
+                {
                     Some(plan.steps[*step].name.as_str())
                 }
                 _ => None,
             })
             .collect();
         if !producers.is_empty() {
-            return format!("input `{slot}`: {} will run", producers.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", "));
+            return format!(
+                "input `{slot}`: {} will run",
+                producers
+                    .iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
         return format!("input `{slot}` changed: {change}");
     }

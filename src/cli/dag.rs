@@ -34,7 +34,10 @@ fn edges(plan: &Plan) -> Vec<(usize, usize, String)> {
     for (i, step) in plan.steps.iter().enumerate() {
         for (slot, inputs) in &step.inputs {
             for input in inputs {
-                if let crate::plan::PlannedInput::Output { step: from, output, .. } = input {
+                if let crate::plan::PlannedInput::Output {
+                    step: from, output, ..
+                } = input
+                {
                     out.push((*from, i, format!("{output} → {slot}")));
                 }
             }
@@ -64,9 +67,17 @@ pub fn render(plan: &Plan, format: DagFormat) -> String {
             }
         }
         DagFormat::Dot => {
-            s += &format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n", plan.experiment.meta.name);
+            s += &format!(
+                "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n",
+                plan.experiment.meta.name
+            );
             for (i, step) in plan.steps.iter().enumerate() {
-                s += &format!("  \"{}\" [label=\"{}\\n({})\"];\n", step.name, step.name, kind(i));
+                s += &format!(
+                    "  \"{}\" [label=\"{}\\n({})\"];\n",
+                    step.name,
+                    step.name,
+                    kind(i)
+                );
             }
             for (from, to, label) in edges(plan) {
                 s += &format!(

@@ -34,21 +34,33 @@ pub fn run(args: ExecStepArgs) -> Result<Success, CliError> {
     let resolved = oracle::resolve_sources(&experiment)
         .map_err(|e| CliError::SourceUnavailable(format!("error: {e}")))?;
     let plan = Plan::build(experiment, &resolved)?;
-    let index = plan
-        .index_of(&args.step)
-        .ok_or_else(|| CliError::Usage(format!("error: no step `{}` in {}", args.step, args.experiment.file.display())))?;
-    if let (Some(expected), Some(key)) = (&args.expect_key, plan.steps[index].key.key()) {
-        if key.to_hex() != *expected {
-            return Err(CliError::Usage(format!(
-                "error: step `{}` has key {} here but {expected} where it was submitted: the experiment file or its inputs differ between the two machines",
-                args.step,
-                key.to_hex()
-            )));
-        }
+    let index = plan.index_of(&args.step).ok_or_else(|| {
+        CliError::Usage(format!(
+            "error: no step `{}` in {}",
+            args.step,
+            args.experiment.file.display()
+        ))
+    })?;
+    if let (Some(expected), Some(key)) = (&args.expect_key, plan.steps[index].key.key())
+        && key.to_hex() != *expected
+    {
+        return Err(CliError::Usage(format!(
+            "error: step `{}` has key {} here but {expected} where it was submitted: \
+             the experiment file or its inputs differ between the two machines",
+            args.step,
+            key.to_hex()
+        )));
     }
     let store = common::open_store(&args.store)?;
     let events = reporter::for_output(args.json);
-    match exec::execute_step(&plan, index, &store, &resolved.locations, &Default::default(), events.as_ref()) {
+    match exec::execute_step(
+        &plan,
+        index,
+        &store,
+        &resolved.locations,
+        &Default::default(),
+        events.as_ref(),
+    ) {
         Ok(_) => Ok(Success::Ok),
         Err(ExecError::StepFailed { .. }) => Ok(Success::StepsFailed),
         Err(other) => Err(other.into()),

@@ -48,7 +48,10 @@ pub enum CliError {
     #[error("{0}")]
     Exec(#[from] ExecError),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 impl CliError {

@@ -32,7 +32,11 @@ pub struct GcArgs {
 pub fn run(args: GcArgs) -> Result<Success, CliError> {
     let mut keep = HashSet::new();
     for file in &args.files {
-        let plan = common::plan_offline(&ExperimentArgs { file: file.clone(), set: args.set.clone(), backend: None })?;
+        let plan = common::plan_offline(&ExperimentArgs {
+            file: file.clone(),
+            set: args.set.clone(),
+            backend: None,
+        })?;
         for step in &plan.steps {
             match &step.key {
                 KeyState::Known { key, .. } => {
@@ -53,7 +57,11 @@ pub fn run(args: GcArgs) -> Result<Success, CliError> {
     }
     let store = common::open_store(&args.store)?;
     let report = store.gc(&keep, args.dry_run)?;
-    let verb = if args.dry_run { "would remove" } else { "removed" };
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
     for (key, bytes) in &report.removed_entries {
         println!("{verb} entry {key} ({bytes} bytes)");
     }

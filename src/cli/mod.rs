@@ -4,8 +4,8 @@
 mod common;
 mod dag;
 mod exec_step;
-mod gc;
 pub mod exit;
+mod gc;
 mod plan;
 mod reporter;
 mod run;

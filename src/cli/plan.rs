@@ -61,13 +61,27 @@ pub fn run(args: PlanArgs) -> Result<Success, CliError> {
         return Ok(Success::Ok);
     }
 
-    println!("plan for `{}` ({})", plan.experiment.meta.name, plan.experiment.file.display());
+    println!(
+        "plan for `{}` ({})",
+        plan.experiment.meta.name,
+        plan.experiment.file.display()
+    );
     let width = plan.steps.iter().map(|s| s.name.len()).max().unwrap_or(4);
     for (step, status) in plan.steps.iter().zip(&statuses) {
-        let key = step.key.key().map(|k| k.short()).unwrap_or_else(|| "?".repeat(12));
+        let key = step
+            .key
+            .key()
+            .map(|k| k.short())
+            .unwrap_or_else(|| "?".repeat(12));
         let reasons = status.reasons();
         let first = reasons.first().cloned().unwrap_or_default();
-        println!("  {:<9} {:<width$}  {}  {}", status.label(), step.name, key, first);
+        println!(
+            "  {:<9} {:<width$}  {}  {}",
+            status.label(),
+            step.name,
+            key,
+            first
+        );
         for more in reasons.iter().skip(1) {
             println!("  {:<9} {:<width$}  {:12}  {}", "", "", "", more);
         }
@@ -85,7 +99,9 @@ pub fn run(args: PlanArgs) -> Result<Success, CliError> {
     );
     for (name, state) in &plan.sources {
         if let crate::plan::SourceState::MustFetch { what } = state {
-            println!("source `{name}` must be fetched: {what} (`xp run` downloads it; offline, populate the HF cache or use --set sources.{name}=/local/path)");
+            println!(
+                "source `{name}` must be fetched: {what} (`xp run` downloads it; offline, populate the HF cache or use --set sources.{name}=/local/path)"
+            );
         }
     }
     Ok(Success::Ok)

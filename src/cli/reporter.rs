@@ -37,23 +37,44 @@ fn reason_text(reason: &RunReason) -> String {
     match reason {
         RunReason::NotCached => String::new(),
         RunReason::Forced => " (forced)".into(),
-        RunReason::Corrupt { files } => format!(" (cached entry was corrupt: {}; recomputing)", files.join(", ")),
+        RunReason::Corrupt { files } => format!(
+            " (cached entry was corrupt: {}; recomputing)",
+            files.join(", ")
+        ),
     }
 }
 
 /// The line printed for every event but progress; None for progress.
 fn line_for(event: &RunEvent) -> Option<String> {
     Some(match event {
-        RunEvent::RunStarted { experiment, steps, to_run } => {
+        RunEvent::RunStarted {
+            experiment,
+            steps,
+            to_run,
+        } => {
             format!("running `{experiment}`: {steps} steps, {to_run} to execute")
         }
         RunEvent::StepCached { step, key } => format!("cached    {step} ({})", key.short()),
         RunEvent::StepWaiting { step, holder, .. } => format!("waiting   {step}: {holder}"),
-        RunEvent::StepStarted { step, key, kind, reason } => {
-            format!("start     {step} ({kind}, {}){}", key.short(), reason_text(reason))
+        RunEvent::StepStarted {
+            step,
+            key,
+            kind,
+            reason,
+        } => {
+            format!(
+                "start     {step} ({kind}, {}){}",
+                key.short(),
+                reason_text(reason)
+            )
         }
         RunEvent::StepProgress { .. } => return None,
-        RunEvent::StepFinished { step, duration, by_other_process, .. } => {
+        RunEvent::StepFinished {
+            step,
+            duration,
+            by_other_process,
+            ..
+        } => {
             if *by_other_process {
                 format!("done      {step} (by another xp process)")
             } else {
@@ -61,10 +82,19 @@ fn line_for(event: &RunEvent) -> Option<String> {
             }
         }
         RunEvent::StepFailed { step, error, .. } => format!("FAILED    {step}: {error}"),
-        RunEvent::StepSkipped { step, failed_dependency } => {
+        RunEvent::StepSkipped {
+            step,
+            failed_dependency,
+        } => {
             format!("skipped   {step} (depends on failed `{failed_dependency}`)")
         }
-        RunEvent::RunFinished { executed, cached, failed, skipped, duration } => {
+        RunEvent::RunFinished {
+            executed,
+            cached,
+            failed,
+            skipped,
+            duration,
+        } => {
             let mut s = format!("{executed} executed, {cached} cached");
             if *failed > 0 {
                 s += &format!(", {failed} FAILED, {skipped} skipped");
@@ -93,10 +123,19 @@ pub struct PlainReporter {
 
 impl EventSink for PlainReporter {
     fn emit(&self, event: RunEvent) {
-        if let RunEvent::StepProgress { step, done, total, unit, message } = &event {
+        if let RunEvent::StepProgress {
+            step,
+            done,
+            total,
+            unit,
+            message,
+        } = &event
+        {
             let mut last = self.last_progress.lock().expect("reporter lock");
             let now = Instant::now();
-            let due = last.get(step).is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(10));
+            let due = last
+                .get(step)
+                .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(10));
             let finished = total.is_some_and(|t| *done >= t);
             if due || finished {
                 last.insert(step.clone(), now);
@@ -119,7 +158,10 @@ pub struct BarReporter {
 
 impl BarReporter {
     fn new() -> Self {
-        BarReporter { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: Mutex::default() }
+        BarReporter {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::default(),
+        }
     }
 
     fn style(known_total: bool) -> ProgressStyle {
@@ -128,7 +170,9 @@ impl BarReporter {
         } else {
             "{spinner} {prefix:.bold} {pos} {msg} ({elapsed})"
         };
-        ProgressStyle::with_template(template).expect("valid template").progress_chars("=> ")
+        ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> ")
     }
 }
 
@@ -143,13 +187,19 @@ impl EventSink for BarReporter {
                 bar.enable_steady_tick(Duration::from_millis(200));
                 bars.insert(step.clone(), bar);
             }
-            RunEvent::StepProgress { step, done, total, unit, message } => {
+            RunEvent::StepProgress {
+                step,
+                done,
+                total,
+                unit,
+                message,
+            } => {
                 if let Some(bar) = bars.get(step) {
-                    if let Some(total) = total {
-                        if bar.length() != Some(*total) {
-                            bar.set_style(Self::style(true));
-                            bar.set_length(*total);
-                        }
+                    if let Some(total) = total
+                        && bar.length() != Some(*total)
+                    {
+                        bar.set_style(Self::style(true));
+                        bar.set_length(*total);
                     }
                     bar.set_position(*done);
                     bar.set_message(format!("{unit} {message}"));

@@ -6,9 +6,9 @@ use super::common;
 use super::exit::Success;
 use super::reporter;
 use super::{CliError, ExperimentArgs, StoreArgs};
+use crate::exec::Executor;
 use crate::exec::events::RunEvent;
 use crate::exec::local::LocalExecutor;
-use crate::exec::Executor;
 use crate::plan::Plan;
 use crate::source::oracle;
 
@@ -38,7 +38,10 @@ pub fn run(args: RunArgs) -> Result<Success, CliError> {
     let store = common::open_store(&args.store)?;
     let options = common::run_options(&plan, &args.rerun, args.rerun_all)?;
     let statuses = common::statuses(&plan, Some(&store), &options)?;
-    let to_run = statuses.iter().filter(|s| !matches!(s, common::StepStatus::Cached)).count();
+    let to_run = statuses
+        .iter()
+        .filter(|s| !matches!(s, common::StepStatus::Cached))
+        .count();
 
     let events = reporter::for_output(args.json);
     events.emit(RunEvent::RunStarted {
@@ -46,7 +49,13 @@ pub fn run(args: RunArgs) -> Result<Success, CliError> {
         steps: plan.steps.len(),
         to_run,
     });
-    let summary = LocalExecutor.run(&plan, &store, &resolved.locations, &options, events.as_ref())?;
+    let summary = LocalExecutor.run(
+        &plan,
+        &store,
+        &resolved.locations,
+        &options,
+        events.as_ref(),
+    )?;
     if summary.failed.is_empty() {
         if !args.json {
             eprintln!("store: {}", store.root().display());

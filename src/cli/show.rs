@@ -38,7 +38,9 @@ pub fn run(args: ShowArgs) -> Result<Success, CliError> {
             .outputs()
             .into_iter()
             .map(|(name, path)| {
-                let full = entry.as_ref().map(|e| e.out_dir().join(&path).display().to_string());
+                let full = entry
+                    .as_ref()
+                    .map(|e| e.out_dir().join(&path).display().to_string());
                 json!({"name": name, "path": full})
             })
             .collect();
@@ -58,8 +60,17 @@ pub fn run(args: ShowArgs) -> Result<Success, CliError> {
         return Ok(Success::Ok);
     }
     for row in &rows {
-        let key = row["key"].as_str().map(|k| &k[..12]).unwrap_or("????????????");
-        println!("{}  {}  {} ({})", row["step"].as_str().unwrap_or(""), key, row["status"].as_str().unwrap_or(""), row["kind"].as_str().unwrap_or(""));
+        let key = row["key"]
+            .as_str()
+            .map(|k| &k[..12])
+            .unwrap_or("????????????");
+        println!(
+            "{}  {}  {} ({})",
+            row["step"].as_str().unwrap_or(""),
+            key,
+            row["status"].as_str().unwrap_or(""),
+            row["kind"].as_str().unwrap_or("")
+        );
         for output in row["outputs"].as_array().into_iter().flatten() {
             if let Some(path) = output["path"].as_str() {
                 println!("    {} = {}", output["name"].as_str().unwrap_or(""), path);
@@ -77,7 +88,9 @@ pub fn run(args: ShowArgs) -> Result<Success, CliError> {
 /// Numbers with sensible precision; nested values as compact JSON.
 fn compact(value: &serde_json::Value) -> String {
     match value {
-        serde_json::Value::Number(n) if n.is_f64() => format!("{:.6}", n.as_f64().unwrap_or(f64::NAN)),
+        serde_json::Value::Number(n) if n.is_f64() => {
+            format!("{:.6}", n.as_f64().unwrap_or(f64::NAN))
+        }
         other => other.to_string(),
     }
 }

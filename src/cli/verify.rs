@@ -5,9 +5,9 @@ use clap::Args;
 use serde_json::json;
 
 use super::common;
-use crate::store::VerifyOptions;
 use super::exit::Success;
 use super::{CliError, StoreArgs};
+use crate::store::VerifyOptions;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -22,7 +22,9 @@ pub struct VerifyArgs {
 
 pub fn run(args: VerifyArgs) -> Result<Success, CliError> {
     let store = common::open_store(&args.store)?;
-    let report = store.verify(VerifyOptions { quarantine: args.quarantine })?;
+    let report = store.verify(VerifyOptions {
+        quarantine: args.quarantine,
+    })?;
     if args.json {
         let corrupt: Vec<_> = report
             .corrupt
@@ -35,7 +37,11 @@ pub fn run(args: VerifyArgs) -> Result<Success, CliError> {
                 })
             })
             .collect();
-        let unrecognized: Vec<_> = report.unrecognized.iter().map(|b| b.dir.display().to_string()).collect();
+        let unrecognized: Vec<_> = report
+            .unrecognized
+            .iter()
+            .map(|b| b.dir.display().to_string())
+            .collect();
         let out = json!({
             "entries": report.entries,
             "files": report.files,
@@ -59,5 +65,9 @@ pub fn run(args: VerifyArgs) -> Result<Success, CliError> {
             report.corrupt.len() + report.unrecognized.len()
         );
     }
-    Ok(if report.is_clean() { Success::Ok } else { Success::CorruptEntries })
+    Ok(if report.is_clean() {
+        Success::Ok
+    } else {
+        Success::CorruptEntries
+    })
 }

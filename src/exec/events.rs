@@ -23,14 +23,33 @@ pub enum RunReason {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RunEvent {
     /// The run starts: how many steps, how many will execute.
-    RunStarted { experiment: String, steps: usize, to_run: usize },
+    RunStarted {
+        experiment: String,
+        steps: usize,
+        to_run: usize,
+    },
     /// The step's result is in the store already.
     StepCached { step: String, key: StepKey },
     /// Another process holds this key's lock; we wait for it.
-    StepWaiting { step: String, key: StepKey, holder: String },
-    StepStarted { step: String, key: StepKey, kind: String, reason: RunReason },
+    StepWaiting {
+        step: String,
+        key: StepKey,
+        holder: String,
+    },
+    StepStarted {
+        step: String,
+        key: StepKey,
+        kind: String,
+        reason: RunReason,
+    },
     /// Progress inside a step. `total` is None when unknown.
-    StepProgress { step: String, done: u64, total: Option<u64>, unit: String, message: String },
+    StepProgress {
+        step: String,
+        done: u64,
+        total: Option<u64>,
+        unit: String,
+        message: String,
+    },
     StepFinished {
         step: String,
         key: StepKey,
@@ -39,9 +58,16 @@ pub enum RunEvent {
         /// Another process published it while we waited for the lock.
         by_other_process: bool,
     },
-    StepFailed { step: String, key: StepKey, error: String },
+    StepFailed {
+        step: String,
+        key: StepKey,
+        error: String,
+    },
     /// Not executed because a step it depends on failed.
-    StepSkipped { step: String, failed_dependency: String },
+    StepSkipped {
+        step: String,
+        failed_dependency: String,
+    },
     RunFinished {
         executed: usize,
         cached: usize,

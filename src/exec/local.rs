@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::events::{EventSink, RunEvent};
-use super::{ExecError, Executor, SourceLocations, RunOptions, RunSummary, StepResult, execute_step};
+use super::{
+    ExecError, Executor, RunOptions, RunSummary, SourceLocations, StepResult, execute_step,
+};
 use crate::plan::Plan;
 use crate::store::Store;
 
@@ -28,15 +30,23 @@ impl Executor for LocalExecutor {
         let mut blocked_by: HashMap<usize, String> = HashMap::new();
         for (index, step) in plan.steps.iter().enumerate() {
             if let Some(cause) = step.deps.iter().find_map(|d| blocked_by.get(d)).cloned() {
-                events.emit(RunEvent::StepSkipped { step: step.name.clone(), failed_dependency: cause.clone() });
+                events.emit(RunEvent::StepSkipped {
+                    step: step.name.clone(),
+                    failed_dependency: cause.clone(),
+                });
                 summary.skipped.push(step.name.clone());
                 blocked_by.insert(index, cause);
                 continue;
             }
             match execute_step(plan, index, store, sources, options, events) {
                 Ok(StepResult::Cached) => summary.cached.push(step.name.clone()),
-                Ok(StepResult::Executed) | Ok(StepResult::ByOtherProcess) => summary.executed.push(step.name.clone()),
-                Err(ExecError::StepFailed { step: name, message }) => {
+                Ok(StepResult::Executed) | Ok(StepResult::ByOtherProcess) => {
+                    summary.executed.push(step.name.clone())
+                }
+                Err(ExecError::StepFailed {
+                    step: name,
+                    message,
+                }) => {
                     summary.failed.push((name.clone(), message));
                     blocked_by.insert(index, name);
                 }

@@ -42,8 +42,14 @@ pub enum ExecError {
     UnknownKey { step: String, missing: Vec<String> },
     #[error("step `{step}` failed: {message}")]
     StepFailed { step: String, message: String },
-    #[error("step `{step}`: input `{input}` of step `{producer}` is not in the store (it must run first)")]
-    MissingInput { step: String, producer: String, input: String },
+    #[error(
+        "step `{step}`: input `{input}` of step `{producer}` is not in the store (it must run first)"
+    )]
+    MissingInput {
+        step: String,
+        producer: String,
+        input: String,
+    },
 }
 
 /// How a step ended in this process.
@@ -91,12 +97,19 @@ pub fn execute_step(
     let (key, key_inputs) = match &planned.key {
         KeyState::Known { key, inputs } => (*key, inputs),
         KeyState::Unknown { missing_sources } => {
-            return Err(ExecError::UnknownKey { step: planned.name.clone(), missing: missing_sources.clone() });
+            return Err(ExecError::UnknownKey {
+                step: planned.name.clone(),
+                missing: missing_sources.clone(),
+            });
         }
     };
     let step = planned.name.clone();
     let waiting = |wait: &crate::store::LockWait| {
-        events.emit(RunEvent::StepWaiting { step: step.clone(), key, holder: wait.to_string() })
+        events.emit(RunEvent::StepWaiting {
+            step: step.clone(),
+            key,
+            holder: wait.to_string(),
+        })
     };
     let (staging, reason) = if options.forced(&step) {
         (store.begin_rerun(&key, waiting)?, RunReason::Forced)
@@ -126,7 +139,12 @@ pub fn execute_step(
     };
 
     let inputs = input_locations(plan, index, store, sources)?;
-    events.emit(RunEvent::StepStarted { step: step.clone(), key, kind: decl.params.kind().into(), reason });
+    events.emit(RunEvent::StepStarted {
+        step: step.clone(),
+        key,
+        kind: decl.params.kind().into(),
+        reason,
+    });
     let started_at = Utc::now();
     let clock = Instant::now();
     let ctx = StepContext {
@@ -150,12 +168,16 @@ pub fn execute_step(
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            return Err(fail(events, &step, key, format!("internal error (a bug in xp, please report it): {message}")));
+            return Err(fail(
+                events,
+                &step,
+                key,
+                format!("internal error (a bug in xp, please report it): {message}"),
+            ));
         }
     };
     let duration = clock.elapsed();
     staging.publish(ManifestInfo {
-        key,
         step: step.clone(),
         kind: decl.params.kind().to_string(),
         kind_version: decl.params.version(),
@@ -166,13 +188,25 @@ pub fn execute_step(
         started_at,
         outcome: Outcome::Completed,
     })?;
-    events.emit(RunEvent::StepFinished { step, key, duration, by_other_process: false });
+    events.emit(RunEvent::StepFinished {
+        step,
+        key,
+        duration,
+        by_other_process: false,
+    });
     Ok(StepResult::Executed)
 }
 
 fn fail(events: &dyn EventSink, step: &str, key: StepKey, message: String) -> ExecError {
-    events.emit(RunEvent::StepFailed { step: step.to_string(), key, error: message.clone() });
-    ExecError::StepFailed { step: step.to_string(), message }
+    events.emit(RunEvent::StepFailed {
+        step: step.to_string(),
+        key,
+        error: message.clone(),
+    });
+    ExecError::StepFailed {
+        step: step.to_string(),
+        message,
+    }
 }
 
 fn input_locations(
@@ -196,7 +230,10 @@ fn input_locations(
                     };
                     let key = producer.key.key().ok_or_else(missing)?;
                     let entry = store.lookup(&key)?.hit().ok_or_else(missing)?;
-                    locations.push(InputLocation { path: entry.out_dir().join(path), splits: None });
+                    locations.push(InputLocation {
+                        path: entry.out_dir().join(path),
+                        splits: None,
+                    });
                 }
             }
         }

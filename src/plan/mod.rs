@@ -5,15 +5,15 @@
 pub mod key;
 pub mod why;
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::digest::{ContentDigest, StepKey};
 use crate::spec::{Experiment, Location, StepDecl};
 use crate::steps::RefTarget;
-use key::{InputDigest, KeyInputs, KEY_SCHEMA};
+use key::{InputDigest, KEY_SCHEMA, KeyInputs};
 
 /// Errors found while building the plan (the spec already checked references).
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +21,12 @@ pub enum PlanError {
     #[error("error: the steps form a cycle: {}\n{}", cycle_text(.members), cycle_locations(.members))]
     Cycle { members: Vec<(String, Location)> },
     #[error("error: source `{name}` ({value}) cannot be used: {reason}\n --> {location}")]
-    Source { name: String, value: String, location: Location, reason: String },
+    Source {
+        name: String,
+        value: String,
+        location: Location,
+        reason: String,
+    },
 }
 
 fn cycle_text(members: &[(String, Location)]) -> String {
@@ -33,7 +38,11 @@ fn cycle_text(members: &[(String, Location)]) -> String {
 }
 
 fn cycle_locations(members: &[(String, Location)]) -> String {
-    members.iter().map(|(n, l)| format!(" --> {l} (step `{n}`)")).collect::<Vec<_>>().join("\n")
+    members
+        .iter()
+        .map(|(n, l)| format!(" --> {l} (step `{n}`)"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// What the planner knows about a source without running anything.
@@ -47,23 +56,39 @@ pub enum SourceState {
 
 /// Tells the planner the identity of each source (implemented over `source::`).
 pub trait SourceOracle {
-    fn state(&self, name: &str, value: &str, experiment: &Experiment) -> Result<SourceState, String>;
+    fn state(
+        &self,
+        name: &str,
+        value: &str,
+        experiment: &Experiment,
+    ) -> Result<SourceState, String>;
 }
 
 /// One input of a planned step, resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PlannedInput {
-    Source { name: String },
+    Source {
+        name: String,
+    },
     /// Output `output` (stored at `path` inside that step's entry) of plan step `step`.
-    Output { step: usize, output: String, path: String },
+    Output {
+        step: usize,
+        output: String,
+        path: String,
+    },
 }
 
 /// A step's key, or why it cannot be known yet.
 #[derive(Clone, Debug)]
 pub enum KeyState {
-    Known { key: StepKey, inputs: KeyInputs },
+    Known {
+        key: StepKey,
+        inputs: KeyInputs,
+    },
     /// Depends (directly or not) on sources that must be fetched first.
-    Unknown { missing_sources: Vec<String> },
+    Unknown {
+        missing_sources: Vec<String>,
+    },
 }
 
 impl KeyState {
@@ -117,7 +142,9 @@ impl Plan {
                 let mut planned = Vec::new();
                 for r in slot.refs {
                     match r.target() {
-                        RefTarget::Source(name) => planned.push(PlannedInput::Source { name: name.into() }),
+                        RefTarget::Source(name) => {
+                            planned.push(PlannedInput::Source { name: name.into() })
+                        }
                         RefTarget::Output { step, output } => {
                             let pos = position[step];
                             let path = outputs_of(pos)
@@ -126,7 +153,11 @@ impl Plan {
                                 .map(|(_, path)| path)
                                 .expect("spec validated output names");
                             deps.push(pos);
-                            planned.push(PlannedInput::Output { step: pos, output: output.into(), path });
+                            planned.push(PlannedInput::Output {
+                                step: pos,
+                                output: output.into(),
+                                path,
+                            });
                         }
                     }
                 }
@@ -135,10 +166,25 @@ impl Plan {
             deps.sort_unstable();
             deps.dedup();
             let key = key_state(decl, &experiment, &inputs, &steps, &sources);
-            steps.push(PlannedStep { name: decl.name.clone(), decl: decl_index, deps, inputs, key });
+            steps.push(PlannedStep {
+                name: decl.name.clone(),
+                decl: decl_index,
+                deps,
+                inputs,
+                key,
+            });
         }
-        let by_name = steps.iter().enumerate().map(|(i, s)| (s.name.clone(), i)).collect();
-        Ok(Plan { experiment, steps, sources, by_name })
+        let by_name = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        Ok(Plan {
+            experiment,
+            steps,
+            sources,
+            by_name,
+        })
     }
 
     pub fn index_of(&self, name: &str) -> Option<usize> {
@@ -197,12 +243,14 @@ fn source_states(
     let mut states = BTreeMap::new();
     for name in used {
         let decl = &experiment.sources[name];
-        let state = oracle.state(name, &decl.value, experiment).map_err(|reason| PlanError::Source {
-            name: name.to_string(),
-            value: decl.value.clone(),
-            location: decl.location.clone(),
-            reason,
-        })?;
+        let state = oracle
+            .state(name, &decl.value, experiment)
+            .map_err(|reason| PlanError::Source {
+                name: name.to_string(),
+                value: decl.value.clone(),
+                location: decl.location.clone(),
+                reason,
+            })?;
         states.insert(name.to_string(), state);
     }
     Ok(states)
@@ -222,14 +270,19 @@ fn key_state(
         for input in slot_inputs {
             match input {
                 PlannedInput::Source { name } => match &sources[name] {
-                    SourceState::Ready { digest } => list.push(InputDigest::Source { digest: *digest }),
+                    SourceState::Ready { digest } => {
+                        list.push(InputDigest::Source { digest: *digest })
+                    }
                     SourceState::MustFetch { .. } => missing.push(name.clone()),
                 },
                 PlannedInput::Output { step, output, .. } => match &planned[*step].key {
-                    KeyState::Known { key, .. } => {
-                        list.push(InputDigest::Output { step: *key, output: output.clone() })
+                    KeyState::Known { key, .. } => list.push(InputDigest::Output {
+                        step: *key,
+                        output: output.clone(),
+                    }),
+                    KeyState::Unknown { missing_sources } => {
+                        missing.extend(missing_sources.iter().cloned())
                     }
-                    KeyState::Unknown { missing_sources } => missing.extend(missing_sources.iter().cloned()),
                 },
             }
         }
@@ -238,7 +291,9 @@ fn key_state(
     if !missing.is_empty() {
         missing.sort();
         missing.dedup();
-        return KeyState::Unknown { missing_sources: missing };
+        return KeyState::Unknown {
+            missing_sources: missing,
+        };
     }
     let params = &decl.params;
     let inputs = KeyInputs {
@@ -249,15 +304,22 @@ fn key_state(
         seed: params.uses_seed().then_some(experiment.meta.seed),
         inputs: digests,
     };
-    KeyState::Known { key: inputs.key(), inputs }
+    KeyState::Known {
+        key: inputs.key(),
+        inputs,
+    }
 }
 
 /// Kahn's algorithm; among ready steps the one declared first goes first, so the
 /// order is deterministic and reads like the file.
 fn topological_order(experiment: &Experiment) -> Result<Vec<usize>, PlanError> {
     let n = experiment.steps.len();
-    let index: HashMap<&str, usize> =
-        experiment.steps.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = experiment
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
     let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut indegree = vec![0usize; n];
     for (i, step) in experiment.steps.iter().enumerate() {
@@ -293,11 +355,17 @@ fn topological_order(experiment: &Experiment) -> Result<Vec<usize>, PlanError> {
     if order.len() == n {
         return Ok(order);
     }
-    Err(PlanError::Cycle { members: one_cycle(experiment, &consumers, &indegree) })
+    Err(PlanError::Cycle {
+        members: one_cycle(experiment, &consumers, &indegree),
+    })
 }
 
 /// Names one cycle among the steps left over by Kahn's algorithm, in edge order.
-fn one_cycle(experiment: &Experiment, consumers: &[Vec<usize>], indegree: &[usize]) -> Vec<(String, Location)> {
+fn one_cycle(
+    experiment: &Experiment,
+    consumers: &[Vec<usize>],
+    indegree: &[usize],
+) -> Vec<(String, Location)> {
     let mut graph = DiGraph::<usize, ()>::new();
     let nodes: Vec<NodeIndex> = (0..consumers.len()).map(|i| graph.add_node(i)).collect();
     for (p, cs) in consumers.iter().enumerate() {
@@ -308,14 +376,23 @@ fn one_cycle(experiment: &Experiment, consumers: &[Vec<usize>], indegree: &[usiz
     let scc = petgraph::algo::tarjan_scc(&graph)
         .into_iter()
         .find(|c| c.len() > 1 || graph.contains_edge(c[0], c[0]))
-        .unwrap_or_else(|| (0..indegree.len()).filter(|&i| indegree[i] > 0).map(|i| nodes[i]).collect());
+        .unwrap_or_else(|| {
+            (0..indegree.len())
+                .filter(|&i| indegree[i] > 0)
+                .map(|i| nodes[i])
+                .collect()
+        });
     // Walk the component from its first-declared member, following edges inside it.
     let members: std::collections::HashSet<usize> = scc.iter().map(|n| graph[*n]).collect();
     let start = *members.iter().min().expect("a cycle has members");
     let mut walk = vec![start];
     let mut current = start;
     loop {
-        let next = consumers[current].iter().copied().filter(|c| members.contains(c)).min();
+        let next = consumers[current]
+            .iter()
+            .copied()
+            .filter(|c| members.contains(c))
+            .min();
         match next {
             Some(n) if n != start && !walk.contains(&n) => {
                 walk.push(n);
@@ -325,6 +402,11 @@ fn one_cycle(experiment: &Experiment, consumers: &[Vec<usize>], indegree: &[usiz
         }
     }
     walk.into_iter()
-        .map(|i| (experiment.steps[i].name.clone(), experiment.steps[i].location.clone()))
+        .map(|i| {
+            (
+                experiment.steps[i].name.clone(),
+                experiment.steps[i].location.clone(),
+            )
+        })
         .collect()
 }

@@ -22,7 +22,13 @@ impl std::fmt::Display for Change {
             Some(v) => v.to_string(),
             None => "(unset)".to_string(),
         };
-        write!(f, "{}: {} → {}", self.path, show(&self.old), show(&self.new))
+        write!(
+            f,
+            "{}: {} → {}",
+            self.path,
+            show(&self.old),
+            show(&self.new)
+        )
     }
 }
 
@@ -32,12 +38,20 @@ pub fn changes(old: &KeyInputs, new: &KeyInputs) -> Vec<Change> {
     let mut out = Vec::new();
     let mut scalar = |path: &str, a: Value, b: Value| {
         if a != b {
-            out.push(Change { path: path.into(), old: Some(a), new: Some(b) });
+            out.push(Change {
+                path: path.into(),
+                old: Some(a),
+                new: Some(b),
+            });
         }
     };
     scalar("key_schema", old.key_schema.into(), new.key_schema.into());
     scalar("kind", old.kind.clone().into(), new.kind.clone().into());
-    scalar("kind_version", old.kind_version.into(), new.kind_version.into());
+    scalar(
+        "kind_version",
+        old.kind_version.into(),
+        new.kind_version.into(),
+    );
     if old.seed != new.seed {
         out.push(Change {
             path: "seed".into(),
@@ -45,9 +59,13 @@ pub fn changes(old: &KeyInputs, new: &KeyInputs) -> Vec<Change> {
             new: new.seed.map(Value::from),
         });
     }
-    let (a, b) = (flatten("params", &old.params), flatten("params", &new.params));
+    let (a, b) = (
+        flatten("params", &old.params),
+        flatten("params", &new.params),
+    );
     out.extend(diff_maps(&a, &b));
-    let slots: std::collections::BTreeSet<&String> = old.inputs.keys().chain(new.inputs.keys()).collect();
+    let slots: std::collections::BTreeSet<&String> =
+        old.inputs.keys().chain(new.inputs.keys()).collect();
     for slot in slots {
         let (a, b) = (old.inputs.get(slot), new.inputs.get(slot));
         if a != b {
@@ -63,7 +81,10 @@ pub fn changes(old: &KeyInputs, new: &KeyInputs) -> Vec<Change> {
 
 /// The candidate (by index) whose key inputs differ least from `new`; ties go to
 /// the earliest candidate (callers pass the newest first).
-pub fn closest<'a>(new: &KeyInputs, candidates: impl IntoIterator<Item = &'a KeyInputs>) -> Option<(usize, Vec<Change>)> {
+pub fn closest<'a>(
+    new: &KeyInputs,
+    candidates: impl IntoIterator<Item = &'a KeyInputs>,
+) -> Option<(usize, Vec<Change>)> {
     candidates
         .into_iter()
         .enumerate()
@@ -76,8 +97,12 @@ fn describe_inputs(inputs: &[InputDigest]) -> Value {
         inputs
             .iter()
             .map(|d| match d {
-                InputDigest::Source { digest } => Value::String(format!("source {}", digest.short())),
-                InputDigest::Output { step, output } => Value::String(format!("{output} of {}", step.short())),
+                InputDigest::Source { digest } => {
+                    Value::String(format!("source {}", digest.short()))
+                }
+                InputDigest::Output { step, output } => {
+                    Value::String(format!("{output} of {}", step.short()))
+                }
             })
             .collect(),
     )
@@ -102,7 +127,11 @@ fn diff_maps(a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>) -> Vec<Ch
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     keys.into_iter()
         .filter(|k| a.get(*k) != b.get(*k))
-        .map(|k| Change { path: k.clone(), old: a.get(k).cloned(), new: b.get(k).cloned() })
+        .map(|k| Change {
+            path: k.clone(),
+            old: a.get(k).cloned(),
+            new: b.get(k).cloned(),
+        })
         .collect()
 }
 
@@ -119,9 +148,14 @@ mod tests {
             kind_version: 1,
             params,
             seed: None,
-            inputs: [("data".to_string(), vec![InputDigest::Source { digest: ContentDigest::of_bytes(data) }])]
-                .into_iter()
-                .collect(),
+            inputs: [(
+                "data".to_string(),
+                vec![InputDigest::Source {
+                    digest: ContentDigest::of_bytes(data),
+                }],
+            )]
+            .into_iter()
+            .collect(),
         }
     }
 

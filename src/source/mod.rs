@@ -192,3 +192,4 @@ fn absolute(path: &Path, base_dir: &Path) -> PathBuf {
         base_dir.join(path)
     }
 }
+pub mod oracle;

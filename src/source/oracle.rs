@@ -16,7 +16,12 @@ use super::{PlanStatus, ResolveOptions, SourceError, SourceSpec, plan_status, re
 pub struct LocalOracle;
 
 impl SourceOracle for LocalOracle {
-    fn state(&self, _name: &str, value: &str, experiment: &Experiment) -> Result<SourceState, String> {
+    fn state(
+        &self,
+        _name: &str,
+        value: &str,
+        experiment: &Experiment,
+    ) -> Result<SourceState, String> {
         let spec = SourceSpec::parse(value).map_err(|e| e.to_string())?;
         let mut opts = ResolveOptions::from_env(&experiment.dir);
         match plan_status(&spec, &opts).map_err(|e| e.to_string())? {
@@ -25,7 +30,9 @@ impl SourceOracle for LocalOracle {
                 // Present locally: its identity comes from the cache, offline.
                 opts.hub.offline = true;
                 let resolved = resolve(&spec, &opts).map_err(|e| e.to_string())?;
-                Ok(SourceState::Ready { digest: resolved.identity.content_digest() })
+                Ok(SourceState::Ready {
+                    digest: resolved.identity.content_digest(),
+                })
             }
         }
     }
@@ -39,7 +46,12 @@ pub struct ResolvedSources {
 }
 
 impl SourceOracle for ResolvedSources {
-    fn state(&self, name: &str, _value: &str, _experiment: &Experiment) -> Result<SourceState, String> {
+    fn state(
+        &self,
+        name: &str,
+        _value: &str,
+        _experiment: &Experiment,
+    ) -> Result<SourceState, String> {
         self.digests
             .get(name)
             .map(|digest| SourceState::Ready { digest: *digest })
@@ -72,13 +84,17 @@ pub fn resolve_sources(experiment: &Experiment) -> Result<ResolvedSources, Sourc
         let splits = (!resolved.splits.is_empty()).then(|| resolved.splits.clone());
         let path = match &spec {
             // A local file is its own input (a single-file dataset).
-            SourceSpec::Local(_) if resolved.files.len() == 1 && resolved.root != resolved.files[0].path => {
+            SourceSpec::Local(_)
+                if resolved.files.len() == 1 && resolved.root != resolved.files[0].path =>
+            {
                 resolved.files[0].path.clone()
             }
             _ => resolved.root.clone(),
         };
-        out.digests.insert(name.to_string(), resolved.identity.content_digest());
-        out.locations.insert(name.to_string(), InputLocation { path, splits });
+        out.digests
+            .insert(name.to_string(), resolved.identity.content_digest());
+        out.locations
+            .insert(name.to_string(), InputLocation { path, splits });
     }
     Ok(out)
 }

@@ -33,7 +33,10 @@ impl StepContext<'_> {
     pub fn input(&self, slot: &str) -> Result<&InputLocation, StepError> {
         match self.inputs.get(slot).map(Vec::as_slice) {
             Some([one]) => Ok(one),
-            _ => Err(StepError::Invalid(format!("step `{}`: input `{slot}` is missing", self.step))),
+            _ => Err(StepError::Invalid(format!(
+                "step `{}`: input `{slot}` is missing",
+                self.step
+            ))),
         }
     }
 
@@ -67,7 +70,10 @@ pub struct StepOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
     #[error(transparent)]

@@ -60,13 +60,21 @@ impl KindParams for Params {
     }
 
     fn outputs(&self) -> Vec<(String, String)> {
-        vec![("data".into(), "data".into()), ("truth".into(), "truth.json".into())]
+        vec![
+            ("data".into(), "data".into()),
+            ("truth".into(), "truth.json".into()),
+        ]
     }
 }
 
 const DETERMINERS: &[&str] = &["the", "a", "this", "every", "some", "her", "his", "their"];
-const PREPOSITIONS: &[&str] = &["in", "on", "near", "under", "with", "after", "before", "through"];
-const ONSETS: &[&str] = &["b", "c", "d", "f", "g", "h", "l", "m", "n", "p", "r", "s", "t", "v", "w", "br", "st", "tr", "pl", "gr", "sh", "ch", "th"];
+const PREPOSITIONS: &[&str] = &[
+    "in", "on", "near", "under", "with", "after", "before", "through",
+];
+const ONSETS: &[&str] = &[
+    "b", "c", "d", "f", "g", "h", "l", "m", "n", "p", "r", "s", "t", "v", "w", "br", "st", "tr",
+    "pl", "gr", "sh", "ch", "th",
+];
 const VOWELS: &[&str] = &["a", "e", "i", "o", "u", "ai", "ea", "ou", "io"];
 const CODAS: &[&str] = &["", "", "n", "r", "s", "t", "l", "nd", "st", "m"];
 
@@ -79,7 +87,9 @@ struct WordClass {
 
 impl WordClass {
     fn new(words: Vec<String>, exponent: f64) -> Self {
-        let weights: Vec<f64> = (1..=words.len()).map(|r| (r as f64).powf(-exponent)).collect();
+        let weights: Vec<f64> = (1..=words.len())
+            .map(|r| (r as f64).powf(-exponent))
+            .collect();
         let total: f64 = weights.iter().sum();
         let probabilities: Vec<f64> = weights.iter().map(|w| w / total).collect();
         let mut acc = 0.0;
@@ -90,21 +100,36 @@ impl WordClass {
                 acc
             })
             .collect();
-        WordClass { words, cdf, probabilities }
+        WordClass {
+            words,
+            cdf,
+            probabilities,
+        }
     }
 
     fn sample(&self, rng: &mut ChaCha8Rng) -> &str {
         let u: f64 = rng.random();
-        let i = self.cdf.partition_point(|&c| c < u).min(self.words.len() - 1);
+        let i = self
+            .cdf
+            .partition_point(|&c| c < u)
+            .min(self.words.len() - 1);
         &self.words[i]
     }
 }
 
 /// Pronounceable made-up words, shorter for frequent ranks (as in English).
-fn invent_words(n: usize, suffix: &str, taken: &mut HashSet<String>, rng: &mut ChaCha8Rng) -> Vec<String> {
+fn invent_words(
+    n: usize,
+    suffix: &str,
+    taken: &mut HashSet<String>,
+    rng: &mut ChaCha8Rng,
+) -> Vec<String> {
     let mut words = Vec::with_capacity(n);
     while words.len() < n {
-        let syllables = 1 + usize::from(words.len() >= 30) + usize::from(words.len() >= 300) + rng.random_range(0..2);
+        let syllables = 1
+            + usize::from(words.len() >= 30)
+            + usize::from(words.len() >= 300)
+            + rng.random_range(0..2);
         let mut w = String::new();
         for _ in 0..syllables {
             w += ONSETS[rng.random_range(0..ONSETS.len())];
@@ -127,14 +152,21 @@ struct Grammar {
 
 impl Grammar {
     fn new(p: &Params, rng: &mut ChaCha8Rng) -> Self {
-        let mut taken: HashSet<String> = DETERMINERS.iter().chain(PREPOSITIONS).map(|s| s.to_string()).collect();
+        let mut taken: HashSet<String> = DETERMINERS
+            .iter()
+            .chain(PREPOSITIONS)
+            .map(|s| s.to_string())
+            .collect();
         let n_verbs = (p.vocab / 4).max(1);
         let n_adjectives = (p.vocab * 3 / 20).max(1);
         let n_nouns = p.vocab.saturating_sub(n_verbs + n_adjectives).max(1);
         Grammar {
             nouns: WordClass::new(invent_words(n_nouns, "", &mut taken, rng), p.zipf_exponent),
             verbs: WordClass::new(invent_words(n_verbs, "s", &mut taken, rng), p.zipf_exponent),
-            adjectives: WordClass::new(invent_words(n_adjectives, "y", &mut taken, rng), p.zipf_exponent),
+            adjectives: WordClass::new(
+                invent_words(n_adjectives, "y", &mut taken, rng),
+                p.zipf_exponent,
+            ),
         }
     }
 
@@ -177,7 +209,12 @@ impl Grammar {
             return row;
         }
         if rng.random_bool(0.05) {
-            let _ = write!(row, " = {} {} = ", self.adjectives.sample(rng), self.nouns.sample(rng));
+            let _ = write!(
+                row,
+                " = {} {} = ",
+                self.adjectives.sample(rng),
+                self.nouns.sample(rng)
+            );
             return row;
         }
         let sentences = rng.random_range(1..=4);
@@ -200,7 +237,11 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
     let grammar = Grammar::new(p, &mut rng);
     let data_dir = ctx.out_path("data");
     std::fs::create_dir_all(&data_dir).map_err(StepError::io(&data_dir))?;
-    let splits = [("train", p.train_rows), ("validation", p.eval_rows), ("test", p.eval_rows)];
+    let splits = [
+        ("train", p.train_rows),
+        ("validation", p.eval_rows),
+        ("test", p.eval_rows),
+    ];
     let total: usize = splits.iter().map(|s| s.1).sum();
     let mut done = 0;
     for (split, rows) in splits {
@@ -214,9 +255,8 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         let path = data_dir.join(format!("{split}.txt"));
         std::fs::write(&path, text).map_err(StepError::io(&path))?;
     }
-    let class = |c: &WordClass| {
-        serde_json::json!({"words": c.words, "probabilities": c.probabilities})
-    };
+    let class =
+        |c: &WordClass| serde_json::json!({"words": c.words, "probabilities": c.probabilities});
     let truth = serde_json::json!({
         "zipf_exponent": p.zipf_exponent,
         "nouns": class(&grammar.nouns),
@@ -224,7 +264,8 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         "adjectives": class(&grammar.adjectives),
     });
     let path = ctx.out_path("truth.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&truth).expect("JSON")).map_err(StepError::io(&path))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&truth).expect("JSON"))
+        .map_err(StepError::io(&path))?;
     Ok(StepOutcome {
         metrics: serde_json::json!({"train_rows": p.train_rows, "eval_rows": p.eval_rows, "vocab": p.vocab}),
     })
@@ -235,7 +276,13 @@ mod tests {
     use super::*;
 
     fn params() -> Params {
-        Params { train_rows: 10, eval_rows: 2, vocab: 200, zipf_exponent: 1.1, empty_rows: 0.1 }
+        Params {
+            train_rows: 10,
+            eval_rows: 2,
+            vocab: 200,
+            zipf_exponent: 1.1,
+            empty_rows: 0.1,
+        }
     }
 
     #[test]
@@ -244,11 +291,16 @@ mod tests {
         let g = Grammar::new(&params(), &mut rng);
         let mut counts = std::collections::HashMap::new();
         for _ in 0..50_000 {
-            *counts.entry(g.nouns.sample(&mut rng).to_string()).or_insert(0usize) += 1;
+            *counts
+                .entry(g.nouns.sample(&mut rng).to_string())
+                .or_insert(0usize) += 1;
         }
         let top = counts[&g.nouns.words[0]] as f64 / 50_000.0;
         // Within 10% of the exact probability of rank 1.
-        assert!((top - g.nouns.probabilities[0]).abs() < 0.1 * g.nouns.probabilities[0], "{top}");
+        assert!(
+            (top - g.nouns.probabilities[0]).abs() < 0.1 * g.nouns.probabilities[0],
+            "{top}"
+        );
         // Rare words exist: the rarest rank is far rarer than the first.
         assert!(g.nouns.probabilities.last().unwrap() * 50.0 < g.nouns.probabilities[0]);
     }
@@ -258,7 +310,9 @@ mod tests {
         let rows = |seed| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let g = Grammar::new(&params(), &mut rng);
-            (0..20).map(|_| g.row(&params(), &mut rng)).collect::<Vec<_>>()
+            (0..20)
+                .map(|_| g.row(&params(), &mut rng))
+                .collect::<Vec<_>>()
         };
         assert_eq!(rows(1), rows(1));
         assert_ne!(rows(1), rows(2));

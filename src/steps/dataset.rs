@@ -14,7 +14,10 @@ pub fn splits_of(input: &InputLocation) -> Result<BTreeMap<String, Vec<PathBuf>>
         return Ok(splits.clone());
     }
     if input.path.is_file() {
-        return Ok(BTreeMap::from([("train".to_string(), vec![input.path.clone()])]));
+        return Ok(BTreeMap::from([(
+            "train".to_string(),
+            vec![input.path.clone()],
+        )]));
     }
     let spec = SourceSpec::Local(input.path.clone());
     let resolved = source::resolve(&spec, &source::ResolveOptions::from_env(&input.path))?;

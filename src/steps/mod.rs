@@ -18,7 +18,9 @@ pub mod tokenizer;
 /// A reference from a step to one of its inputs, as written in the experiment file
 /// (after loop expansion): a source name (`"opt"`) or another step's output
 /// (`"blocks.train"`, `"finetune@0.model"`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct InputRef(pub String);
 
@@ -177,7 +179,10 @@ mod tests {
         assert_eq!(InputRef("opt".into()).target(), RefTarget::Source("opt"));
         assert_eq!(
             InputRef("finetune@2.model".into()).target(),
-            RefTarget::Output { step: "finetune@2", output: "model" }
+            RefTarget::Output {
+                step: "finetune@2",
+                output: "model"
+            }
         );
     }
 }

@@ -64,8 +64,14 @@ impl KindParams for Params {
 
     fn inputs(&self) -> Vec<InputSlot<'_>> {
         vec![
-            InputSlot { slot: "data", refs: vec![&self.data] },
-            InputSlot { slot: "tokenizer", refs: vec![&self.tokenizer] },
+            InputSlot {
+                slot: "data",
+                refs: vec![&self.data],
+            },
+            InputSlot {
+                slot: "tokenizer",
+                refs: vec![&self.tokenizer],
+            },
         ]
     }
 
@@ -91,12 +97,19 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
     let splits = splits_of(ctx.input("data")?)?;
     let mode = match p.grouping {
         Grouping::Global => GroupMode::Global,
-        Grouping::Batched => GroupMode::Batched { rows_per_batch: p.rows_per_batch },
+        Grouping::Batched => GroupMode::Batched {
+            rows_per_batch: p.rows_per_batch,
+        },
     };
     let mut stats = serde_json::Map::new();
     let mut metrics = serde_json::Map::new();
     for (i, split) in p.splits.iter().enumerate() {
-        ctx.progress(i as u64, Some(p.splits.len() as u64), "splits", format!("tokenizing {split}"));
+        ctx.progress(
+            i as u64,
+            Some(p.splits.len() as u64),
+            "splits",
+            format!("tokenizing {split}"),
+        );
         let rows = read_split(&splits, split, &p.text_field, ctx.step)?;
         let ids = encode_rows(&tokenizer, &rows)?;
         let blocks = group_into_blocks(&ids, p.block_size, mode)?;
@@ -110,11 +123,21 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         let split_stats = DataStats::compute(&rows, &ids, &blocks);
         metrics.insert(format!("{split}_blocks"), blocks.len().into());
         metrics.insert(format!("{split}_tokens"), split_stats.row_tokens.into());
-        stats.insert(split.clone(), serde_json::to_value(&split_stats).expect("stats serialise"));
+        stats.insert(
+            split.clone(),
+            serde_json::to_value(&split_stats).expect("stats serialise"),
+        );
     }
-    ctx.progress(p.splits.len() as u64, Some(p.splits.len() as u64), "splits", "done");
+    ctx.progress(
+        p.splits.len() as u64,
+        Some(p.splits.len() as u64),
+        "splits",
+        "done",
+    );
     let path = ctx.out_path("stats.json");
     let text = serde_json::to_string_pretty(&stats).expect("stats serialise");
     std::fs::write(&path, text + "\n").map_err(StepError::io(&path))?;
-    Ok(StepOutcome { metrics: serde_json::Value::Object(metrics) })
+    Ok(StepOutcome {
+        metrics: serde_json::Value::Object(metrics),
+    })
 }

@@ -50,10 +50,16 @@ impl KindParams for Params {
     fn inputs(&self) -> Vec<InputSlot<'_>> {
         let mut slots = Vec::new();
         if let Some(r) = &self.from {
-            slots.push(InputSlot { slot: "from", refs: vec![r] });
+            slots.push(InputSlot {
+                slot: "from",
+                refs: vec![r],
+            });
         }
         if let Some(r) = &self.train_on {
-            slots.push(InputSlot { slot: "train_on", refs: vec![r] });
+            slots.push(InputSlot {
+                slot: "train_on",
+                refs: vec![r],
+            });
         }
         slots
     }
@@ -86,7 +92,16 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         (None, Some(_)) => {
             let splits = splits_of(ctx.input("train_on")?)?;
             let rows = read_split(&splits, "train", &p.text_field, ctx.step)?;
-            ctx.progress(0, None, "", format!("training a {}-token BPE on {} rows", p.vocab_size, rows.len()));
+            ctx.progress(
+                0,
+                None,
+                "",
+                format!(
+                    "training a {}-token BPE on {} rows",
+                    p.vocab_size,
+                    rows.len()
+                ),
+            );
             (train_bpe(&rows, p.vocab_size, p.min_frequency)?, "trained")
         }
         _ => {

@@ -16,7 +16,11 @@ impl Project {
         let dir = tempfile::tempdir().expect("temp dir");
         let corpus = dir.path().join("corpus");
         std::fs::create_dir(&corpus).unwrap();
-        for (split, n, seed) in [("train", rows_per_split, 1u64), ("validation", rows_per_split / 4 + 1, 2), ("test", rows_per_split / 4 + 1, 3)] {
+        for (split, n, seed) in [
+            ("train", rows_per_split, 1u64),
+            ("validation", rows_per_split / 4 + 1, 2),
+            ("test", rows_per_split / 4 + 1, 3),
+        ] {
             std::fs::write(corpus.join(format!("{split}.txt")), english_like(n, seed)).unwrap();
         }
         Project { dir }
@@ -39,7 +43,10 @@ impl Project {
     /// `xp ARGS` in the project dir, with the project's store.
     pub fn xp(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_xp"));
-        cmd.current_dir(self.path()).env("XP_CACHE_DIR", self.cache()).env("HF_HUB_OFFLINE", "1").args(args);
+        cmd.current_dir(self.path())
+            .env("XP_CACHE_DIR", self.cache())
+            .env("HF_HUB_OFFLINE", "1")
+            .args(args);
         cmd
     }
 
@@ -52,7 +59,12 @@ impl Project {
         let mut args = vec!["run", file, "--json"];
         args.extend_from_slice(extra);
         let out = self.run(&args);
-        assert!(out.status.success(), "xp run failed: {}\n{}", stderr(&out), stdout(&out));
+        assert!(
+            out.status.success(),
+            "xp run failed: {}\n{}",
+            stderr(&out),
+            stdout(&out)
+        );
         events(&out)
     }
 
@@ -60,7 +72,11 @@ impl Project {
     pub fn entries(&self) -> Vec<String> {
         let dir = self.cache().join("entries");
         let mut names: Vec<String> = std::fs::read_dir(dir)
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         names.sort();
         names
@@ -76,7 +92,10 @@ pub fn stderr(out: &Output) -> String {
 }
 
 pub fn events(out: &Output) -> Vec<Value> {
-    stdout(out).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    stdout(out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// Names of the steps with a given event type.
@@ -93,13 +112,47 @@ pub fn steps_with(events: &[Value], event: &str) -> Vec<String> {
 /// Deterministic English-like rows (a tiny LCG over a word list).
 pub fn english_like(rows: usize, seed: u64) -> String {
     const WORDS: &[&str] = &[
-        "the", "a", "model", "learns", "from", "data", "and", "every", "generation", "forgets", "rare",
-        "words", "of", "its", "parent", "text", "is", "written", "by", "machines", "that", "read", "what",
-        "they", "wrote", "before", "tails", "vanish", "slowly", "while", "common", "phrases", "repeat",
+        "the",
+        "a",
+        "model",
+        "learns",
+        "from",
+        "data",
+        "and",
+        "every",
+        "generation",
+        "forgets",
+        "rare",
+        "words",
+        "of",
+        "its",
+        "parent",
+        "text",
+        "is",
+        "written",
+        "by",
+        "machines",
+        "that",
+        "read",
+        "what",
+        "they",
+        "wrote",
+        "before",
+        "tails",
+        "vanish",
+        "slowly",
+        "while",
+        "common",
+        "phrases",
+        "repeat",
     ];
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 33) as usize
     };
     let mut out = String::new();
