@@ -28,8 +28,14 @@ pub fn plan_offline(args: &ExperimentArgs) -> Result<Plan, CliError> {
     Ok(Plan::build(experiment, &LocalOracle)?)
 }
 
+/// The store at an absolute path: step outputs handed to steps stay valid
+/// whatever directory a step works in.
 pub fn open_store(args: &StoreArgs) -> Result<Store, CliError> {
-    Ok(Store::open(&args.cache_dir)?)
+    let root = std::path::absolute(&args.cache_dir).map_err(|source| CliError::Io {
+        context: format!("cannot resolve the store path {}", args.cache_dir.display()),
+        source,
+    })?;
+    Ok(Store::open(&root)?)
 }
 
 /// Read-only commands must not create a store where there is none.

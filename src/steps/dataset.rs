@@ -20,7 +20,7 @@ pub fn splits_of(input: &InputLocation) -> Result<BTreeMap<String, Vec<PathBuf>>
         )]));
     }
     let spec = SourceSpec::Local(input.path.clone());
-    let resolved = source::resolve(&spec, &source::ResolveOptions::from_env(&input.path))?;
+    let resolved = source::resolve(&spec, &source::ResolveOptions::from_env("."))?;
     Ok(resolved.splits)
 }
 
