@@ -4,11 +4,12 @@
 
 mod common;
 
-use common::{Project, steps_with, stderr, stdout};
+use common::{Project, stderr, stdout, steps_with};
 
 #[test]
 fn the_readme_example_validates() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let start = readme.find("## The experiment file").expect("section");
     let body = &readme[start..];
     let open = body.find("```toml\n").expect("a toml block") + "```toml\n".len();
