@@ -16,6 +16,7 @@ each fixture configuration:
      pytorch_model.bin (key prefix and dtype as the fixture says, no lm_head.weight),
   4. writes reference.safetensors: input_ids, attention_mask (int64), logits
      (float32, eval mode, eager attention), losses (float64, per sequence),
+     batch_loss and the gradient of embed_tokens under it (float32),
      and fixture.json (what the fixture exercises, in words and flags).
 
 Per-sequence loss definition (shared with src/model/score.rs): the causal-LM loss
@@ -37,8 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "fixtures" / "opt"
 
 
-def ensure_venv_and_reexec() -> None:
-    """Run inside the pinned venv, creating it on first use."""
+def ensure_venv_and_reexec(script: str = __file__) -> None:
+    """Re-run `script` inside the pinned venv, creating the venv on first use."""
     if Path(sys.prefix).resolve() == VENV.resolve():
         return
     python = VENV / "bin" / "python"
@@ -46,7 +47,7 @@ def ensure_venv_and_reexec() -> None:
         subprocess.check_call([sys.executable, "-m", "venv", str(VENV)])
         subprocess.check_call([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"])
         subprocess.check_call([str(python), "-m", "pip", "install", "-q", *PINS])
-    os.execv(str(python), [str(python), __file__, *sys.argv[1:]])
+    os.execv(str(python), [str(python), script, *sys.argv[1:]])
 
 
 # Each fixture: a tiny OPT shape plus how it is stored.
@@ -155,6 +156,19 @@ def main() -> None:
                     hf = model(input_ids=ids[r : r + 1], labels=ids[r : r + 1]).loss.double()
                     assert abs(hf - losses[r]) < 1e-5 * abs(hf), (fx["name"], r, hf, losses[r])
 
+        # Gradient of the batch loss (mean over every counted position) for the tied
+        # embedding: it gets gradient from the LM head and, through every layer, from
+        # the lookup, so it checks the whole backward pass.
+        model.zero_grad()
+        logits_g = model(input_ids=ids, attention_mask=mask).logits
+        logp_g = torch.log_softmax(logits_g[:, :-1], dim=-1)
+        nll_g = -logp_g.gather(-1, ids[:, 1:, None])[..., 0]
+        batch_loss = nll_g[valid].mean()
+        batch_loss.backward()
+        grads = {
+            "grad.decoder.embed_tokens.weight": model.model.decoder.embed_tokens.weight.grad,
+        }
+
         d = OUT / fx["name"]
         d.mkdir(parents=True, exist_ok=True)
         for old in d.iterdir():
@@ -171,7 +185,8 @@ def main() -> None:
 
         save_file(
             {"input_ids": ids, "attention_mask": mask, "logits": logits.contiguous(),
-             "losses": losses.contiguous()},
+             "losses": losses.contiguous(), "batch_loss": batch_loss.detach().reshape(1),
+             **{k: v.contiguous() for k, v in grads.items()}},
             str(d / "reference.safetensors"),
         )
         meta = {k: fx[k] for k in ("name", "about", "format", "dtype", "prefix", "pad_left")}
