@@ -37,6 +37,7 @@ fn logits_match_transformers_on_every_fixture() {
                 max_diff = max_diff.max((g - e).abs());
             }
         }
+        eprintln!("{name}: max |logit diff| = {max_diff:.2e}");
         assert!(
             max_diff <= LOGITS_ABS_TOL,
             "{name}: max |logit diff| {max_diff:e} > {LOGITS_ABS_TOL:e}"
@@ -62,6 +63,7 @@ fn sequence_losses_match_transformers() {
         assert_eq!(losses.len(), expected.len());
         for (row, (got, want)) in losses.iter().zip(&expected).enumerate() {
             let rel = (got - want).abs() / want.abs();
+            eprintln!("{name} row {row}: loss {got:.6} vs {want:.6}, rel diff {rel:.1e}");
             assert!(
                 rel <= LOSS_REL_TOL,
                 "{name} row {row}: loss {got} vs {want} (rel {rel:e})"
