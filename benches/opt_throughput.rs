@@ -60,7 +60,9 @@ fn main() {
     let eval_model = model.valid();
     let eval_ids = ids.clone().inner();
     let eval_step = || {
-        let logits = eval_model.forward(eval_ids.clone(), None, None).expect("forward");
+        let logits = eval_model
+            .forward(eval_ids.clone(), None, None)
+            .expect("forward");
         let _ = logits.into_data();
     };
     eval_step();

@@ -94,7 +94,9 @@ impl FromStr for BackendKind {
         BackendKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| BackendError::Unknown { name: s.to_string() })
+            .ok_or_else(|| BackendError::Unknown {
+                name: s.to_string(),
+            })
     }
 }
 

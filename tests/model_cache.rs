@@ -62,17 +62,29 @@ fn incremental_decoding_equals_full_forward_step_by_step() {
         assert_eq!(cache.len(), prompt);
         let [b, t, v] = first.dims();
         let got = values(first.narrow(1, t - 1, 1).reshape([b, v]));
-        let want = full_last(&model, &slice_cols(&rows, prompt), &slice_cols(&mask, prompt));
+        let want = full_last(
+            &model,
+            &slice_cols(&rows, prompt),
+            &slice_cols(&mask, prompt),
+        );
         assert!(max_diff(&got, &want) <= STEP_TOL, "{name} prompt");
 
         for step in prompt..seq {
             let new: Vec<Vec<i64>> = rows.iter().map(|r| vec![r[step]]).collect();
             let logits = model
-                .forward(ids(&new), Some(ids(&slice_cols(&mask, step + 1))), Some(&mut cache))
+                .forward(
+                    ids(&new),
+                    Some(ids(&slice_cols(&mask, step + 1))),
+                    Some(&mut cache),
+                )
                 .unwrap(); // [b, 1, vocab]
             assert_eq!(cache.len(), step + 1);
             let got = values(logits.reshape([b, v]));
-            let want = full_last(&model, &slice_cols(&rows, step + 1), &slice_cols(&mask, step + 1));
+            let want = full_last(
+                &model,
+                &slice_cols(&rows, step + 1),
+                &slice_cols(&mask, step + 1),
+            );
             let diff = max_diff(&got, &want);
             assert!(diff <= STEP_TOL, "{name} step {step}: {diff:e}");
         }
@@ -94,15 +106,22 @@ fn reorder_by_beam_index_equals_recomputing() {
     // Beams: new row i continues old row beam[i] (a row may be picked twice or dropped).
     let beam = [2i64, 0, 0, 1];
     cache
-        .reorder(Tensor::from_data(TensorData::new(beam.to_vec(), [4]), &device()))
+        .reorder(Tensor::from_data(
+            TensorData::new(beam.to_vec(), [4]),
+            &device(),
+        ))
         .unwrap();
     assert_eq!(cache.batch_size(), Some(4));
     let next = [5i64, 9, 17, 33];
     let step: Vec<Vec<i64>> = next.iter().map(|&t| vec![t]).collect();
     let logits = model
-        .forward(ids(&step), Some(ids(&ones(4, prompt + 1))), Some(&mut cache))
+        .forward(
+            ids(&step),
+            Some(ids(&ones(4, prompt + 1))),
+            Some(&mut cache),
+        )
         .unwrap();
-    let got = values(logits.reshape([4, 64 + 32]));
+    let got = values(logits.reshape([4, 96])); // pre_ln's vocab is 96
 
     let recomputed: Vec<Vec<i64>> = beam
         .iter()
@@ -152,9 +171,15 @@ fn inconsistent_inputs_are_errors_not_panics() {
         Err(ModelError::InvalidInput(msg)) => assert!(msg.contains(needle), "{msg}"),
         other => panic!("expected InvalidInput({needle}), got {other:?}"),
     };
-    invalid(model.forward(ids(&rows), Some(ids(&[vec![1, 1]])), None), "attention_mask");
+    invalid(
+        model.forward(ids(&rows), Some(ids(&[vec![1, 1]])), None),
+        "attention_mask",
+    );
     invalid(model.forward(ids(&[vec![3, 50]]), None, None), "vocabulary");
-    invalid(model.forward(ids(&[vec![1; 9]]), None, None), "max_position_embeddings");
+    invalid(
+        model.forward(ids(&[vec![1; 9]]), None, None),
+        "max_position_embeddings",
+    );
 
     let mut cache = KvCache::new();
     model.forward(ids(&rows), None, Some(&mut cache)).unwrap();
@@ -163,7 +188,10 @@ fn inconsistent_inputs_are_errors_not_panics() {
         "batch",
     );
     let err = cache
-        .reorder(Tensor::from_data(TensorData::new(vec![1i64], [1]), &device()))
+        .reorder(Tensor::from_data(
+            TensorData::new(vec![1i64], [1]),
+            &device(),
+        ))
         .unwrap_err();
     assert!(err.to_string().contains("outside"), "{err}");
 }

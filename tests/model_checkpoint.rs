@@ -38,7 +38,12 @@ fn edit_safetensors(dir: &Path, edit: impl FnOnce(&mut HashMap<String, (Vec<usiz
     edit(&mut map);
     let views: Vec<(String, TensorView)> = map
         .iter()
-        .map(|(k, (shape, data))| (k.clone(), TensorView::new(dtype, shape.clone(), data).unwrap()))
+        .map(|(k, (shape, data))| {
+            (
+                k.clone(),
+                TensorView::new(dtype, shape.clone(), data).unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, None, &path).unwrap();
 }
@@ -56,9 +61,15 @@ fn missing_unexpected_and_misshapen_keys_are_listed_by_name_in_one_error() {
     edit_safetensors(tmp.path(), |map| {
         map.remove("model.decoder.layers.1.fc2.bias");
         map.remove("model.decoder.final_layer_norm.weight");
-        map.insert("model.decoder.layers.9.fc1.weight".into(), (vec![1], vec![0; 4]));
+        map.insert(
+            "model.decoder.layers.9.fc1.weight".into(),
+            (vec![1], vec![0; 4]),
+        );
         let (_, data) = map.remove("model.decoder.layers.0.fc1.weight").unwrap(); // [64, 32]
-        map.insert("model.decoder.layers.0.fc1.weight".into(), (vec![32, 64], data));
+        map.insert(
+            "model.decoder.layers.0.fc1.weight".into(),
+            (vec![32, 64], data),
+        );
     });
     let err = load_err(tmp.path());
     let ModelError::KeyMismatch { path, report } = &err else {
@@ -67,7 +78,10 @@ fn missing_unexpected_and_misshapen_keys_are_listed_by_name_in_one_error() {
     assert_eq!(path, &tmp.path().join("model.safetensors"));
     assert_eq!(
         report.missing,
-        vec!["decoder.layers.1.fc2.bias", "decoder.final_layer_norm.weight"]
+        vec![
+            "decoder.layers.1.fc2.bias",
+            "decoder.final_layer_norm.weight"
+        ]
     );
     assert_eq!(report.unexpected, vec!["model.decoder.layers.9.fc1.weight"]);
     assert_eq!(report.wrong_shape.len(), 1);
@@ -98,7 +112,10 @@ fn a_tied_lm_head_copy_in_the_file_is_accepted() {
 
 #[test]
 fn truncated_files_name_the_file() {
-    for (name, file) in [("pre_ln", "model.safetensors"), ("fp16_bin", "pytorch_model.bin")] {
+    for (name, file) in [
+        ("pre_ln", "model.safetensors"),
+        ("fp16_bin", "pytorch_model.bin"),
+    ] {
         let tmp = copy_fixture(name);
         let path = tmp.path().join(file);
         let bytes = std::fs::read(&path).unwrap();
@@ -153,7 +170,12 @@ fn save_pretrained_round_trips() {
     let tmp = tempfile::tempdir().unwrap();
     let out = kept.as_deref().map(Path::new).unwrap_or(tmp.path());
     save_pretrained(&model, &config, out, Some(tokenizer.path())).unwrap();
-    for file in ["config.json", "model.safetensors", "vocab.json", "merges.txt"] {
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "vocab.json",
+        "merges.txt",
+    ] {
         assert!(out.join(file).is_file(), "{file} not written");
     }
     assert!(!out.join("tokenizer.json").exists());
@@ -178,7 +200,10 @@ fn save_pretrained_round_trips() {
     let names = SafeTensors::deserialize(&bytes).unwrap().names().len();
     let file = SafeTensors::deserialize(&bytes).unwrap();
     assert!(file.tensor("model.decoder.project_in.weight").is_ok());
-    assert!(file.tensor("model.decoder.layers.2.self_attn.q_proj.bias").is_ok());
+    assert!(
+        file.tensor("model.decoder.layers.2.self_attn.q_proj.bias")
+            .is_ok()
+    );
     assert!(file.tensor("lm_head.weight").is_err());
     assert_eq!(names, 4 + 3 * 16); // embeds, project_in/out, 16 tensors per layer
 }

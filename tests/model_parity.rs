@@ -91,16 +91,26 @@ fn gradients_match_transformers() {
         let reference = Reference::open(name);
         let ids = Tensor::<AD, 2, burn::tensor::Int>::from_inner(reference.int2("input_ids"));
         let mask = Tensor::<AD, 2, burn::tensor::Int>::from_inner(reference.int2("attention_mask"));
-        let logits = model.forward(ids.clone(), Some(mask.clone()), None).unwrap();
+        let logits = model
+            .forward(ids.clone(), Some(mask.clone()), None)
+            .unwrap();
         let loss = causal_lm_loss(logits, ids, Some(mask)).unwrap();
         let loss_value = values(loss.clone().inner())[0];
         let want_loss = reference.get("batch_loss").values[0];
-        assert!((loss_value - want_loss).abs() <= 1e-5 * want_loss.abs(), "{name}");
+        assert!(
+            (loss_value - want_loss).abs() <= 1e-5 * want_loss.abs(),
+            "{name}"
+        );
         let grads = loss.backward();
 
         let embed = model.token_embedding(); // [vocab, e], HF layout
         let got_embed = values(embed.grad(&grads).unwrap());
-        assert_close(name, "embed_tokens", &got_embed, &reference.get("grad.decoder.embed_tokens.weight").values);
+        assert_close(
+            name,
+            "embed_tokens",
+            &got_embed,
+            &reference.get("grad.decoder.embed_tokens.weight").values,
+        );
     }
 }
 

@@ -222,7 +222,9 @@ impl OptConfig {
         if let Some(kind) = &hf.model_type
             && kind != "opt"
         {
-            return Err(unsupported(format!("model_type is {kind:?}, expected \"opt\"")));
+            return Err(unsupported(format!(
+                "model_type is {kind:?}, expected \"opt\""
+            )));
         }
         let activation = Activation::from_hf(&hf.activation_function).ok_or_else(|| {
             unsupported(format!(
@@ -356,7 +358,10 @@ impl OptConfig {
     /// The HF mirror of this config (what `config.json` holds).
     pub fn to_hf(&self) -> HfOptConfig {
         let mut extra = serde_json::Map::new();
-        extra.insert("architectures".into(), serde_json::json!(["OPTForCausalLM"]));
+        extra.insert(
+            "architectures".into(),
+            serde_json::json!(["OPTForCausalLM"]),
+        );
         extra.insert("torch_dtype".into(), serde_json::json!("float32"));
         HfOptConfig {
             vocab_size: self.vocab_size,
@@ -424,7 +429,10 @@ mod tests {
     #[test]
     fn rejects_what_cannot_be_built() {
         let cases = [
-            (r#"{"hidden_size": 30, "num_attention_heads": 4}"#, "multiple"),
+            (
+                r#"{"hidden_size": 30, "num_attention_heads": 4}"#,
+                "multiple",
+            ),
             (r#"{"activation_function": "silu"}"#, "silu"),
             (r#"{"model_type": "gpt2"}"#, "gpt2"),
             (r#"{"layerdrop": 0.1}"#, "layerdrop"),

@@ -36,8 +36,22 @@ impl<B: Backend> OptDecoderLayer<B> {
         OptDecoderLayer {
             self_attn: OptAttention::build(src, &format!("{p}.self_attn"), config),
             self_attn_layer_norm: layer_norm(src, &format!("{p}.self_attn_layer_norm"), d, eps),
-            fc1: linear(src, &format!("{p}.fc1"), d, f, config.enable_bias, config.init_std),
-            fc2: linear(src, &format!("{p}.fc2"), f, d, config.enable_bias, config.init_std),
+            fc1: linear(
+                src,
+                &format!("{p}.fc1"),
+                d,
+                f,
+                config.enable_bias,
+                config.init_std,
+            ),
+            fc2: linear(
+                src,
+                &format!("{p}.fc2"),
+                f,
+                d,
+                config.enable_bias,
+                config.init_std,
+            ),
             final_layer_norm: layer_norm(src, &format!("{p}.final_layer_norm"), d, eps),
             dropout: DropoutConfig::new(config.dropout).init(),
             do_layer_norm_before: config.do_layer_norm_before,
@@ -49,10 +63,18 @@ impl<B: Backend> OptDecoderLayer<B> {
     pub(crate) fn export(&self, index: usize, out: &mut Vec<NamedTensor>) {
         let p = format!("decoder.layers.{index}");
         self.self_attn.export(&format!("{p}.self_attn"), out);
-        export_layer_norm(&self.self_attn_layer_norm, &format!("{p}.self_attn_layer_norm"), out);
+        export_layer_norm(
+            &self.self_attn_layer_norm,
+            &format!("{p}.self_attn_layer_norm"),
+            out,
+        );
         export_linear(&self.fc1, &format!("{p}.fc1"), out);
         export_linear(&self.fc2, &format!("{p}.fc2"), out);
-        export_layer_norm(&self.final_layer_norm, &format!("{p}.final_layer_norm"), out);
+        export_layer_norm(
+            &self.final_layer_norm,
+            &format!("{p}.final_layer_norm"),
+            out,
+        );
     }
 
     /// `x`: `[batch, seq, hidden]` -> `[batch, seq, hidden]`.
@@ -69,7 +91,9 @@ impl<B: Backend> OptDecoderLayer<B> {
         } else {
             x
         };
-        let h = self.dropout.forward(self.self_attn.forward(h, masked, cache));
+        let h = self
+            .dropout
+            .forward(self.self_attn.forward(h, masked, cache));
         let mut h = residual + h;
         if !self.do_layer_norm_before {
             h = self.self_attn_layer_norm.forward(h);

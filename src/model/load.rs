@@ -260,7 +260,13 @@ pub(crate) fn read_pytorch(path: &Path) -> Result<Vec<(String, RawTensor)>, Mode
                 format!("tensor {key}: {} values for shape {shape:?}", values.len()),
             ));
         }
-        out.push((key, RawTensor { shape, data: values }));
+        out.push((
+            key,
+            RawTensor {
+                shape,
+                data: values,
+            },
+        ));
     }
     Ok(out)
 }
@@ -272,8 +278,14 @@ mod tests {
     #[test]
     fn remap_table() {
         let cases = [
-            ("model.decoder.layers.0.fc1.weight", Some("decoder.layers.0.fc1.weight")),
-            ("decoder.embed_tokens.weight", Some("decoder.embed_tokens.weight")),
+            (
+                "model.decoder.layers.0.fc1.weight",
+                Some("decoder.layers.0.fc1.weight"),
+            ),
+            (
+                "decoder.embed_tokens.weight",
+                Some("decoder.embed_tokens.weight"),
+            ),
             ("lm_head.weight", None),
             ("something.else", Some("something.else")),
         ];

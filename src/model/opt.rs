@@ -112,9 +112,9 @@ impl<B: Backend> Opt<B> {
         &self,
         input_ids: Tensor<B, 2, Int>,
         attention_mask: Option<Tensor<B, 2, Int>>,
-        mut cache: Option<&mut KvCache<B>>,
+        cache: Option<&mut KvCache<B>>,
     ) -> Result<Tensor<B, 3>, ModelError> {
-        let h = self.hidden_states(input_ids, attention_mask, cache.as_deref_mut())?;
+        let h = self.hidden_states(input_ids, attention_mask, cache)?;
         Ok(self.logits(h))
     }
 
@@ -174,7 +174,11 @@ impl<B: Backend> Opt<B> {
     pub(crate) fn export(&self) -> Vec<NamedTensor> {
         let mut out = Vec::new();
         export_embedding(&self.embed_tokens, "decoder.embed_tokens.weight", &mut out);
-        export_embedding(&self.embed_positions, "decoder.embed_positions.weight", &mut out);
+        export_embedding(
+            &self.embed_positions,
+            "decoder.embed_positions.weight",
+            &mut out,
+        );
         if let Some(p) = &self.project_in {
             export_linear(p, "decoder.project_in", &mut out);
         }
@@ -205,7 +209,9 @@ impl<B: Backend> Opt<B> {
         let [batch, seq] = input_ids.dims();
         let bad = |msg: String| Err(ModelError::InvalidInput(msg));
         if batch == 0 || seq == 0 {
-            return bad(format!("input_ids has shape [{batch}, {seq}]; both must be > 0"));
+            return bad(format!(
+                "input_ids has shape [{batch}, {seq}]; both must be > 0"
+            ));
         }
         if let Some(mask) = attention_mask
             && mask.dims() != [batch, total]

@@ -74,7 +74,8 @@ pub(crate) fn layer_norm<B: Backend, S: ParamSource<B>>(
     // The config init makes lazy (never materialised) params that are replaced here;
     // it is the only way to set burn's private epsilon field.
     let mut norm = LayerNormConfig::new(d).with_epsilon(eps).init(&device);
-    norm.gamma = Param::from_tensor(src.tensor(&format!("{prefix}.weight"), [d], Init::Ones, false));
+    norm.gamma =
+        Param::from_tensor(src.tensor(&format!("{prefix}.weight"), [d], Init::Ones, false));
     norm.beta = Some(Param::from_tensor(src.tensor(
         &format!("{prefix}.bias"),
         [d],
@@ -115,7 +116,9 @@ impl<B: Backend> ParamSource<B> for RandomInit<B> {
             shape.reverse();
         }
         match init {
-            Init::Normal(std) => Tensor::random(shape, Distribution::Normal(0.0, std), &self.device),
+            Init::Normal(std) => {
+                Tensor::random(shape, Distribution::Normal(0.0, std), &self.device)
+            }
             Init::NormalZeroRow(std, row) => {
                 let t = Tensor::random(shape, Distribution::Normal(0.0, std), &self.device);
                 if D == 2 && row < shape[0] {
@@ -123,7 +126,8 @@ impl<B: Backend> ParamSource<B> for RandomInit<B> {
                     let width: usize = shape.iter().skip(1).product();
                     let zeros = Tensor::<B, 2>::zeros([1, width], &self.device);
                     let t2: Tensor<B, 2> = t.reshape([shape[0], width]);
-                    t2.slice_assign([row..row + 1, 0..width], zeros).reshape(shape)
+                    t2.slice_assign([row..row + 1, 0..width], zeros)
+                        .reshape(shape)
                 } else {
                     t
                 }
@@ -147,7 +151,10 @@ pub(crate) struct NamedTensor {
 
 /// Reads a tensor's values as f32 (always possible for a float tensor).
 fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().into_vec::<f32>().unwrap_or_default()
+    t.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .unwrap_or_default()
 }
 
 /// Appends `{prefix}.weight` (transposed back to torch's `[out, in]`) and `{prefix}.bias`.
@@ -188,7 +195,11 @@ pub(crate) fn export_layer_norm<B: Backend>(
 }
 
 /// Appends an embedding table under `key`.
-pub(crate) fn export_embedding<B: Backend>(e: &Embedding<B>, key: &str, out: &mut Vec<NamedTensor>) {
+pub(crate) fn export_embedding<B: Backend>(
+    e: &Embedding<B>,
+    key: &str,
+    out: &mut Vec<NamedTensor>,
+) {
     let t = e.weight.val();
     out.push(NamedTensor {
         key: key.to_string(),

@@ -48,8 +48,8 @@ pub fn save_pretrained<B: Backend>(
     };
     let mut views = Vec::with_capacity(tensors.len());
     for (t, b) in tensors.iter().zip(&bytes) {
-        let view =
-            TensorView::new(Dtype::F32, t.shape.clone(), b).map_err(|e| write_err(e.to_string()))?;
+        let view = TensorView::new(Dtype::F32, t.shape.clone(), b)
+            .map_err(|e| write_err(e.to_string()))?;
         // `OPTForCausalLM` keeps the decoder under `model.`; its loader accepts both.
         views.push((format!("model.{}", t.key), view));
     }

@@ -173,20 +173,31 @@ mod tests {
 
     #[test]
     fn corpus_perplexity_weights_by_tokens() {
+        // Two batches: mean loss 1.0 over 1 token, mean loss 3.0 over 3 tokens.
         let mut corpus = CorpusPerplexity::default();
         corpus.add(&SequenceScores {
-            nll_sum: vec![2.0, 6.0],
-            tokens: vec![1, 3],
+            nll_sum: vec![1.0],
+            tokens: vec![1],
         });
-        assert!((corpus.mean_loss() - 2.0).abs() < 1e-12);
-        // Mean of batch means differs: batches (1.0) and (3.0) -> exp(2.0) either way here,
-        // but (1.0 over 1 token) and (3.0 over 3 tokens) weighted is 2.5.
-        assert!((mean_of_batch_means_perplexity(&[1.0, 3.0]) - 2.0f64.exp()).abs() < 1e-12);
-        let mut weighted = CorpusPerplexity::default();
-        weighted.add(&SequenceScores {
-            nll_sum: vec![1.0, 9.0],
-            tokens: vec![1, 3],
+        corpus.add(&SequenceScores {
+            nll_sum: vec![9.0],
+            tokens: vec![3],
         });
-        assert!((weighted.perplexity() - 2.5f64.exp()).abs() < 1e-9);
+        // Token-weighted: 10 nats / 4 tokens = 2.5; the authors' mean of batch means: 2.0.
+        assert!((corpus.mean_loss() - 2.5).abs() < 1e-12);
+        assert!((corpus.perplexity() - 2.5f64.exp()).abs() < 1e-9);
+        assert!((mean_of_batch_means_perplexity(&[1.0, 3.0]) - 2.0f64.exp()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn mean_losses_and_perplexities_per_sequence() {
+        let scores = SequenceScores {
+            nll_sum: vec![6.0, 0.0],
+            tokens: vec![3, 0],
+        };
+        let means = scores.mean_losses();
+        assert_eq!(means[0], 2.0);
+        assert!(means[1].is_nan(), "no counted position -> NaN");
+        assert!((scores.perplexities()[0] - 2.0f64.exp()).abs() < 1e-12);
     }
 }
