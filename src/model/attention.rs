@@ -1,0 +1,101 @@
+//! OPT self-attention: q/k/v projections, q scaled after its bias, causal + padding
+//! mask, softmax in f32, output projection.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Tensor};
+
+use super::cache::KvCache;
+use super::config::OptConfig;
+use super::params::{NamedTensor, ParamSource, export_linear, linear};
+
+/// Multi-head causal self-attention (`decoder.layers.N.self_attn`).
+#[derive(Module, Debug)]
+pub struct OptAttention<B: Backend> {
+    q_proj: Linear<B>,
+    k_proj: Linear<B>,
+    v_proj: Linear<B>,
+    out_proj: Linear<B>,
+    /// Dropout on the attention probabilities (`attention_dropout`, 0 for OPT).
+    attn_dropout: Dropout,
+    num_heads: usize,
+    head_dim: usize,
+}
+
+impl<B: Backend> OptAttention<B> {
+    pub(crate) fn build<S: ParamSource<B>>(src: &mut S, prefix: &str, config: &OptConfig) -> Self {
+        let d = config.hidden_size;
+        let mut proj = |name: &str| {
+            linear(
+                src,
+                &format!("{prefix}.{name}"),
+                d,
+                d,
+                config.enable_bias,
+                config.init_std,
+            )
+        };
+        OptAttention {
+            q_proj: proj("q_proj"),
+            k_proj: proj("k_proj"),
+            v_proj: proj("v_proj"),
+            out_proj: proj("out_proj"),
+            attn_dropout: DropoutConfig::new(config.attention_dropout).init(),
+            num_heads: config.num_heads,
+            head_dim: config.head_dim(),
+        }
+    }
+
+    /// Appends the four projections under `prefix` (HF names and layout).
+    pub(crate) fn export(&self, prefix: &str, out: &mut Vec<NamedTensor>) {
+        for (name, proj) in [
+            ("q_proj", &self.q_proj),
+            ("k_proj", &self.k_proj),
+            ("v_proj", &self.v_proj),
+            ("out_proj", &self.out_proj),
+        ] {
+            export_linear(proj, &format!("{prefix}.{name}"), out);
+        }
+    }
+
+    /// `x`: `[batch, seq, hidden]`; `masked`: `[batch, 1, seq, past + seq]`, true where a
+    /// query may not look. With a cache, this step's keys/values are appended to
+    /// layer `layer`'s entry and attention runs over past + new positions.
+    /// Returns `[batch, seq, hidden]`.
+    pub(crate) fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        masked: Tensor<B, 4, Bool>,
+        cache: Option<(&mut KvCache<B>, usize)>,
+    ) -> Tensor<B, 3> {
+        let [batch, seq, hidden] = x.dims();
+        let scaling = (self.head_dim as f64).powf(-0.5);
+        // HF scales q after adding the bias.
+        let q = self.split_heads(self.q_proj.forward(x.clone()) * scaling); // [b, h, seq, hd]
+        let k = self.split_heads(self.k_proj.forward(x.clone())); // [b, h, seq, hd]
+        let v = self.split_heads(self.v_proj.forward(x)); // [b, h, seq, hd]
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, k, v), // [b, h, past + seq, hd]
+            None => (k, v),
+        };
+        let total = k.dims()[2];
+        let scores = q.matmul(k.swap_dims(2, 3)); // [b, h, seq, total]
+        let masked = masked.expand([batch, self.num_heads, seq, total]);
+        // HF adds finfo(f32).min where masked; replacing gives the same softmax.
+        let scores = scores.mask_fill(masked, f32::MIN);
+        // Backends here compute in f32, so the softmax is in f32 as in HF.
+        let probs = self.attn_dropout.forward(softmax(scores, 3)); // [b, h, seq, total]
+        let out = probs.matmul(v); // [b, h, seq, hd]
+        let out = out.swap_dims(1, 2).reshape([batch, seq, hidden]); // [b, seq, hidden]
+        self.out_proj.forward(out)
+    }
+
+    /// `[batch, seq, hidden]` -> `[batch, heads, seq, head_dim]`.
+    fn split_heads(&self, x: Tensor<B, 3>) -> Tensor<B, 4> {
+        let [batch, seq, _] = x.dims();
+        x.reshape([batch, seq, self.num_heads, self.head_dim])
+            .swap_dims(1, 2)
+    }
+}
