@@ -69,7 +69,11 @@ fn case(name: &'static str, text: String, message: &'static str, at: &'static st
 
 /// Every kind, as the error lists them (the list grows as kinds are added).
 fn kinds() -> String {
-    xp::steps::KIND_NAMES.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+    xp::steps::KIND_NAMES
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn leak(s: String) -> &'static str {
@@ -128,7 +132,10 @@ fn errors_name_the_problem_and_the_place() {
         case(
             "unknown kind, with the valid ones",
             BASE.replace("kind = \"tokenize\"", "kind = \"tokenise\""),
-            leak(format!("unknown kind `tokenise` for step `blocks`, expected one of {}", kinds())),
+            leak(format!(
+                "unknown kind `tokenise` for step `blocks`, expected one of {}",
+                kinds()
+            )),
             "x.toml:9:8",
         ),
         case(
@@ -248,7 +255,10 @@ fn errors_name_the_problem_and_the_place() {
         case(
             "unknown kind under [defaults]",
             with_base("\n[defaults.finetun]\nepochs = 1\n"),
-            leak(format!("unknown kind `finetun` under [defaults], expected one of {}", kinds())),
+            leak(format!(
+                "unknown kind `finetun` under [defaults], expected one of {}",
+                kinds()
+            )),
             "x.toml:14:11",
         ),
         case(

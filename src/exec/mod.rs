@@ -14,7 +14,7 @@ use chrono::Utc;
 
 use crate::digest::StepKey;
 use crate::plan::{KeyState, Plan, PlannedInput};
-use crate::steps::context::{InputLocation, StepContext};
+use crate::steps::context::{InputLocation, InputOrigin, StepContext};
 use crate::store::{Begin, LookupOutcome, ManifestInfo, Outcome, Store, StoreError};
 use events::{EventSink, RunEvent, RunReason};
 
@@ -220,7 +220,11 @@ fn input_locations(
         let mut locations = Vec::new();
         for input in inputs {
             match input {
-                PlannedInput::Source { name } => locations.push(sources[name].clone()),
+                PlannedInput::Source { name } => {
+                    let mut location = sources[name].clone();
+                    location.origin = InputOrigin::Source { name: name.clone() };
+                    locations.push(location);
+                }
                 PlannedInput::Output { step, output, path } => {
                     let producer = &plan.steps[*step];
                     let missing = || ExecError::MissingInput {
@@ -233,6 +237,11 @@ fn input_locations(
                     locations.push(InputLocation {
                         path: entry.out_dir().join(path),
                         splits: None,
+                        origin: InputOrigin::Output {
+                            step: producer.name.clone(),
+                            output: output.clone(),
+                            key,
+                        },
                     });
                 }
             }

@@ -8,7 +8,7 @@ use crate::digest::ContentDigest;
 use crate::plan::{SourceOracle, SourceState};
 use crate::spec::Experiment;
 use crate::steps::RefTarget;
-use crate::steps::context::InputLocation;
+use crate::steps::context::{InputLocation, InputOrigin};
 
 use super::{PlanStatus, ResolveOptions, SourceError, SourceSpec, plan_status, resolve};
 
@@ -93,8 +93,16 @@ pub fn resolve_sources(experiment: &Experiment) -> Result<ResolvedSources, Sourc
         };
         out.digests
             .insert(name.to_string(), resolved.identity.content_digest());
-        out.locations
-            .insert(name.to_string(), InputLocation { path, splits });
+        out.locations.insert(
+            name.to_string(),
+            InputLocation {
+                path,
+                splits,
+                origin: InputOrigin::Source {
+                    name: name.to_string(),
+                },
+            },
+        );
     }
     Ok(out)
 }

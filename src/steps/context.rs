@@ -13,6 +13,31 @@ use crate::exec::events::{EventSink, RunEvent};
 pub struct InputLocation {
     pub path: PathBuf,
     pub splits: Option<BTreeMap<String, Vec<PathBuf>>>,
+    /// Where it came from: for labels and provenance (e.g. a report naming the
+    /// generation and the key behind each number).
+    pub origin: InputOrigin,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InputOrigin {
+    /// A `[sources]` entry.
+    Source { name: String },
+    /// Output `output` of step `step` (e.g. `synthesize@2`), whose key is `key`.
+    Output {
+        step: String,
+        output: String,
+        key: StepKey,
+    },
+}
+
+impl InputOrigin {
+    /// `source` or `step.output`, as references are written in the file.
+    pub fn label(&self) -> String {
+        match self {
+            InputOrigin::Source { name } => name.clone(),
+            InputOrigin::Output { step, output, .. } => format!("{step}.{output}"),
+        }
+    }
 }
 
 pub struct StepContext<'a> {
@@ -42,6 +67,18 @@ impl StepContext<'_> {
 
     pub fn optional_input(&self, slot: &str) -> Option<&InputLocation> {
         self.inputs.get(slot).and_then(|v| v.first())
+    }
+
+    /// Every input of a list slot, in order (empty when the slot is unset).
+    pub fn input_list(&self, slot: &str) -> &[InputLocation] {
+        self.inputs.get(slot).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// The backend named in the experiment, checked to be compiled in.
+    pub fn backend_kind(&self) -> Result<crate::backend::BackendKind, StepError> {
+        let kind: crate::backend::BackendKind = self.backend.parse()?;
+        kind.check_available()?;
+        Ok(kind)
     }
 
     /// Reports progress; the reporters rate-limit what they show.
@@ -80,6 +117,10 @@ pub enum StepError {
     Tokenizer(#[from] crate::tokenizer::TokenizerError),
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
     /// Input that is well-formed but unusable; the message says what to do.
     #[error("{0}")]
     Invalid(String),
