@@ -168,7 +168,7 @@ impl BarReporter {
         let template = if known_total {
             "{spinner} {prefix:.bold} [{bar:30}] {pos}/{len} {msg} ({per_sec}, ETA {eta})"
         } else {
-            "{spinner} {prefix:.bold} {pos} {msg} ({elapsed})"
+            "{spinner} {prefix:.bold} {msg} ({elapsed})"
         };
         ProgressStyle::with_template(template)
             .expect("valid template")
