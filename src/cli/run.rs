@@ -34,6 +34,9 @@ pub fn run(args: RunArgs) -> Result<Success, CliError> {
     let experiment = common::load_experiment(&args.experiment)?;
     let resolved = oracle::resolve_sources(&experiment)
         .map_err(|e| CliError::SourceUnavailable(format!("error: {e}")))?;
+    for warning in &resolved.warnings {
+        eprintln!("warning: {warning}");
+    }
     let plan = Plan::build(experiment, &resolved)?;
     let store = common::open_store(&args.store)?;
     let options = common::run_options(&plan, &args.rerun, args.rerun_all)?;

@@ -230,18 +230,8 @@ fn source_states(
     experiment: &Experiment,
     oracle: &dyn SourceOracle,
 ) -> Result<BTreeMap<String, SourceState>, PlanError> {
-    let used: std::collections::BTreeSet<&str> = experiment
-        .steps
-        .iter()
-        .flat_map(|s| s.params.inputs())
-        .flat_map(|slot| slot.refs)
-        .filter_map(|r| match r.target() {
-            RefTarget::Source(name) => Some(name),
-            RefTarget::Output { .. } => None,
-        })
-        .collect();
     let mut states = BTreeMap::new();
-    for name in used {
+    for name in experiment.used_sources() {
         let decl = &experiment.sources[name];
         let state = oracle
             .state(name, &decl.value, experiment)

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use crate::digest::ContentDigest;
 use crate::plan::{SourceOracle, SourceState};
 use crate::spec::Experiment;
-use crate::steps::RefTarget;
 use crate::steps::context::{InputLocation, InputOrigin};
 
-use super::{PlanStatus, ResolveOptions, SourceError, SourceSpec, plan_status, resolve};
+use super::{
+    PlanStatus, ResolveOptions, SourceError, SourceIdentity, SourceSpec, plan_status, resolve,
+};
 
 /// Answers from the local disk and the HF cache only; never the network.
 pub struct LocalOracle;
@@ -42,6 +43,8 @@ impl SourceOracle for LocalOracle {
 #[derive(Debug, Default)]
 pub struct ResolvedSources {
     pub locations: BTreeMap<String, InputLocation>,
+    /// Worth telling the user (e.g. a Hub source served from the cache).
+    pub warnings: Vec<String>,
     digests: BTreeMap<String, ContentDigest>,
 }
 
@@ -62,35 +65,25 @@ impl SourceOracle for ResolvedSources {
 /// Resolves every source a step uses, downloading from the Hub what the HF
 /// cache lacks (unless HF_HUB_OFFLINE). Fails early, before any step runs.
 pub fn resolve_sources(experiment: &Experiment) -> Result<ResolvedSources, SourceError> {
-    let mut used: Vec<&str> = experiment
-        .steps
-        .iter()
-        .flat_map(|s| s.params.inputs())
-        .flat_map(|slot| slot.refs)
-        .filter_map(|r| match r.target() {
-            RefTarget::Source(name) => Some(name),
-            RefTarget::Output { .. } => None,
-        })
-        .collect();
-    used.sort_unstable();
-    used.dedup();
     let mut opts = ResolveOptions::from_env(&experiment.dir);
     opts.hub.progress = true;
     let mut out = ResolvedSources::default();
-    for name in used {
+    for name in experiment.used_sources() {
         let decl = &experiment.sources[name];
         let spec = SourceSpec::parse(&decl.value)?;
         let resolved = resolve(&spec, &opts)?;
         let splits = (!resolved.splits.is_empty()).then(|| resolved.splits.clone());
-        let path = match &spec {
+        let path = match &resolved.identity {
             // A local file is its own input (a single-file dataset).
-            SourceSpec::Local(_)
-                if resolved.files.len() == 1 && resolved.root != resolved.files[0].path =>
-            {
-                resolved.files[0].path.clone()
-            }
+            SourceIdentity::LocalFile { .. } => resolved.files[0].path.clone(),
             _ => resolved.root.clone(),
         };
+        if let Some(error) = &resolved.offline_fallback {
+            out.warnings.push(format!(
+                "source `{name}` ({}): the Hub could not be reached ({error}); using the copy in the HF cache",
+                decl.value
+            ));
+        }
         out.digests
             .insert(name.to_string(), resolved.identity.content_digest());
         out.locations.insert(

@@ -86,6 +86,20 @@ impl Experiment {
     pub fn step(&self, name: &str) -> Option<&StepDecl> {
         self.steps.iter().find(|s| s.name == name)
     }
+
+    /// The names of the sources some step reads, sorted (declared but unused
+    /// sources are never resolved or fetched).
+    pub fn used_sources(&self) -> std::collections::BTreeSet<&str> {
+        self.steps
+            .iter()
+            .flat_map(|s| s.params.inputs())
+            .flat_map(|slot| slot.refs)
+            .filter_map(|r| match r.target() {
+                crate::steps::RefTarget::Source(name) => Some(name),
+                crate::steps::RefTarget::Output { .. } => None,
+            })
+            .collect()
+    }
 }
 
 /// Reads and loads the experiment file at `path`, applying `overrides`
