@@ -72,6 +72,10 @@ fn main() {
     }
     let eval_s = start.elapsed().as_secs_f64() / iters as f64;
 
+    if std::env::args().any(|a| a == "--phases") {
+        phases(&model, &ids, iters);
+    }
+
     println!(
         "burn-ndarray opt-125m batch {BATCH}x{SEQ} threads {threads} iters {iters}: \
          fwd+bwd {:.1} tokens/s ({:.3} s/step), eval {:.1} tokens/s ({:.3} s/step)",
@@ -80,4 +84,49 @@ fn main() {
         tokens / eval_s,
         eval_s
     );
+}
+
+/// Times the parts of one training step separately, to see which op dominates.
+fn phases(model: &Opt<NdarrayBackend>, ids: &Tensor<NdarrayBackend, 2, Int>, iters: usize) {
+    type B = NdarrayBackend;
+    let time = |name: &str, f: &dyn Fn()| {
+        f();
+        let start = Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        let s = start.elapsed().as_secs_f64() / iters as f64;
+        println!("phase {name}: {s:.3} s");
+    };
+    time("forward (autodiff graph, no backward)", &|| {
+        let logits = model.forward(ids.clone(), None, None).expect("forward");
+        let _ = logits.into_data();
+    });
+    time("forward + loss (no backward)", &|| {
+        let logits = model.forward(ids.clone(), None, None).expect("forward");
+        let loss = causal_lm_loss(logits, ids.clone(), None).expect("loss");
+        let _ = loss.into_data();
+    });
+    let device = ids.device();
+    let embed = model.token_embedding(); // [vocab, 768], tracked
+    let h = Tensor::<B, 2>::random([BATCH * SEQ, 768], Distribution::Default, &device);
+    time("LM head h·Eᵀ forward + backward (grad of E)", &|| {
+        let logits = h.clone().matmul(embed.clone().transpose()); // [512, vocab]
+        let grads = logits.sum().backward();
+        let _ = embed.grad(&grads).map(|g| g.into_data());
+    });
+    let x = Tensor::<B, 3>::random([BATCH, SEQ - 1, 50272], Distribution::Default, &device)
+        .require_grad();
+    let targets = ids.clone().narrow(1, 1, SEQ - 1).unsqueeze_dim::<3>(2);
+    time("log_softmax + gather forward + backward", &|| {
+        let logp = burn::tensor::activation::log_softmax(x.clone(), 2);
+        let nll = logp.gather(2, targets.clone()).sum();
+        let grads = nll.backward();
+        let _ = x.grad(&grads).map(|g| g.into_data());
+    });
+    time("embedding lookup forward + backward", &|| {
+        let e = burn::tensor::module::embedding(embed.clone(), ids.clone()); // [8, 64, 768]
+        let grads = e.sum().backward();
+        let _ = embed.grad(&grads).map(|g| g.into_data());
+    });
 }

@@ -73,9 +73,12 @@ impl<B: Backend> OptAttention<B> {
         let [batch, seq, hidden] = x.dims();
         let scaling = (self.head_dim as f64).powf(-0.5);
         // HF scales q after adding the bias.
-        let q = self.split_heads(self.q_proj.forward(x.clone()) * scaling); // [b, h, seq, hd]
-        let k = self.split_heads(self.k_proj.forward(x.clone())); // [b, h, seq, hd]
-        let v = self.split_heads(self.v_proj.forward(x)); // [b, h, seq, hd]
+        // Projections on [batch * seq, hidden]: 2-D linears (one large matrix product
+        // forward and for the weight gradient).
+        let x = x.reshape([batch * seq, hidden]);
+        let q = self.split_heads(self.q_proj.forward(x.clone()) * scaling, batch); // [b, h, seq, hd]
+        let k = self.split_heads(self.k_proj.forward(x.clone()), batch); // [b, h, seq, hd]
+        let v = self.split_heads(self.v_proj.forward(x), batch); // [b, h, seq, hd]
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, k, v), // [b, h, past + seq, hd]
             None => (k, v),
@@ -88,14 +91,14 @@ impl<B: Backend> OptAttention<B> {
         // Backends here compute in f32, so the softmax is in f32 as in HF.
         let probs = self.attn_dropout.forward(softmax(scores, 3)); // [b, h, seq, total]
         let out = probs.matmul(v); // [b, h, seq, hd]
-        let out = out.swap_dims(1, 2).reshape([batch, seq, hidden]); // [b, seq, hidden]
-        self.out_proj.forward(out)
+        let out = out.swap_dims(1, 2).reshape([batch * seq, hidden]); // [b * seq, hidden]
+        self.out_proj.forward(out).reshape([batch, seq, hidden])
     }
 
-    /// `[batch, seq, hidden]` -> `[batch, heads, seq, head_dim]`.
-    fn split_heads(&self, x: Tensor<B, 3>) -> Tensor<B, 4> {
-        let [batch, seq, _] = x.dims();
-        x.reshape([batch, seq, self.num_heads, self.head_dim])
+    /// `[batch * seq, hidden]` -> `[batch, heads, seq, head_dim]`.
+    fn split_heads(&self, x: Tensor<B, 2>, batch: usize) -> Tensor<B, 4> {
+        let [rows, _] = x.dims();
+        x.reshape([batch, rows / batch, self.num_heads, self.head_dim])
             .swap_dims(1, 2)
     }
 }

@@ -106,12 +106,16 @@ impl<B: Backend> OptDecoderLayer<B> {
         } else {
             h
         };
-        let f = self.fc1.forward(f); // [batch, seq, ffn]
+        // The FFN runs on [batch * seq, hidden] as in HF: 2-D linears keep the weight
+        // gradient one large matrix product instead of a per-batch product plus a sum.
+        let [batch, seq, hidden] = f.dims();
+        let f = self.fc1.forward(f.reshape([batch * seq, hidden])); // [batch * seq, ffn]
         let f = match self.activation {
             Activation::Relu => relu(f),
             Activation::Gelu => gelu(f),
         };
-        let f = self.dropout.forward(self.fc2.forward(f)); // [batch, seq, hidden]
+        let f = self.fc2.forward(f).reshape([batch, seq, hidden]); // [batch, seq, hidden]
+        let f = self.dropout.forward(f);
         let mut h = residual + f;
         if !self.do_layer_norm_before {
             h = self.final_layer_norm.forward(h);
