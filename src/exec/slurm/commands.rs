@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::SlurmError;
@@ -14,9 +15,20 @@ use crate::digest::StepKey;
 /// not submit).
 pub type JobId = String;
 
-/// The prefix of the `--comment` xp gives every job: `xp-key=<key hex>`. It
-/// lets a later `xp run` find the jobs already queued for a key.
+/// The prefix of the `--comment` xp gives every job: `xp-key=<key hex>
+/// store=<store root>`. It lets a later `xp run` find the jobs already queued
+/// for a key in its store.
 pub const KEY_COMMENT: &str = "xp-key=";
+const STORE_COMMENT: &str = " store=";
+
+/// The `--comment` of the job computing `key` into the store at `store`.
+pub fn job_comment(key: &StepKey, store: &Path) -> String {
+    format!(
+        "{KEY_COMMENT}{}{STORE_COMMENT}{}",
+        key.to_hex(),
+        store.display()
+    )
+}
 
 /// A job's state as Slurm reports it (`JobState`), reduced to what xp acts on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +81,8 @@ impl JobState {
 pub struct QueuedJob {
     pub id: JobId,
     pub key: StepKey,
+    /// The store root the job publishes into.
+    pub store: PathBuf,
     pub state: JobState,
 }
 
@@ -191,12 +205,14 @@ fn parse_queued(text: &str) -> Vec<QueuedJob> {
             let mut fields = line.splitn(4, '|');
             let (id, state, reason, comment) =
                 (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
-            let key = comment.trim().strip_prefix(KEY_COMMENT)?.parse().ok()?;
+            let (key, store) = comment.trim_end().strip_prefix(KEY_COMMENT)?.split_once(STORE_COMMENT)?;
+            let key = key.parse().ok()?;
             let state = JobState::parse(state, reason);
             let dead = matches!(&state, JobState::Pending { reason } if reason == "DependencyNeverSatisfied");
             (!dead && !state.is_finished()).then(|| QueuedJob {
                 id: id.trim().to_string(),
                 key,
+                store: PathBuf::from(store),
                 state,
             })
         })
@@ -209,7 +225,10 @@ fn parse_states(text: &str) -> HashMap<JobId, JobState> {
         .filter_map(|line| {
             let mut fields = line.splitn(3, '|');
             let (id, state, reason) = (fields.next()?, fields.next()?, fields.next()?);
-            Some((id.trim().to_string(), JobState::parse(state.trim(), reason.trim())))
+            Some((
+                id.trim().to_string(),
+                JobState::parse(state.trim(), reason.trim()),
+            ))
         })
         .collect()
 }
@@ -229,18 +248,23 @@ mod tests {
     #[test]
     fn queued_jobs_are_ours_alive_and_keyed() {
         let key = StepKey([7; 32]);
+        let ours = job_comment(&key, Path::new("/shared/a b|c/cache"));
         let text = format!(
-            "10|PENDING|Dependency|{KEY_COMMENT}{hex}\n\
-             11|RUNNING|None|{KEY_COMMENT}{hex}\n\
-             12|PENDING|DependencyNeverSatisfied|{KEY_COMMENT}{hex}\n\
+            "10|PENDING|Dependency|{ours}\n\
+             11|RUNNING|None|{ours}\n\
+             12|PENDING|DependencyNeverSatisfied|{ours}\n\
              13|RUNNING|None|(null)\n\
-             14|RUNNING|None|{KEY_COMMENT}not-a-key\n",
-            hex = key.to_hex()
+             14|RUNNING|None|{KEY_COMMENT}not-a-key store=/x\n\
+             15|COMPLETED|None|{ours}\n"
         );
         let jobs = parse_queued(&text);
         let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
         assert_eq!(ids, ["10", "11"]);
         assert!(jobs.iter().all(|j| j.key == key));
+        assert!(
+            jobs.iter()
+                .all(|j| j.store == Path::new("/shared/a b|c/cache"))
+        );
         assert_eq!(
             jobs[0].state,
             JobState::Pending {
@@ -261,7 +285,9 @@ mod tests {
                 state: "FAILED".into()
             }
         );
-        assert!(matches!(&states["3"], JobState::Cancelled { reason } if reason == "DependencyNeverSatisfied"));
+        assert!(
+            matches!(&states["3"], JobState::Cancelled { reason } if reason == "DependencyNeverSatisfied")
+        );
         assert!(states["4"].is_finished());
         assert_eq!(states["5"], JobState::Running);
         assert!(matches!(

@@ -22,7 +22,9 @@ enum End {
     Done,
     Failed,
     /// Never ran because this failed step (transitively) was a parent.
-    Skipped { cause: String },
+    Skipped {
+        cause: String,
+    },
 }
 
 /// Polls Slurm every `poll` until all jobs in `steps` have ended; fills `summary`.

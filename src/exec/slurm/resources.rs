@@ -85,6 +85,10 @@ mod tests {
             ]
         );
         let none = kind_default("corpus", "ndarray");
-        assert!(!sbatch_options(&none).iter().any(|a| a.starts_with("--gres")));
+        assert!(
+            !sbatch_options(&none)
+                .iter()
+                .any(|a| a.starts_with("--gres"))
+        );
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::commands::{JobId, KEY_COMMENT, SlurmCommands};
+use super::commands::{JobId, SlurmCommands, job_comment};
 use super::resources::{kind_default, sbatch_options};
 use super::{SlurmError, Step, StepJob};
 use crate::digest::StepKey;
@@ -114,6 +114,7 @@ pub(super) fn submit_all(
     let queued: HashMap<StepKey, JobId> = slurm
         .queued_jobs()?
         .into_iter()
+        .filter(|q| q.store == store.root())
         .map(|q| (q.key, q.id))
         .collect();
     let experiment = &plan.experiment.meta.name;
@@ -148,7 +149,13 @@ pub(super) fn submit_all(
                 key,
                 holder: format!("already queued as Slurm job {id}, not submitted again"),
             });
-            steps.push(Step::Job(StepJob::new(index, key, id.clone(), forced, true)));
+            steps.push(Step::Job(StepJob::new(
+                index,
+                key,
+                id.clone(),
+                forced,
+                true,
+            )));
             continue;
         }
         let parents: Vec<&str> = planned
@@ -166,7 +173,7 @@ pub(super) fn submit_all(
             .or(&kind_default(decl.params.kind(), backend));
         let mut args = vec![
             format!("--job-name={}:{name}", file_safe(experiment)),
-            format!("--comment={KEY_COMMENT}{}", key.to_hex()),
+            format!("--comment={}", job_comment(&key, store.root())),
             format!(
                 "--output={}",
                 log_path(store, experiment, name, key, "%j").display()
