@@ -57,7 +57,10 @@ pub fn run(args: ExecStepArgs) -> Result<Success, CliError> {
     let store = common::open_store(&args.store)?;
     let events = reporter::for_output(args.json);
     let options = exec::RunOptions {
-        rerun: [args.step.clone()].into_iter().filter(|_| args.rerun).collect(),
+        rerun: [args.step.clone()]
+            .into_iter()
+            .filter(|_| args.rerun)
+            .collect(),
         rerun_all: false,
     };
     match exec::execute_step(
