@@ -118,6 +118,20 @@ fn each_step_becomes_an_sbatch_job_with_its_resources_and_parents() {
         script.contains(&format!("--cache-dir '{}'", cache.display())),
         "{script}"
     );
+
+    // Slurm writes the log where `--output` says (`%j`: the job id), and
+    // `xp log` finds it there.
+    let output = blocks
+        .lines()
+        .find_map(|l| l.strip_prefix("--output="))
+        .unwrap()
+        .replace("%j", "102");
+    std::fs::write(&output, "line 1\nline 2\nline 3\n").unwrap();
+    let out = p.run(&["log", "x.toml", "blocks", "--path"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), output);
+    let out = p.run(&["log", "x.toml", "blocks", "--tail", "2"]);
+    assert_eq!(stdout(&out), "line 2\nline 3\n");
 }
 
 #[test]
@@ -151,6 +165,14 @@ fn resources_do_not_change_keys() {
 fn detach_needs_slurm_and_a_missing_slurm_is_named() {
     let p = Project::new(20);
     p.write("x.toml", FILE);
+    let out = p.run(&["log", "x.toml", "tok"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no Slurm job log"),
+        "{}",
+        stderr(&out)
+    );
+
     let out = p.run(&["run", "x.toml", "--detach"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--detach needs --executor slurm"));
