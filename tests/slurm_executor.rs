@@ -254,6 +254,17 @@ fn detach_then_run_submits_no_job_twice() {
     assert!(out.status.success(), "{}", stderr(&out));
     let ev = events(&out);
     assert!(submitted(&ev).is_empty(), "{}", stdout(&out));
+    // The chain's last steps are surely still queued a few ms later: followed.
+    let followed = ev
+        .iter()
+        .filter(|e| {
+            e["holder"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("already queued")
+        })
+        .count();
+    assert!(followed >= 1, "{}", stdout(&out));
     let mut seen = steps_with(&ev, "step_cached");
     seen.extend(steps_with(&ev, "step_finished"));
     seen.sort();
