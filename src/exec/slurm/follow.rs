@@ -13,6 +13,9 @@ use crate::exec::{ExecError, RunSummary};
 use crate::plan::Plan;
 use crate::store::{LookupOutcome, Store};
 
+/// Consecutive failed `squeue` calls tolerated while following.
+const MAX_SQUEUE_FAILURES: u32 = 10;
+
 /// Lines of a failed job's log shown with the failure.
 pub const LOG_TAIL_LINES: usize = 20;
 
@@ -39,6 +42,7 @@ pub(super) fn follow(
 ) -> Result<(), ExecError> {
     let mut ended: HashMap<usize, End> = HashMap::new();
     let experiment = plan.experiment.meta.name.clone();
+    let mut squeue_failures = 0;
     loop {
         let open: Vec<&StepJob> = steps
             .iter()
@@ -51,7 +55,20 @@ pub(super) fn follow(
             return Ok(());
         }
         let ids: Vec<String> = open.iter().map(|j| j.id.clone()).collect();
-        let states = slurm.states(&ids)?;
+        // A controller restarting or busy makes squeue fail for a while:
+        // the jobs go on meanwhile, so ask again before giving up.
+        let states = match slurm.states(&ids) {
+            Ok(states) => {
+                squeue_failures = 0;
+                states
+            }
+            Err(_) if squeue_failures < MAX_SQUEUE_FAILURES => {
+                squeue_failures += 1;
+                std::thread::sleep(poll.max(Duration::from_secs(1)));
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
         let mut updates = Vec::new();
         for job in open {
             let state = match states.get(&job.id) {
