@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::commands::{JobState, SlurmCommands};
+use super::progress;
 use super::submit::log_path;
 use super::{Step, StepJob};
 use crate::exec::events::{EventSink, RunEvent, RunReason};
@@ -148,6 +149,8 @@ fn observe(
         JobState::Pending { .. } => Ok(None),
         JobState::Running => {
             started(job);
+            let log = log_path(store, experiment, &step, key, &job.id);
+            progress::forward(&log, &mut job.log_offset, &step, events);
             Ok(None)
         }
         JobState::Cancelled { .. } if failed_parent.is_some() => {
@@ -163,6 +166,8 @@ fn observe(
         JobState::Completed => match store.lookup(&key)? {
             LookupOutcome::Hit(entry) => {
                 started(job);
+                let log = log_path(store, experiment, &step, key, &job.id);
+                progress::forward(&log, &mut job.log_offset, &step, events);
                 events.emit(RunEvent::StepFinished {
                     step,
                     key,

@@ -19,6 +19,7 @@
 
 pub mod commands;
 mod follow;
+mod progress;
 pub mod resources;
 pub mod submit;
 
@@ -89,6 +90,8 @@ pub(crate) struct StepJob {
     pub started: Option<Instant>,
     /// The failure message, once it failed.
     pub failure: Option<String>,
+    /// How far xp has read the job's log for progress lines.
+    pub log_offset: u64,
 }
 
 impl StepJob {
@@ -101,6 +104,7 @@ impl StepJob {
             adopted,
             started: None,
             failure: None,
+            log_offset: 0,
         }
     }
 }
