@@ -25,6 +25,9 @@ pub struct ExecStepArgs {
     /// The key the submitter computed; refuse to run if it differs here.
     #[arg(long)]
     pub expect_key: Option<String>,
+    /// Execute the step even if it is cached (`xp run --rerun` submitted it).
+    #[arg(long)]
+    pub rerun: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -53,12 +56,19 @@ pub fn run(args: ExecStepArgs) -> Result<Success, CliError> {
     }
     let store = common::open_store(&args.store)?;
     let events = reporter::for_output(args.json);
+    let options = exec::RunOptions {
+        rerun: [args.step.clone()]
+            .into_iter()
+            .filter(|_| args.rerun)
+            .collect(),
+        rerun_all: false,
+    };
     match exec::execute_step(
         &plan,
         index,
         &store,
         &resolved.locations,
-        &Default::default(),
+        &options,
         events.as_ref(),
     ) {
         Ok(_) => Ok(Success::Ok),

@@ -6,6 +6,7 @@ mod dag;
 mod exec_step;
 pub mod exit;
 mod gc;
+mod log;
 mod plan;
 mod reporter;
 mod run;
@@ -50,6 +51,8 @@ pub enum Command {
     Gc(gc::GcArgs),
     /// Re-hash every store entry and report corrupt ones.
     Verify(verify::VerifyArgs),
+    /// Print the log of a step's latest Slurm job.
+    Log(log::LogArgs),
     /// Run one step of an experiment here (what a cluster job runs on its node).
     #[command(hide = true)]
     ExecStep(exec_step::ExecStepArgs),
@@ -87,6 +90,7 @@ pub fn run(cli: Cli) -> Result<exit::Success, CliError> {
         Command::Show(args) => show::run(args),
         Command::Gc(args) => gc::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Log(args) => log::run(args),
         Command::ExecStep(args) => exec_step::run(args),
     }
 }

@@ -1,6 +1,6 @@
-//! `xp run FILE`: execute every step that is not cached.
+//! `xp run FILE`: execute every step that is not cached, here or as Slurm jobs.
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::common;
 use super::exit::Success;
@@ -9,8 +9,18 @@ use super::{CliError, ExperimentArgs, StoreArgs};
 use crate::exec::Executor;
 use crate::exec::events::RunEvent;
 use crate::exec::local::LocalExecutor;
+use crate::exec::slurm::{JobCommand, SlurmExecutor};
 use crate::plan::Plan;
 use crate::source::oracle;
+
+/// Where steps run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExecutorName {
+    /// In this process, one step after another.
+    Local,
+    /// One `sbatch` job per step, against a store every node mounts.
+    Slurm,
+}
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -28,9 +38,22 @@ pub struct RunArgs {
     /// Report events as JSON lines on stdout instead of progress on stderr.
     #[arg(long)]
     pub json: bool,
+    /// Where steps run: here, or as Slurm jobs (the store, the experiment file
+    /// and its local sources must then be on a filesystem every node mounts).
+    #[arg(long, value_enum, default_value = "local")]
+    pub executor: ExecutorName,
+    /// With `--executor slurm`: submit the jobs and return without following
+    /// them (a later `xp run` or `xp plan` sees what finished).
+    #[arg(long)]
+    pub detach: bool,
 }
 
 pub fn run(args: RunArgs) -> Result<Success, CliError> {
+    if args.detach && args.executor != ExecutorName::Slurm {
+        return Err(CliError::Usage(
+            "error: --detach needs --executor slurm (a local run cannot outlive xp)".into(),
+        ));
+    }
     let experiment = common::load_experiment(&args.experiment)?;
     let resolved = oracle::resolve_sources(&experiment)
         .map_err(|e| CliError::SourceUnavailable(format!("error: {e}")))?;
@@ -52,13 +75,39 @@ pub fn run(args: RunArgs) -> Result<Success, CliError> {
         steps: plan.steps.len(),
         to_run,
     });
-    let summary = LocalExecutor.run(
-        &plan,
-        &store,
-        &resolved.locations,
-        &options,
-        events.as_ref(),
-    )?;
+    let summary = match args.executor {
+        ExecutorName::Local => LocalExecutor.run(
+            &plan,
+            &store,
+            &resolved.locations,
+            &options,
+            events.as_ref(),
+        )?,
+        ExecutorName::Slurm => {
+            let slurm = SlurmExecutor::new(job_command(&args)?);
+            if args.detach {
+                let submission = slurm.submit(&plan, &store, &options, events.as_ref())?;
+                if !args.json {
+                    eprintln!(
+                        "{} jobs submitted, {} already queued, {} steps cached; \
+                         `xp plan` shows what has finished, `xp run --executor slurm` follows the rest",
+                        submission.submitted.len(),
+                        submission.queued.len(),
+                        submission.cached.len()
+                    );
+                    eprintln!("store: {}", store.root().display());
+                }
+                return Ok(Success::Ok);
+            }
+            slurm.run(
+                &plan,
+                &store,
+                &resolved.locations,
+                &options,
+                events.as_ref(),
+            )?
+        }
+    };
     if summary.failed.is_empty() {
         if !args.json {
             eprintln!("store: {}", store.root().display());
@@ -67,4 +116,26 @@ pub fn run(args: RunArgs) -> Result<Success, CliError> {
     } else {
         Ok(Success::StepsFailed)
     }
+}
+
+/// What a job runs: this very `xp` binary on this file, with the same
+/// overrides, every path absolute.
+fn job_command(args: &RunArgs) -> Result<JobCommand, CliError> {
+    let xp = std::env::current_exe().map_err(|source| CliError::Io {
+        context: "cannot find the path of the running xp binary (jobs run it)".into(),
+        source,
+    })?;
+    let file = std::path::absolute(&args.experiment.file).map_err(|source| CliError::Io {
+        context: format!(
+            "cannot resolve the experiment path {}",
+            args.experiment.file.display()
+        ),
+        source,
+    })?;
+    Ok(JobCommand {
+        xp,
+        file,
+        overrides: args.experiment.set.clone(),
+        backend: args.experiment.backend.clone(),
+    })
 }

@@ -5,6 +5,7 @@
 
 pub mod events;
 pub mod local;
+pub mod slurm;
 
 use std::collections::{BTreeMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -38,6 +39,8 @@ pub type SourceLocations = BTreeMap<String, InputLocation>;
 pub enum ExecError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Slurm(#[from] slurm::SlurmError),
     #[error("step `{step}` cannot run yet: its key depends on sources that must be fetched first: {}", .missing.join(", "))]
     UnknownKey { step: String, missing: Vec<String> },
     #[error("step `{step}` failed: {message}")]

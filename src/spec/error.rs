@@ -175,6 +175,9 @@ pub enum Problem {
 
     #[error("--set {text}: {why}")]
     BadOverride { text: String, why: String },
+
+    #[error("in `{path}`: {message}")]
+    Resources { path: String, message: String },
 }
 
 /// `` `a`, `b`, `c` ``

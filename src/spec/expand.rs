@@ -401,6 +401,7 @@ impl<'a> Names<'a> {
             location: map.locate(&step.name.span),
             generation,
             ref_locations,
+            resources: step.resources.clone(),
         };
         Ok(Expanded {
             decl,

@@ -23,11 +23,13 @@ mod expand;
 mod location;
 mod overrides;
 mod raw;
+mod resources;
 mod schema;
 mod validate;
 
 pub use error::{Diagnostic, Problem, SpecError};
 pub use location::{Location, Snippet};
+pub use resources::Resources;
 pub use schema::json_schema;
 
 /// `[experiment]`: what the experiment is called and how it runs.
@@ -66,6 +68,9 @@ pub struct StepDecl {
     pub generation: Option<(String, u32)>,
     /// Where each input reference (as rewritten) was written.
     pub ref_locations: BTreeMap<String, Location>,
+    /// What a cluster job running this step asks for (`[steps.NAME.resources]`
+    /// over `[defaults.KIND.resources]`); never part of the key.
+    pub resources: Resources,
 }
 
 /// A loaded, validated experiment.

@@ -14,6 +14,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use super::error::{Problem, SpecError};
 use super::location::SourceMap;
 use super::overrides::a_type;
+use super::resources::{self, Resources};
 use crate::steps::{KIND_NAMES, StepParams};
 
 pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
@@ -24,6 +25,8 @@ pub(crate) const MAX_GENERATIONS: u64 = 1_000;
 
 const TOP_KEYS: &[&str] = &["experiment", "sources", "defaults", "steps", "loop"];
 const LOOP_KEYS: &[&str] = &["count", "carry", "next", "steps"];
+/// The key of a step's (or a kind default's) scheduler resources.
+pub(crate) const RESOURCES: &str = "resources";
 
 /// `[experiment]` as written.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -76,6 +79,17 @@ pub(crate) struct RawStep<'i> {
     pub kind: Text,
     pub table: DeTable<'i>,
     pub table_span: Range<usize>,
+    /// `resources` taken out of the table (it is not a parameter), the kind's
+    /// default resources merged in.
+    pub resources: Resources,
+}
+
+/// `[defaults.KIND]`: parameters merged under every step of the kind, and the
+/// kind's default `resources`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct KindDefaults<'i> {
+    pub params: DeTable<'i>,
+    pub resources: Resources,
 }
 
 /// One carried value of a loop: its value in generation 0 and its update.
@@ -124,7 +138,7 @@ impl<'i> Document<'i> {
         let steps = match root.remove("steps") {
             Some(value) => {
                 let (table, _) = expect_table(value, "steps", map)?;
-                steps(table, &defaults, map)?
+                steps(table, "steps", &defaults, map)?
             }
             None => Vec::new(),
         };
@@ -301,7 +315,7 @@ fn sources(value: Value<'_>, map: &SourceMap<'_>) -> Result<Vec<(Text, Text)>, S
 fn defaults<'i>(
     value: Value<'i>,
     map: &SourceMap<'_>,
-) -> Result<BTreeMap<String, DeTable<'i>>, SpecError> {
+) -> Result<BTreeMap<String, KindDefaults<'i>>, SpecError> {
     let (table, _) = expect_table(value, "defaults", map)?;
     let mut defaults = BTreeMap::new();
     for (kind, value) in sorted(table) {
@@ -315,17 +329,25 @@ fn defaults<'i>(
                 },
             ));
         }
-        let (table, _) = expect_table(value, &format!("defaults.{}", kind.text), map)?;
+        let (mut table, _) = expect_table(value, &format!("defaults.{}", kind.text), map)?;
         if let Some((key, _)) = table.get_key_value("kind") {
             return Err(map.error(&key.span(), Problem::KindInDefaults));
         }
+        let resources = match table.remove(RESOURCES) {
+            Some(value) => {
+                resources::parse(value, &format!("defaults.{}.{RESOURCES}", kind.text), map)?
+            }
+            None => Resources::default(),
+        };
         // Checked here too, so a default for a kind no step uses yet is not silently ignored.
         let fields = super::schema::kind_fields(&kind.text);
         if !fields.is_empty() {
-            let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+            let mut fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+            fields.push(RESOURCES);
             check_keys(&table, &fields, &format!("[defaults.{}]", kind.text), map)?;
         }
-        defaults.insert(kind.text, table);
+        let params = table;
+        defaults.insert(kind.text, KindDefaults { params, resources });
     }
     Ok(defaults)
 }
@@ -335,9 +357,11 @@ pub(crate) fn kind_names() -> Vec<String> {
 }
 
 /// The steps of a `steps` table, in file order.
+/// `prefix` is `steps` or `loop.L.steps`, for error messages.
 fn steps<'i>(
     table: DeTable<'i>,
-    defaults: &BTreeMap<String, DeTable<'i>>,
+    prefix: &str,
+    defaults: &BTreeMap<String, KindDefaults<'i>>,
     map: &SourceMap<'_>,
 ) -> Result<Vec<RawStep<'i>>, SpecError> {
     let mut steps = Vec::new();
@@ -367,19 +391,28 @@ fn steps<'i>(
                 },
             ));
         }
+        let mut resources = match table.remove(RESOURCES) {
+            Some(value) => {
+                let path = format!("{prefix}.{}.{RESOURCES}", name.text);
+                resources::parse(value, &path, map)?
+            }
+            None => Resources::default(),
+        };
         // Kind defaults sit under the step's own keys: the step's keys win.
         if let Some(defaults) = defaults.get(&kind.text) {
-            for (key, value) in defaults.iter() {
+            for (key, value) in defaults.params.iter() {
                 if !table.contains_key(key_str(key)) {
                     table.insert(key.clone(), value.clone());
                 }
             }
+            resources = resources.or(&defaults.resources);
         }
         steps.push(RawStep {
             name,
             kind,
             table,
             table_span,
+            resources,
         });
     }
     Ok(steps)
@@ -388,7 +421,7 @@ fn steps<'i>(
 fn parse_loop<'i>(
     name: Text,
     value: Value<'i>,
-    defaults: &BTreeMap<String, DeTable<'i>>,
+    defaults: &BTreeMap<String, KindDefaults<'i>>,
     map: &SourceMap<'_>,
 ) -> Result<RawLoop<'i>, SpecError> {
     check_name(&name, "loop", map)?;
@@ -462,7 +495,8 @@ fn parse_loop<'i>(
     let steps = match table.remove("steps") {
         Some(value) => {
             let (table, _) = expect_table(value, &format!("loop.{}.steps", name.text), map)?;
-            self::steps(table, defaults, map)?
+            let prefix = format!("loop.{}.steps", name.text);
+            self::steps(table, &prefix, defaults, map)?
         }
         None => Vec::new(),
     };

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde_json::{Map, Value, json};
 
-use super::raw::{ExperimentTable, MAX_GENERATIONS};
+use super::raw::{ExperimentTable, MAX_GENERATIONS, RESOURCES};
+use super::resources::Resources;
 use crate::steps::StepParams;
 
 /// A whole experiment file, for the schema only (the loader reads the spanned
@@ -59,6 +60,7 @@ struct LoopTable {
 pub fn json_schema() -> Value {
     let schema = schemars::schema_for!(ExperimentFile);
     let mut value = serde_json::to_value(&schema).unwrap_or(Value::Null);
+    add_resources(&mut value);
     let defaults = defaults_schema(&value);
     if let Some(slot) = value.pointer_mut("/properties/defaults") {
         let description = slot.get("description").cloned();
@@ -82,6 +84,47 @@ pub fn json_schema() -> Value {
         }
     }
     value
+}
+
+/// Every step kind (and so every `[defaults.KIND]`) takes a `resources` table,
+/// which the loader takes out before reading the kind's parameters.
+fn add_resources(root: &mut Value) {
+    let mut resources =
+        serde_json::to_value(schemars::schema_for!(Resources)).unwrap_or(Value::Null);
+    if let Some(obj) = resources.as_object_mut() {
+        obj.shift_remove("$schema");
+        obj.shift_remove("title");
+    }
+    if let Some(defs) = root.get_mut("$defs").and_then(Value::as_object_mut) {
+        defs.insert("Resources".into(), resources);
+    }
+    let count = root
+        .pointer("/$defs/StepParams/oneOf")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    for i in 0..count {
+        let pointer = format!("/$defs/StepParams/oneOf/{i}");
+        // A variant is inline or a `$ref` to `#/$defs/X`: edit whichever holds it.
+        let target = root
+            .pointer(&pointer)
+            .and_then(|v| v.get("$ref"))
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix('#'))
+            .map(str::to_string)
+            .unwrap_or(pointer);
+        if let Some(props) = root
+            .pointer_mut(&format!("{target}/properties"))
+            .and_then(Value::as_object_mut)
+        {
+            props.insert(
+                RESOURCES.into(),
+                json!({
+                    "$ref": "#/$defs/Resources",
+                    "description": "What a cluster job running this step asks for (`xp run --executor slurm`); not part of the step's key."
+                }),
+            );
+        }
+    }
 }
 
 /// What [`super::raw::is_valid_name`] accepts.

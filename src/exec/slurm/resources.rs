@@ -1,0 +1,94 @@
+//! What a step's job asks Slurm for: the step's `resources` table over
+//! `[defaults.KIND.resources]` (both merged by the spec), over xp's default
+//! for the kind, turned into `sbatch` options.
+
+use crate::spec::Resources;
+
+/// Kinds that only read and write data: one CPU, little memory, no GPU.
+const DATA_KINDS: &[&str] = &["corpus", "tokenizer", "tokenize"];
+
+/// xp's resources for a kind when the file says nothing. Data kinds need one
+/// CPU and a little memory; model kinds (training, generation, evaluation) get
+/// one GPU on the `cuda` backend, and on any backend several cores and a day.
+pub fn kind_default(kind: &str, backend: &str) -> Resources {
+    if DATA_KINDS.contains(&kind) {
+        return Resources {
+            gpus: Some(0),
+            cpus: Some(1),
+            mem: Some("2G".into()),
+            time: Some("1:00:00".into()),
+            ..Resources::default()
+        };
+    }
+    let gpu = backend == "cuda";
+    Resources {
+        gpus: Some(u32::from(gpu)),
+        cpus: Some(if gpu { 8 } else { 4 }),
+        mem: Some(if gpu { "32G" } else { "16G" }.into()),
+        time: Some("24:00:00".into()),
+        ..Resources::default()
+    }
+}
+
+/// The `sbatch` options for `resources`, in a fixed order; the file's
+/// `sbatch_args` last, so they override xp's.
+pub fn sbatch_options(resources: &Resources) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(cpus) = resources.cpus {
+        args.push(format!("--cpus-per-task={cpus}"));
+    }
+    if let Some(mem) = &resources.mem {
+        args.push(format!("--mem={mem}"));
+    }
+    if let Some(time) = &resources.time {
+        args.push(format!("--time={time}"));
+    }
+    if let Some(gpus) = resources.gpus.filter(|&g| g > 0) {
+        args.push(format!("--gres=gpu:{gpus}"));
+    }
+    if let Some(partition) = &resources.partition {
+        args.push(format!("--partition={partition}"));
+    }
+    args.extend(resources.sbatch_args.iter().flatten().cloned());
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_kinds_get_a_gpu_only_on_cuda() {
+        assert_eq!(kind_default("finetune", "cuda").gpus, Some(1));
+        assert_eq!(kind_default("finetune", "ndarray").gpus, Some(0));
+        assert_eq!(kind_default("tokenize", "cuda").gpus, Some(0));
+    }
+
+    #[test]
+    fn options_follow_the_merged_resources() {
+        let step = Resources {
+            gpus: Some(2),
+            partition: Some("a100".into()),
+            sbatch_args: Some(vec!["--qos=high".into()]),
+            ..Resources::default()
+        };
+        let merged = step.or(&kind_default("finetune", "cuda"));
+        assert_eq!(
+            sbatch_options(&merged),
+            [
+                "--cpus-per-task=8",
+                "--mem=32G",
+                "--time=24:00:00",
+                "--gres=gpu:2",
+                "--partition=a100",
+                "--qos=high"
+            ]
+        );
+        let none = kind_default("corpus", "ndarray");
+        assert!(
+            !sbatch_options(&none)
+                .iter()
+                .any(|a| a.starts_with("--gres"))
+        );
+    }
+}
