@@ -32,11 +32,17 @@ fn perplexities_match_transformers() {
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|b| b.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32))
+            .flat_map(|b| {
+                b.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap() as u32)
+            })
             .collect();
         let blocks = Blocks::new(block_size, ids).unwrap();
         let device = Default::default();
-        let (model, config) = load_pretrained::<B>(&fixtures().join(format!("opt/{name}")), &device).unwrap();
+        let (model, config) =
+            load_pretrained::<B>(&fixtures().join(format!("opt/{name}")), &device).unwrap();
 
         // Forward batches of 2 differ from the authors' batches: the numbers must not care.
         let mut progress = Vec::new();
@@ -47,7 +53,10 @@ fn perplexities_match_transformers() {
         let expected_progress: Vec<usize> = (1..=blocks.len().div_ceil(2))
             .map(|i| (2 * i).min(blocks.len()))
             .collect();
-        assert_eq!(progress, expected_progress, "{name}: progress after each forward pass");
+        assert_eq!(
+            progress, expected_progress,
+            "{name}: progress after each forward pass"
+        );
 
         let want: Vec<f64> = reference["per_sample_perplexity"]
             .as_array()
@@ -62,7 +71,10 @@ fn perplexities_match_transformers() {
             .zip(&want)
             .map(|(g, w)| rel(*g, *w))
             .fold(0.0, f64::max);
-        let corpus = rel(got.corpus_perplexity, reference["corpus_perplexity"].as_f64().unwrap());
+        let corpus = rel(
+            got.corpus_perplexity,
+            reference["corpus_perplexity"].as_f64().unwrap(),
+        );
         let batch_mean = rel(
             got.batch_mean_perplexity,
             reference["batch_mean_perplexity"].as_f64().unwrap(),
@@ -72,12 +84,24 @@ fn perplexities_match_transformers() {
              {batch_mean:.1e}), worst per-sample rel diff {worst:.1e}",
             got.corpus_perplexity, got.batch_mean_perplexity
         );
-        assert!(worst <= REL_TOL, "{name}: per-sample perplexity off by {worst:e}");
-        assert!(corpus <= REL_TOL, "{name}: corpus perplexity off by {corpus:e}");
-        assert!(batch_mean <= REL_TOL, "{name}: batch-mean perplexity off by {batch_mean:e}");
+        assert!(
+            worst <= REL_TOL,
+            "{name}: per-sample perplexity off by {worst:e}"
+        );
+        assert!(
+            corpus <= REL_TOL,
+            "{name}: corpus perplexity off by {corpus:e}"
+        );
+        assert!(
+            batch_mean <= REL_TOL,
+            "{name}: batch-mean perplexity off by {batch_mean:e}"
+        );
         // The variants differ on these sets (the last batch is smaller), so the test
         // tells them apart.
-        assert!(rel(got.corpus_perplexity, got.batch_mean_perplexity) > 1e-3, "{name}");
+        assert!(
+            rel(got.corpus_perplexity, got.batch_mean_perplexity) > 1e-3,
+            "{name}"
+        );
 
         let summary = Summary::of(&per_sample).unwrap();
         let mean_want = want.iter().sum::<f64>() / want.len() as f64;
@@ -92,7 +116,10 @@ fn blocks_the_model_cannot_score_are_errors() {
     let score = |blocks: &Blocks| score_blocks(&model, &config, blocks, 4, 4, &device, |_| {});
     // Id 72 is outside the vocabulary of 72.
     let err = score(&Blocks::new(4, vec![3, 4, 5, 72]).unwrap()).unwrap_err();
-    assert!(err.to_string().contains("outside the model's vocabulary"), "{err}");
+    assert!(
+        err.to_string().contains("outside the model's vocabulary"),
+        "{err}"
+    );
     // 17 tokens exceed the 16 positions.
     let err = score(&Blocks::new(17, vec![3; 17]).unwrap()).unwrap_err();
     assert!(err.to_string().contains("16 positions"), "{err}");

@@ -114,12 +114,7 @@ pub fn unigram_js(a: &UnigramCounts, b: &UnigramCounts) -> Option<f64> {
 /// `ceil(fraction × distinct ids)`. Empty for an empty reference or `fraction ≤ 0`.
 pub fn rare_tail(reference: &UnigramCounts, fraction: f64) -> Vec<u32> {
     let mut ids: Vec<u32> = reference.support().collect();
-    ids.sort_by(|&x, &y| {
-        reference
-            .count(x)
-            .cmp(&reference.count(y))
-            .then(y.cmp(&x))
-    });
+    ids.sort_by(|&x, &y| reference.count(x).cmp(&reference.count(y)).then(y.cmp(&x)));
     let keep = (fraction.clamp(0.0, 1.0) * ids.len() as f64).ceil() as usize;
     ids.truncate(keep);
     ids
@@ -184,7 +179,8 @@ mod tests {
         // r = (4/6, 2/6), e = (2/4, 2/4).
         let r = counts(&[0, 0, 0, 1]);
         let e = counts(&[0, 1]);
-        let want = (4.0 / 6.0) * ((4.0 / 6.0) / 0.5f64).ln() + (2.0 / 6.0) * ((2.0 / 6.0) / 0.5f64).ln();
+        let want =
+            (4.0 / 6.0) * ((4.0 / 6.0) / 0.5f64).ln() + (2.0 / 6.0) * ((2.0 / 6.0) / 0.5f64).ln();
         assert!((unigram_kl(&r, &e, 1.0).unwrap() - want).abs() < 1e-15);
     }
 

@@ -16,10 +16,10 @@ use serde::Serialize;
 
 use super::EvalError;
 use crate::data::Blocks;
-use crate::model::{Opt, OptConfig};
 use crate::model::score::{
     CorpusPerplexity, SequenceScores, mean_of_batch_means_perplexity, sequence_scores,
 };
+use crate::model::{Opt, OptConfig};
 
 /// The perplexity results of one block set.
 #[derive(Debug, Clone, PartialEq)]

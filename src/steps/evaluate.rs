@@ -188,7 +188,15 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
 
     let mut scores = Vec::with_capacity(sets.len());
     for ((label, loc, blocks), ppl) in sets.iter().zip(perplexities) {
-        scores.push(set_scores(p, label, loc, blocks, &ppl, reference.as_ref(), ctx.step)?);
+        scores.push(set_scores(
+            p,
+            label,
+            loc,
+            blocks,
+            &ppl,
+            reference.as_ref(),
+            ctx.step,
+        )?);
     }
     let file = ScoresFile {
         model: model.origin.label(),
