@@ -5,7 +5,7 @@ mod common;
 
 use burn::backend::NdArray;
 use burn::tensor::backend::Backend;
-use common::{Project, stdout, steps_with};
+use common::{Project, stderr, stdout, steps_with};
 use serde_json::Value;
 use xp::model::{Opt, OptConfig, save_pretrained};
 
@@ -42,10 +42,14 @@ const VOCAB: usize = 320;
 /// A freshly initialised OPT (HF's init, std 0.02: near-uniform predictions) covering the
 /// tokenizer's 300 ids.
 fn write_scorer(p: &Project) {
+    write_scorer_with_vocab(p, VOCAB);
+}
+
+fn write_scorer_with_vocab(p: &Project, vocab: usize) {
     type B = NdArray<f32>;
     let device = Default::default();
     B::seed(&device, 7);
-    let config = OptConfig::tiny(VOCAB, 16, 2, 2, 32, 32);
+    let config = OptConfig::tiny(vocab, 16, 2, 2, 32, 32);
     let model = Opt::<B>::init(&config, &device);
     save_pretrained(&model, &config, &p.path().join("scorer"), None).unwrap();
 }
@@ -171,5 +175,29 @@ fn evaluate_writes_every_score_and_reruns_alone() {
     assert_eq!(
         again["sets"][0]["corpus_perplexity"], scores["sets"][0]["corpus_perplexity"],
         "the perplexity does not depend on the window"
+    );
+}
+
+#[test]
+fn unusable_parameters_and_models_fail_the_step_and_say_why() {
+    let p = Project::new(40);
+    // 100 embeddings for a 300-token tokenizer.
+    write_scorer_with_vocab(&p, 100);
+    p.write("x.toml", EXPERIMENT);
+    let out = p.run(&["run", "x.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        text.contains("outside the model's vocabulary of 100"),
+        "{text}"
+    );
+
+    write_scorer(&p);
+    let out = p.run(&["run", "x.toml", "--set", "steps.eval.smoothing=0.0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        text.contains("smoothing must be a positive number"),
+        "{text}"
     );
 }
