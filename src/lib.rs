@@ -7,6 +7,7 @@ pub mod backend;
 pub mod cli;
 pub mod data;
 pub mod digest;
+pub mod eval;
 pub mod exec;
 pub mod model;
 pub mod plan;
