@@ -12,6 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub mod context;
 pub mod corpus;
 mod dataset;
+pub mod finetune;
+pub mod init;
 pub mod tokenize;
 pub mod tokenizer;
 
@@ -168,6 +170,8 @@ step_kinds! {
     Corpus => corpus,
     Tokenizer => tokenizer,
     Tokenize => tokenize,
+    Init => init,
+    Finetune => finetune,
 }
 
 #[cfg(test)]

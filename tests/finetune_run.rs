@@ -1,0 +1,172 @@
+//! `init` and `finetune` through the real binary: outputs, manifest metrics, and a
+//! SIGKILLed run that resumes from its epoch checkpoint to the same weights.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use common::{Project, stdout, steps_with};
+use serde_json::Value;
+
+const EXPERIMENT: &str = r#"[experiment]
+name = "finetune-run"
+seed = 0
+backend = "ndarray"
+
+[sources]
+corpus = "corpus"
+
+[steps.tok]
+kind = "tokenizer"
+train_on = "corpus"
+vocab_size = 300
+
+[steps.blocks]
+kind = "tokenize"
+data = "corpus"
+tokenizer = "tok.tokenizer"
+block_size = 16
+
+[steps.init]
+kind = "init"
+tokenizer = "tok.tokenizer"
+hidden = 32
+layers = 2
+heads = 4
+ffn = 64
+max_positions = 32
+
+[steps.ft]
+kind = "finetune"
+model = "init.model"
+train = "blocks.train"
+valid = "blocks.validation"
+epochs = 3
+batch = 16
+micro_batch = 8
+lr = 1e-3
+"#;
+
+fn show(p: &Project, step: &str) -> Value {
+    let out = p.run(&["show", "x.toml", "--json"]);
+    let rows: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["step"] == step)
+        .unwrap()
+        .clone()
+}
+
+fn output(row: &Value, name: &str) -> PathBuf {
+    let o = row["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap();
+    PathBuf::from(o["path"].as_str().unwrap())
+}
+
+fn weights_digest(p: &Project) -> blake3::Hash {
+    let model = output(&show(p, "ft"), "model");
+    blake3::hash(&std::fs::read(model.join("model.safetensors")).unwrap())
+}
+
+#[test]
+fn init_and_finetune_publish_a_model_metrics_and_key_figures() {
+    let p = Project::new(300);
+    p.write("x.toml", EXPERIMENT);
+    let events = p.run_ok("x.toml", &[]);
+    assert_eq!(
+        steps_with(&events, "step_finished"),
+        ["blocks", "ft", "init", "tok"]
+    );
+    let ft = show(&p, "ft");
+    let m = &ft["metrics"];
+    for key in [
+        "best_epoch",
+        "best_valid_loss",
+        "best_valid_perplexity",
+        "selected_epoch",
+        "final_train_loss",
+        "epochs",
+        "tokens_per_s",
+    ] {
+        assert!(m.get(key).is_some(), "manifest metrics lack {key}: {m}");
+    }
+    assert_eq!(m["epochs"], 3);
+    assert_eq!(m["selected_epoch"], m["best_epoch"]);
+    let loss = m["best_valid_loss"].as_f64().unwrap();
+    assert!((m["best_valid_perplexity"].as_f64().unwrap() - loss.exp()).abs() < 1e-6 * loss.exp());
+
+    let model = output(&ft, "model");
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(model.join(file).is_file(), "model dir lacks {file}");
+    }
+    let lines: Vec<Value> = std::fs::read_to_string(output(&ft, "metrics"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let train: Vec<&Value> = lines.iter().filter(|l| l["type"] == "train").collect();
+    let valid: Vec<&Value> = lines.iter().filter(|l| l["type"] == "valid").collect();
+    assert_eq!(valid.len(), 3);
+    assert!(!train.is_empty());
+    for l in &train {
+        for key in ["epoch", "step", "loss", "lr", "tokens_per_s"] {
+            assert!(l.get(key).is_some(), "{l}");
+        }
+    }
+    let first = train.first().unwrap()["loss"].as_f64().unwrap();
+    let last = train.last().unwrap()["loss"].as_f64().unwrap();
+    assert!(last < first, "train loss {first} -> {last}");
+    // The paper's schedule shape: lr falls from epoch to epoch.
+    let lr = |e: u64| {
+        train.iter().find(|l| l["epoch"] == e).unwrap()["lr"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(lr(1) > lr(2) && lr(2) > lr(3));
+    assert!(m["best_valid_loss"].as_f64().unwrap() <= valid[0]["loss"].as_f64().unwrap());
+}
+
+#[test]
+fn a_killed_run_resumes_from_its_checkpoint_to_the_same_weights() {
+    let whole = Project::new(300);
+    whole.write("x.toml", EXPERIMENT);
+    whole.run_ok("x.toml", &[]);
+    let expected = weights_digest(&whole);
+
+    let p = Project::new(300);
+    p.write("x.toml", EXPERIMENT);
+    let mut child = p
+        .xp(&["run", "x.toml", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let reader = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = false;
+    for line in reader.lines() {
+        if line.unwrap().contains("checkpoint epoch 1 written") {
+            seen = true;
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(seen, "the run never reported the epoch-1 checkpoint");
+
+    let events = p.run_ok("x.toml", &[]);
+    assert_eq!(steps_with(&events, "step_started"), ["ft"]);
+    let resumed = events.iter().any(|e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("resumed from the epoch"))
+    });
+    assert!(resumed, "the second run did not resume from a checkpoint");
+    assert_eq!(weights_digest(&p), expected, "resumed weights differ");
+}
