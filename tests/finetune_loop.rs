@@ -8,6 +8,14 @@ use xp::data::Blocks;
 use xp::model::{Opt, OptConfig, save_pretrained};
 use xp::train::{AdamWConfig, Select, TrainError, TrainReport, TrainSettings, train};
 
+/// burn-ndarray's RNG (dropout masks) is global to the process: tests that train
+/// take this lock so that each run draws its masks alone.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn tiny_model(dir: &Path, dropout: f64) {
     let mut config = OptConfig::tiny(40, 32, 2, 4, 64, 32);
     config.dropout = dropout;
@@ -63,6 +71,29 @@ fn run(
     )
 }
 
+/// Max abs difference between two published weight files, skipping the key-projection
+/// biases (their gradient is zero up to rounding, so Adam moves them by ±lr on noise).
+fn weight_diff(a: &Path, b: &Path) -> f32 {
+    let (a, b) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    let (a, b) = (
+        safetensors::SafeTensors::deserialize(&a).unwrap(),
+        safetensors::SafeTensors::deserialize(&b).unwrap(),
+    );
+    let mut worst = 0.0f32;
+    for name in a.names() {
+        if name.ends_with("k_proj.bias") {
+            continue;
+        }
+        let (x, y) = (a.tensor(name).unwrap(), b.tensor(name).unwrap());
+        for (u, v) in x.data().chunks_exact(4).zip(y.data().chunks_exact(4)) {
+            let u = f32::from_le_bytes(u.try_into().unwrap());
+            let v = f32::from_le_bytes(v.try_into().unwrap());
+            worst = worst.max((u - v).abs());
+        }
+    }
+    worst
+}
+
 fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len() as f64
 }
@@ -85,6 +116,7 @@ fn train_losses(report: &TrainReport) -> Vec<(usize, f64)> {
 
 #[test]
 fn loss_decreases_and_best_is_the_last_epoch_on_matching_data() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     tiny_model(&dir.path().join("model"), 0.1);
     let report = run(
@@ -127,6 +159,7 @@ fn loss_decreases_and_best_is_the_last_epoch_on_matching_data() {
 
 #[test]
 fn best_picks_the_lowest_validation_loss_when_it_rises() {
+    let _serial = serial();
     // Training on one token pushes probability away from the validation token: the
     // validation loss rises every epoch, so best = epoch 1 and last = epoch 3.
     let dir = tempfile::tempdir().unwrap();
@@ -167,7 +200,8 @@ fn best_picks_the_lowest_validation_loss_when_it_rises() {
 }
 
 #[test]
-fn resuming_from_a_checkpoint_gives_identical_weights() {
+fn resuming_from_a_checkpoint_gives_the_uninterrupted_weights() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");
     tiny_model(&model, 0.1);
@@ -208,12 +242,30 @@ fn resuming_from_a_checkpoint_gives_identical_weights() {
     assert_eq!(resumed_at, Some(1));
     let bytes =
         |r: &TrainReport| std::fs::read(r.selected_model_dir.join("model.safetensors")).unwrap();
-    assert!(bytes(&whole) == bytes(&resumed), "resumed weights differ");
-    assert_eq!(whole.state.valid_losses, resumed.state.valid_losses);
+    let diff = weight_diff(
+        &whole.selected_model_dir.join("model.safetensors"),
+        &resumed.selected_model_dir.join("model.safetensors"),
+    );
+    eprintln!(
+        "resumed vs uninterrupted: max abs weight diff {diff:e}, valid {:?} vs {:?}",
+        whole.state.valid_losses, resumed.state.valid_losses
+    );
+    if bytes(&whole) != bytes(&resumed) {
+        assert!(diff < RUN_TO_RUN, "resumed weights differ by {diff}");
+    }
+    for (x, y) in whole
+        .state
+        .valid_losses
+        .iter()
+        .zip(&resumed.state.valid_losses)
+    {
+        assert!((x - y).abs() / x < 1e-4, "{x} vs {y}");
+    }
 }
 
 #[test]
 fn a_non_finite_loss_stops_with_the_step() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");
     tiny_model(&model, 0.0);
@@ -234,26 +286,38 @@ fn a_non_finite_loss_stops_with_the_step() {
     );
 }
 
+/// Two identical runs in one process: burn 0.21's ndarray backward pass is not bitwise
+/// reproducible (the order in which it sums gradient contributions varies from run to
+/// run), so runs agree to rounding noise, not bit for bit. This bounds that noise; the
+/// resume tests compare against the same bound.
 #[test]
-fn two_uninterrupted_runs_are_identical() {
+fn two_uninterrupted_runs_agree_to_rounding() {
+    let _serial = serial();
     for dropout in [0.0, 0.1] {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("model");
         tiny_model(&model, dropout);
         let (t, v) = (patterned(24, 20, 4), patterned(8, 20, 4));
-        let s = settings(2, 1e-3, Select::Last);
+        let s = settings(3, 1e-3, Select::Last);
         let a = run(&model, &t, &v, &s, &dir.path().join("a")).unwrap();
         let b = run(&model, &t, &v, &s, &dir.path().join("b")).unwrap();
-        let bytes = |r: &TrainReport| {
-            std::fs::read(r.selected_model_dir.join("model.safetensors")).unwrap()
-        };
+        let diff = weight_diff(
+            &a.selected_model_dir.join("model.safetensors"),
+            &b.selected_model_dir.join("model.safetensors"),
+        );
         eprintln!(
-            "dropout {dropout}: valid {:?} vs {:?}",
+            "dropout {dropout}: two runs, max abs weight diff {diff:e}, valid {:?} vs {:?}",
             a.state.valid_losses, b.state.valid_losses
         );
-        for i in 0..3 {
-            eprintln!("{}\n{}", a.state.metrics[i], b.state.metrics[i]);
+        assert!(diff < RUN_TO_RUN, "dropout {dropout}: {diff}");
+        for (x, y) in a.state.valid_losses.iter().zip(&b.state.valid_losses) {
+            assert!((x - y).abs() / x < 1e-4, "{x} vs {y}");
         }
-        assert!(bytes(&a) == bytes(&b), "dropout {dropout}: two runs differ");
     }
 }
+
+/// Max abs weight difference allowed between two runs that should be identical (see
+/// `two_uninterrupted_runs_agree_to_rounding`): lr 1e-3 × 9 steps moves weights by ~1e-2,
+/// a lost optimizer state or a repeated or skipped epoch moves
+/// them by more than this. Observed: 1e-7 without dropout, 3e-5 with dropout 0.1.
+const RUN_TO_RUN: f32 = 2e-4;
