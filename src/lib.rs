@@ -16,3 +16,4 @@ pub mod spec;
 pub mod steps;
 pub mod store;
 pub mod tokenizer;
+pub mod train;

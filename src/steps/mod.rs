@@ -13,6 +13,8 @@ pub mod context;
 pub mod corpus;
 mod dataset;
 pub mod evaluate;
+pub mod finetune;
+pub mod init;
 pub mod tokenize;
 pub mod tokenizer;
 
@@ -169,6 +171,8 @@ step_kinds! {
     Corpus => corpus,
     Tokenizer => tokenizer,
     Tokenize => tokenize,
+    Init => init,
+    Finetune => finetune,
     Evaluate => evaluate,
 }
 
