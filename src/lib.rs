@@ -10,6 +10,7 @@ pub mod digest;
 pub mod exec;
 pub mod model;
 pub mod plan;
+pub mod report;
 pub mod source;
 pub mod spec;
 pub mod steps;

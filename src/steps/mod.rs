@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub mod context;
 pub mod corpus;
 mod dataset;
+pub mod report;
 pub mod tokenize;
 pub mod tokenizer;
 
@@ -168,6 +169,7 @@ step_kinds! {
     Corpus => corpus,
     Tokenizer => tokenizer,
     Tokenize => tokenize,
+    Report => report,
 }
 
 #[cfg(test)]
