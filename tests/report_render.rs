@@ -93,6 +93,17 @@ fn the_report_holds_every_figure_and_table() {
     let dir = report_dir(&p, &[]);
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    // XP_KEEP_REPORT=DIR keeps a copy to look at.
+    if let Ok(keep) = std::env::var("XP_KEEP_REPORT") {
+        let keep = Path::new(&keep);
+        std::fs::create_dir_all(keep.join("figures")).unwrap();
+        for entry in std::fs::read_dir(dir.join("figures")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), keep.join("figures").join(entry.file_name())).unwrap();
+        }
+        std::fs::copy(dir.join("report.html"), keep.join("report.html")).unwrap();
+        std::fs::copy(dir.join("report.md"), keep.join("report.md")).unwrap();
+    }
 
     assert!(html.contains("<h1>Fixture report</h1>"));
     for figure in ["density", "perplexity", "collapse", "training"] {
@@ -145,16 +156,6 @@ fn the_report_holds_every_figure_and_table() {
     let first = scores["sets"][0]["corpus_perplexity"].as_f64().unwrap();
     assert!(html.contains(&format!("{first:.3}")), "corpus perplexity {first} not shown");
 
-    if let Ok(keep) = std::env::var("XP_KEEP_REPORT") {
-        let keep = Path::new(&keep);
-        std::fs::create_dir_all(keep.join("figures")).unwrap();
-        for entry in std::fs::read_dir(dir.join("figures")).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), keep.join("figures").join(entry.file_name())).unwrap();
-        }
-        std::fs::copy(dir.join("report.html"), keep.join("report.html")).unwrap();
-        std::fs::copy(dir.join("report.md"), keep.join("report.md")).unwrap();
-    }
 }
 
 #[test]

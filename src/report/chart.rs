@@ -159,22 +159,61 @@ fn range(values: impl Iterator<Item = f64>, margin: f64) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-/// Three significant digits, without exponent for everyday magnitudes.
+/// Three significant digits, trailing zeros dropped; exponent form for very
+/// large or small magnitudes.
 pub fn tick(v: f64) -> String {
     let a = v.abs();
     if a == 0.0 {
-        "0".into()
-    } else if !(1e-3..1e5).contains(&a) {
-        format!("{v:.2e}")
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.3}")
+        return "0".into();
     }
+    if !(1e-3..1e5).contains(&a) {
+        return format!("{v:.2e}");
+    }
+    let decimals = if a >= 100.0 {
+        0
+    } else if a >= 10.0 {
+        1
+    } else if a >= 1.0 {
+        2
+    } else {
+        3
+    };
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+/// The corner of the plot with the fewest data points, for the legend.
+fn legend_corner(chart: &Chart, x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+    let corners = [
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::UpperLeft, false, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::LowerLeft, false, false),
+    ];
+    let count = |right: bool, upper: bool| {
+        chart
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|(px, py)| {
+                let fx = (px - x.0) / (x.1 - x.0);
+                let fy = (py - y.0) / (y.1 - y.0);
+                let in_x = if right { fx > 0.45 } else { fx < 0.55 };
+                let in_y = if upper { fy > 0.55 } else { fy < 0.45 };
+                in_x && in_y
+            })
+            .count()
+    };
+    // Ties go to the first corner listed (upper right, as usual).
+    corners
+        .into_iter()
+        .min_by_key(|(_, right, upper)| count(*right, *upper))
+        .map(|(pos, _, _)| pos)
+        .unwrap_or(SeriesLabelPosition::UpperRight)
 }
 
 fn draw_chart<DB: DrawingBackend>(
@@ -240,7 +279,7 @@ fn draw_chart<DB: DrawingBackend>(
     }
     if !chart.series.is_empty() {
         ctx.configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(legend_corner(chart, (x0, x1), (y0, y1)))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font((FAMILY, 13))
@@ -298,5 +337,8 @@ mod tests {
         assert_eq!(tick(1.2345), "1.23");
         assert_eq!(tick(0.12345), "0.123");
         assert_eq!(tick(0.0), "0");
+        assert_eq!(tick(2.5), "2.5");
+        assert_eq!(tick(10.0), "10");
+        assert_eq!(tick(0.05), "0.05");
     }
 }

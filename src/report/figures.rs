@@ -190,7 +190,7 @@ fn collapse_panels(groups: &[Group<'_>]) -> Vec<Chart> {
                     continue;
                 }
                 let name = if plotted.len() > 1 {
-                    format!("{name}: {}", group.name)
+                    format!("{name}: {}", short_group_name(&group.name))
                 } else {
                     (*name).to_string()
                 };
@@ -214,6 +214,16 @@ fn collapse_panels(groups: &[Group<'_>]) -> Vec<Chart> {
         }
     }
     charts
+}
+
+/// `synthesize@*.blocks scored by finetune@0.model` → `synthesize@*.blocks / finetune@0`:
+/// legends stay narrow (the full name is in the tables).
+fn short_group_name(name: &str) -> String {
+    let strip = |label: &str| label.rsplit_once('.').map(|(s, _)| s.to_string()).unwrap_or(label.to_string());
+    match name.split_once(" scored by ") {
+        Some((set, scorer)) => format!("{set} / {}", strip(scorer)),
+        None => name.to_string(),
+    }
 }
 
 /// Training inputs by generation (inputs without one last, in input order).

@@ -72,8 +72,25 @@ pub fn group_sets(inputs: &ReportInputs) -> Vec<Group<'_>> {
         group
             .rows
             .sort_by_key(|r| (r.generation.is_none(), r.generation.unwrap_or(0)));
+        // Name the group by what its rows share: the scorer itself when one
+        // model scored every set (`... scored by finetune@0.model`).
+        group.name = format!(
+            "{} scored by {}",
+            shared_label(group.rows.iter().map(|r| r.set.label.as_str())),
+            shared_label(group.rows.iter().map(|r| r.scorer()))
+        );
     }
     groups
+}
+
+/// The label all rows share, else its generation template.
+fn shared_label<'l>(mut labels: impl Iterator<Item = &'l str>) -> String {
+    let first = labels.next().unwrap_or_default();
+    if labels.all(|l| l == first) {
+        first.to_string()
+    } else {
+        generation_template(first)
+    }
 }
 
 /// The colour of a row: its generation, or a slot after the generations.
