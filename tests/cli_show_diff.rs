@@ -32,7 +32,10 @@ fn json_lines(out: &std::process::Output) -> Vec<Value> {
 fn show_prints_an_aligned_metrics_table() {
     let p = setup();
     let before = stdout(&p.run(&["show", "a.toml"]));
-    assert!(before.contains("corpus") && before.contains("not run"), "{before}");
+    assert!(
+        before.contains("corpus") && before.contains("not run"),
+        "{before}"
+    );
     p.run_ok("a.toml", &[]);
     let out = p.run(&["show", "a.toml"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -40,7 +43,10 @@ fn show_prints_an_aligned_metrics_table() {
     assert!(text.contains("cached (corpus, "), "{text}");
     // Names padded to one column: `train_rows` and `eval_rows` values line up.
     let col = |name: &str| {
-        let line = text.lines().find(|l| l.trim_start().starts_with(name)).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap();
         line.find(|c: char| c.is_ascii_digit()).unwrap()
     };
     assert_eq!(col("train_rows"), col("eval_rows"), "{text}");
@@ -66,7 +72,10 @@ fn diff_of_two_files_marks_the_changed_metrics() {
             .to_string()
     };
     let changed = line("corpus", "train_rows");
-    assert!(changed.contains("40") && changed.contains("50") && changed.ends_with('*'), "{changed}");
+    assert!(
+        changed.contains("40") && changed.contains("50") && changed.ends_with('*'),
+        "{changed}"
+    );
     assert!(!line("corpus", "eval_rows").ends_with('*'));
     assert!(!line("fixed", "train_rows").ends_with('*'));
     assert!(text.contains("1 of "), "{text}");
@@ -93,7 +102,10 @@ fn diff_of_two_keys_compares_single_entries() {
     let rows = json_lines(&p.run(&["diff", &a, &b, "--json"]));
     assert!(rows.iter().all(|r| r["step"] == "corpus"));
     let train = rows.iter().find(|r| r["metric"] == "train_rows").unwrap();
-    assert_eq!((train["a"].clone(), train["b"].clone()), (40.into(), 50.into()));
+    assert_eq!(
+        (train["a"].clone(), train["b"].clone()),
+        (40.into(), 50.into())
+    );
     assert_eq!(train["changed"], true);
 
     // Not a file and not a key: a usage error naming it.

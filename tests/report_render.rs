@@ -72,7 +72,8 @@ fn report_dir(p: &Project, extra: &[&str]) -> PathBuf {
     args.extend_from_slice(extra);
     let out = p.run(&args);
     assert!(out.status.success(), "{}\n{}", stderr(&out), stdout(&out));
-    let row: serde_json::Value = serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+    let row: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
     assert_eq!(row["step"], "report");
     assert_eq!(row["built"], true);
     PathBuf::from(row["dir"].as_str().unwrap())
@@ -119,8 +120,18 @@ fn the_report_holds_every_figure_and_table() {
         assert!(md.contains(&format!("![{figure}](figures/{figure}.png)")));
     }
     assert_eq!(html.matches("<svg").count(), 4, "one inline SVG per figure");
-    for table in ["perplexity", "collapse", "training", "prompts", "provenance", "sets"] {
-        assert!(html.contains(&format!("<table id=\"table-{table}\">")), "table {table} missing");
+    for table in [
+        "perplexity",
+        "collapse",
+        "training",
+        "prompts",
+        "provenance",
+        "sets",
+    ] {
+        assert!(
+            html.contains(&format!("<table id=\"table-{table}\">")),
+            "table {table} missing"
+        );
     }
     // Self-contained: nothing fetched from elsewhere.
     assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
@@ -142,7 +153,10 @@ fn the_report_holds_every_figure_and_table() {
     // Provenance: every input names its source; every set and scorer its key.
     for name in FIXTURES {
         let label = name.split('.').next().unwrap();
-        assert!(html.contains(&format!("<td>{label}</td>")), "provenance lacks {label}");
+        assert!(
+            html.contains(&format!("<td>{label}</td>")),
+            "provenance lacks {label}"
+        );
     }
     let scores: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(p.path().join("fixtures/scores_synthetic.json")).unwrap(),
@@ -154,8 +168,10 @@ fn the_report_holds_every_figure_and_table() {
     assert!(html.contains(scores["model_key"].as_str().unwrap()));
     // Numbers come from the inputs: the first set's corpus perplexity, as printed.
     let first = scores["sets"][0]["corpus_perplexity"].as_f64().unwrap();
-    assert!(html.contains(&format!("{first:.3}")), "corpus perplexity {first} not shown");
-
+    assert!(
+        html.contains(&format!("{first:.3}")),
+        "corpus perplexity {first} not shown"
+    );
 }
 
 #[test]
@@ -164,13 +180,23 @@ fn editing_only_report_parameters_reruns_only_the_report() {
     let first = p.run_ok("report.toml", &[]);
     assert_eq!(steps_with(&first, "step_started"), ["corpus", "report"]);
 
-    let second = p.run_ok("report.toml", &["--set", "steps.report.title=Another title"]);
+    let second = p.run_ok(
+        "report.toml",
+        &["--set", "steps.report.title=Another title"],
+    );
     assert_eq!(steps_with(&second, "step_started"), ["report"]);
     assert_eq!(steps_with(&second, "step_cached"), ["corpus"]);
     let dir = report_dir(&p, &["--set", "steps.report.title=Another title"]);
-    assert!(std::fs::read_to_string(dir.join("report.html")).unwrap().contains("<h1>Another title</h1>"));
+    assert!(
+        std::fs::read_to_string(dir.join("report.html"))
+            .unwrap()
+            .contains("<h1>Another title</h1>")
+    );
 
-    let third = p.run_ok("report.toml", &["--set", "steps.report.figures=[\"density\"]"]);
+    let third = p.run_ok(
+        "report.toml",
+        &["--set", "steps.report.figures=[\"density\"]"],
+    );
     assert_eq!(steps_with(&third, "step_started"), ["report"]);
     let dir = report_dir(&p, &["--set", "steps.report.figures=[\"density\"]"]);
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
@@ -181,11 +207,18 @@ fn editing_only_report_parameters_reruns_only_the_report() {
 #[test]
 fn a_broken_input_fails_the_step_naming_the_file() {
     let p = project();
-    std::fs::write(p.path().join("fixtures/metrics_g1.jsonl"), "{\"type\":\"train\",\"epoch\":1}\n").unwrap();
+    std::fs::write(
+        p.path().join("fixtures/metrics_g1.jsonl"),
+        "{\"type\":\"train\",\"epoch\":1}\n",
+    )
+    .unwrap();
     let out = p.run(&["run", "report.toml"]);
     assert_eq!(out.status.code(), Some(1));
     let all = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(all.contains("metrics_g1.jsonl") && all.contains("line 1"), "{all}");
+    assert!(
+        all.contains("metrics_g1.jsonl") && all.contains("line 1"),
+        "{all}"
+    );
 }
 
 #[test]
@@ -194,5 +227,9 @@ fn xp_report_refuses_an_experiment_without_a_report_step() {
     p.write("plain.toml", "[experiment]\nname = \"plain\"\n\n[steps.corpus]\nkind = \"corpus\"\ntrain_rows = 10\neval_rows = 5\n");
     let out = p.run(&["report", "plain.toml"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("no step of kind `report`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no step of kind `report`"),
+        "{}",
+        stderr(&out)
+    );
 }

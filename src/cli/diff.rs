@@ -28,9 +28,12 @@ pub struct DiffArgs {
     pub json: bool,
 }
 
-/// One side's steps: name → (status, flattened metrics).
+/// A step's metrics flattened to (dotted name, value).
+type Metrics = Vec<(String, Value)>;
+
+/// One side's steps: (name, status, metrics).
 struct Side {
-    steps: Vec<(String, String, Vec<(String, Value)>)>,
+    steps: Vec<(String, String, Metrics)>,
 }
 
 fn resolve(arg: &str, args: &DiffArgs) -> Result<Side, CliError> {
@@ -114,7 +117,7 @@ fn compare(a: &Side, b: &Side) -> Vec<Row> {
     }
     let mut rows = Vec::new();
     for name in names {
-        let find = |side: &Side| -> Option<(String, Vec<(String, Value)>)> {
+        let find = |side: &Side| -> Option<(String, Metrics)> {
             if single {
                 return side.steps.first().map(|s| (s.1.clone(), s.2.clone()));
             }
@@ -129,8 +132,12 @@ fn compare(a: &Side, b: &Side) -> Vec<Row> {
         } else {
             name.clone()
         };
-        let status = |s: &Option<(String, Vec<(String, Value)>)>| {
-            Some(Value::String(s.as_ref().map(|s| s.0.clone()).unwrap_or_else(|| "absent".into())))
+        let status = |s: &Option<(String, Metrics)>| {
+            Some(Value::String(
+                s.as_ref()
+                    .map(|s| s.0.clone())
+                    .unwrap_or_else(|| "absent".into()),
+            ))
         };
         rows.push(Row {
             step: step.clone(),
@@ -147,9 +154,12 @@ fn compare(a: &Side, b: &Side) -> Vec<Row> {
             }
         }
         for metric in metrics {
-            let get = |s: &Option<(String, Vec<(String, Value)>)>| {
-                s.as_ref()
-                    .and_then(|s| s.1.iter().find(|(m, _)| *m == metric).map(|(_, v)| v.clone()))
+            let get = |s: &Option<(String, Metrics)>| {
+                s.as_ref().and_then(|s| {
+                    s.1.iter()
+                        .find(|(m, _)| *m == metric)
+                        .map(|(_, v)| v.clone())
+                })
             };
             rows.push(Row {
                 step: step.clone(),
@@ -184,7 +194,11 @@ pub fn run(args: DiffArgs) -> Result<Success, CliError> {
                 r.metric.clone(),
                 cell(&r.a),
                 cell(&r.b),
-                if r.changed() { "*".into() } else { String::new() },
+                if r.changed() {
+                    "*".into()
+                } else {
+                    String::new()
+                },
             ]
         })
         .collect();
@@ -208,8 +222,15 @@ pub fn run(args: DiffArgs) -> Result<Success, CliError> {
     let line = |r: &[String; 5]| {
         format!(
             "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
-            r[0], r[1], r[2], r[3], r[4],
-            w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3]
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
         )
         .trim_end()
         .to_string()

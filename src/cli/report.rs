@@ -61,8 +61,14 @@ pub fn run(args: ReportArgs) -> Result<Success, CliError> {
             match row["html"].as_str() {
                 Some(html) => {
                     println!("{step}: {html}");
-                    println!("    markdown: {}", row["markdown"].as_str().unwrap_or_default());
-                    println!("    figures:  {}/figures", row["dir"].as_str().unwrap_or_default());
+                    println!(
+                        "    markdown: {}",
+                        row["markdown"].as_str().unwrap_or_default()
+                    );
+                    println!(
+                        "    figures:  {}/figures",
+                        row["dir"].as_str().unwrap_or_default()
+                    );
                 }
                 None => println!(
                     "{step}: not built yet; build it with `xp run {}` (it runs what the report needs)",

@@ -96,7 +96,11 @@ pub fn run(args: ShowArgs) -> Result<Success, CliError> {
         return Ok(Success::Ok);
     }
     for row in &rows {
-        let key = row.key.as_deref().map(|k| &k[..12]).unwrap_or("????????????");
+        let key = row
+            .key
+            .as_deref()
+            .map(|k| &k[..12])
+            .unwrap_or("????????????");
         let timing = match (row.duration_s, &row.backend) {
             (Some(d), Some(b)) => format!(", {d:.1} s on {b}"),
             _ => String::new(),
@@ -110,8 +114,16 @@ pub fn run(args: ShowArgs) -> Result<Success, CliError> {
                 println!("    {name} = {path}");
             }
         }
-        let metrics = row.metrics.as_ref().map(flatten_metrics).unwrap_or_default();
-        let width = metrics.iter().map(|(n, _)| n.chars().count()).max().unwrap_or(0);
+        let metrics = row
+            .metrics
+            .as_ref()
+            .map(flatten_metrics)
+            .unwrap_or_default();
+        let width = metrics
+            .iter()
+            .map(|(n, _)| n.chars().count())
+            .max()
+            .unwrap_or(0);
         for (name, value) in &metrics {
             println!("    {name:<width$}  {}", format_value(value));
         }

@@ -17,9 +17,8 @@ const FAMILY: &str = "sans-serif";
 /// plotters keeps fonts in a process-wide table; register ours once.
 fn ensure_font() -> Result<(), ReportError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| {
-        plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok()
-    });
+    let ok = *REGISTERED
+        .get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
     if ok {
         Ok(())
     } else {
@@ -152,7 +151,11 @@ fn range(values: impl Iterator<Item = f64>, margin: f64) -> (f64, f64) {
         return (0.0, 1.0);
     }
     if hi - lo < 1e-12 {
-        let pad = if lo.abs() > 1e-12 { lo.abs() * 0.1 } else { 1.0 };
+        let pad = if lo.abs() > 1e-12 {
+            lo.abs() * 0.1
+        } else {
+            1.0
+        };
         return (lo - pad, hi + pad);
     }
     let pad = (hi - lo) * margin;
@@ -221,9 +224,16 @@ fn draw_chart<DB: DrawingBackend>(
     chart: &Chart,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let points = || chart.series.iter().flat_map(|s| s.points.iter());
-    let (x0, x1) = range(points().map(|p| p.0), if chart.x_integer { 0.05 } else { 0.0 });
+    let (x0, x1) = range(
+        points().map(|p| p.0),
+        if chart.x_integer { 0.05 } else { 0.0 },
+    );
     let (y0, y1) = range(points().map(|p| p.1), 0.08);
-    let y0 = if points().all(|p| p.1 >= 0.0) { y0.max(0.0) } else { y0 };
+    let y0 = if points().all(|p| p.1 >= 0.0) {
+        y0.max(0.0)
+    } else {
+        y0
+    };
 
     let mut ctx = ChartBuilder::on(area)
         .caption(&chart.title, (FAMILY, 20))
@@ -326,7 +336,10 @@ mod tests {
             .flat_map(|y| (100..300usize).map(move |x| (y * 400 + x) * 3))
             .filter(|&i| buf[i] < 100 && buf[i + 1] < 100 && buf[i + 2] < 100)
             .count();
-        assert!(dark > 50, "only {dark} dark pixels where the title should be");
+        assert!(
+            dark > 50,
+            "only {dark} dark pixels where the title should be"
+        );
         assert!(rendered.svg.contains("Demo title") && rendered.svg.contains("<svg"));
     }
 

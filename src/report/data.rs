@@ -277,7 +277,10 @@ mod tests {
         assert_eq!(generation_of("finetune@13.metrics"), Some(13));
         assert_eq!(generation_of("blocks.test"), None);
         assert_eq!(generation_of("weird@x.model"), None);
-        assert_eq!(generation_template("synthesize@12.blocks"), "synthesize@*.blocks");
+        assert_eq!(
+            generation_template("synthesize@12.blocks"),
+            "synthesize@*.blocks"
+        );
         assert_eq!(generation_template("blocks.test"), "blocks.test");
         assert_eq!(generation_template("a@b.c"), "a@b.c");
     }
@@ -305,6 +308,9 @@ mod tests {
         assert_eq!(t.valid[0].perplexity, 7.39);
         std::fs::write(&path, "{\"type\":\"train\",\"epoch\":1}\n").unwrap();
         let err = read_training(provenance).unwrap_err().to_string();
-        assert!(err.contains("line 1") && err.contains("metrics.jsonl"), "{err}");
+        assert!(
+            err.contains("line 1") && err.contains("metrics.jsonl"),
+            "{err}"
+        );
     }
 }

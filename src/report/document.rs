@@ -17,7 +17,10 @@ pub enum Block {
     Paragraph(String),
     Table(Table),
     /// A figure by id: `figures/<id>.png` in Markdown, its SVG inline in HTML.
-    Figure { id: String, caption: String },
+    Figure {
+        id: String,
+        caption: String,
+    },
 }
 
 #[derive(Clone, Debug, Default)]

@@ -173,11 +173,31 @@ fn collapse_panels(groups: &[Group<'_>]) -> Vec<Chart> {
                 ("distinct-3", |r| Some(r.set.distinct_3)),
             ],
         ),
-        ("Repetition rate", "rate", vec![("repetition", |r| Some(r.set.repetition_rate))]),
-        ("Unigram KL to reference", "KL (nats)", vec![("KL", |r| r.set.unigram_kl)]),
-        ("Unigram JS to reference", "JS (nats)", vec![("JS", |r| r.set.unigram_js)]),
-        ("Tail coverage", "share of tail tokens seen", vec![("coverage", |r| r.set.tail_coverage)]),
-        ("Tail mass", "probability mass of the tail", vec![("mass", |r| r.set.tail_mass)]),
+        (
+            "Repetition rate",
+            "rate",
+            vec![("repetition", |r| Some(r.set.repetition_rate))],
+        ),
+        (
+            "Unigram KL to reference",
+            "KL (nats)",
+            vec![("KL", |r| r.set.unigram_kl)],
+        ),
+        (
+            "Unigram JS to reference",
+            "JS (nats)",
+            vec![("JS", |r| r.set.unigram_js)],
+        ),
+        (
+            "Tail coverage",
+            "share of tail tokens seen",
+            vec![("coverage", |r| r.set.tail_coverage)],
+        ),
+        (
+            "Tail mass",
+            "probability mass of the tail",
+            vec![("mass", |r| r.set.tail_mass)],
+        ),
     ];
     let plotted: Vec<&Group<'_>> = groups.iter().filter(|g| g.has_generations()).collect();
     let mut charts = Vec::new();
@@ -219,7 +239,12 @@ fn collapse_panels(groups: &[Group<'_>]) -> Vec<Chart> {
 /// `synthesize@*.blocks scored by finetune@0.model` → `synthesize@*.blocks / finetune@0`:
 /// legends stay narrow (the full name is in the tables).
 fn short_group_name(name: &str) -> String {
-    let strip = |label: &str| label.rsplit_once('.').map(|(s, _)| s.to_string()).unwrap_or(label.to_string());
+    let strip = |label: &str| {
+        label
+            .rsplit_once('.')
+            .map(|(s, _)| s.to_string())
+            .unwrap_or(label.to_string())
+    };
     match name.split_once(" scored by ") {
         Some((set, scorer)) => format!("{set} / {}", strip(scorer)),
         None => name.to_string(),

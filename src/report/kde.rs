@@ -40,7 +40,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// ignored; `None` when no finite value is left.
 pub fn gaussian_kde(values: &[f64], lo: f64, hi: f64, grid: usize) -> Option<Density> {
     let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    if finite.is_empty() || grid < 2 || !(hi > lo) {
+    if finite.is_empty() || grid < 2 || hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         return None;
     }
     let h = silverman_bandwidth(&finite);
@@ -80,7 +80,9 @@ mod tests {
     #[test]
     fn density_integrates_to_one_and_peaks_at_the_mode() {
         // A symmetric sample around 2.0.
-        let values: Vec<f64> = (0..201).map(|i| 2.0 + ((i as f64 - 100.0) / 100.0).powi(3)).collect();
+        let values: Vec<f64> = (0..201)
+            .map(|i| 2.0 + ((i as f64 - 100.0) / 100.0).powi(3))
+            .collect();
         let (lo, hi) = padded_range(&values).unwrap();
         let d = gaussian_kde(&values, lo, hi, 400).unwrap();
         let dx = (hi - lo) / 399.0;

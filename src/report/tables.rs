@@ -18,7 +18,9 @@ pub fn num(value: Option<f64>) -> String {
 }
 
 fn gen_cell(generation: Option<u32>) -> String {
-    generation.map(|g| g.to_string()).unwrap_or_else(|| "—".into())
+    generation
+        .map(|g| g.to_string())
+        .unwrap_or_else(|| "—".into())
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -126,7 +128,8 @@ pub fn training(inputs: &ReportInputs) -> Option<Table> {
                 epochs.map(|e| e.to_string()).unwrap_or_else(|| "—".into()),
                 num(t.train.last().map(|p| p.loss)),
                 num(best.map(|p| p.loss)),
-                best.map(|p| p.epoch.to_string()).unwrap_or_else(|| "—".into()),
+                best.map(|p| p.epoch.to_string())
+                    .unwrap_or_else(|| "—".into()),
                 num(best.map(|p| p.perplexity)),
                 t.provenance.label.clone(),
             ]
