@@ -179,3 +179,79 @@ pub fn build_report(
     )?;
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/report")
+            .join(name)
+    }
+
+    fn from_step(slot: &str, step: &str, output: &str, file: &str) -> Provenance {
+        Provenance {
+            slot: slot.into(),
+            label: format!("{step}.{output}"),
+            step: Some(step.into()),
+            key: Some(format!("{:0>64}", step.len())),
+            path: fixture(file),
+        }
+    }
+
+    /// Step outputs (not sources) label runs by their generation, sorted by it
+    /// whatever the input order.
+    #[test]
+    fn step_outputs_are_labelled_and_sorted_by_generation() {
+        let mut inputs = ReportInputs::default();
+        for g in [2, 0, 1] {
+            let p = from_step(
+                "training",
+                &format!("finetune@{g}"),
+                "metrics",
+                &format!("metrics_g{g}.jsonl"),
+            );
+            inputs.training.push(read_training(p).unwrap());
+            let p = from_step(
+                "answers",
+                &format!("prompts@{g}"),
+                "answers",
+                &format!("answers_g{g}.json"),
+            );
+            inputs.answers.push(read_answers(p).unwrap());
+        }
+        let p = from_step("evaluations", "evaluate", "scores", "scores_synthetic.json");
+        inputs.evaluations.push(read_scores(p).unwrap());
+        let out = tempfile::tempdir().unwrap();
+        let options = ReportOptions {
+            title: "t".into(),
+            figures: FigureKind::ALL.to_vec(),
+            panel_size: (400, 300),
+        };
+        let summary = build_report(&inputs, &options, out.path()).unwrap();
+        assert_eq!(summary.generations, [0, 1, 2]);
+        assert_eq!(
+            summary.figures,
+            ["density", "perplexity", "collapse", "training"]
+        );
+        let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+        let rows: Vec<&str> = md
+            .lines()
+            .filter(|l| l.starts_with("| gen ") && l.ends_with(".metrics |"))
+            .collect();
+        let order: Vec<bool> = (0..3)
+            .map(|g| {
+                rows.get(g)
+                    .is_some_and(|r| r.starts_with(&format!("| gen {g} |")))
+            })
+            .collect();
+        assert_eq!(order, [true, true, true], "{md}");
+        assert!(
+            md.contains("| finetune@2.metrics | training | finetune@2 |"),
+            "{md}"
+        );
+        let svg = std::fs::read_to_string(out.path().join("figures/training.svg")).unwrap();
+        assert!(svg.contains("gen 0") && svg.contains("gen 2"));
+    }
+}
