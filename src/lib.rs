@@ -11,6 +11,7 @@ pub mod eval;
 pub mod exec;
 pub mod model;
 pub mod plan;
+pub mod report;
 pub mod source;
 pub mod spec;
 pub mod steps;

@@ -3,11 +3,13 @@
 
 mod common;
 mod dag;
+mod diff;
 mod exec_step;
 pub mod exit;
 mod gc;
 mod log;
 mod plan;
+mod report;
 mod reporter;
 mod run;
 mod schema;
@@ -47,6 +49,10 @@ pub enum Command {
     Schema,
     /// Show every step's key, status, outputs and metrics.
     Show(show::ShowArgs),
+    /// Where the experiment's report is, or how to build it.
+    Report(report::ReportArgs),
+    /// Two runs' metrics side by side (experiment files or store keys).
+    Diff(diff::DiffArgs),
     /// Remove store entries that no given experiment uses.
     Gc(gc::GcArgs),
     /// Re-hash every store entry and report corrupt ones.
@@ -88,6 +94,8 @@ pub fn run(cli: Cli) -> Result<exit::Success, CliError> {
         Command::Validate(args) => validate::run(args),
         Command::Schema => schema::run(),
         Command::Show(args) => show::run(args),
+        Command::Report(args) => report::run(args),
+        Command::Diff(args) => diff::run(args),
         Command::Gc(args) => gc::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Log(args) => log::run(args),

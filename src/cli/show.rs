@@ -1,7 +1,7 @@
 //! `xp show FILE`: every step's key, status, outputs and metrics.
 
 use clap::Args;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::common;
 use super::exit::Success;
@@ -17,9 +17,25 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-pub fn run(args: ShowArgs) -> Result<Success, CliError> {
-    let plan = common::plan_offline(&args.experiment)?;
-    let store = common::open_store_if_exists(&args.store)?;
+/// One step of an experiment in the light of the store.
+pub(super) struct StepRow {
+    pub step: String,
+    pub kind: &'static str,
+    pub key: Option<String>,
+    pub status: &'static str,
+    pub outputs: Vec<(String, Option<String>)>,
+    pub metrics: Option<Value>,
+    pub duration_s: Option<f64>,
+    pub backend: Option<String>,
+}
+
+/// Every step of the experiment: key, status, output paths, metrics.
+pub(super) fn step_rows(
+    experiment: &ExperimentArgs,
+    store: &super::StoreArgs,
+) -> Result<Vec<StepRow>, CliError> {
+    let plan = common::plan_offline(experiment)?;
+    let store = common::open_store_if_exists(store)?;
     let mut rows = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
         let key = step.key.key();
@@ -32,7 +48,7 @@ pub fn run(args: ShowArgs) -> Result<Success, CliError> {
             (None, Some(_)) => "not run",
             (None, None) => "needs sources",
         };
-        let outputs: Vec<_> = plan
+        let outputs = plan
             .decl(i)
             .params
             .outputs()
@@ -41,56 +57,133 @@ pub fn run(args: ShowArgs) -> Result<Success, CliError> {
                 let full = entry
                     .as_ref()
                     .map(|e| e.out_dir().join(&path).display().to_string());
-                json!({"name": name, "path": full})
+                (name, full)
             })
             .collect();
-        rows.push(json!({
-            "step": step.name,
-            "kind": plan.decl(i).params.kind(),
-            "key": key.map(|k| k.to_hex()),
-            "status": status,
-            "outputs": outputs,
-            "metrics": entry.as_ref().map(|e| e.manifest.metrics.clone()),
-            "duration_s": entry.as_ref().map(|e| e.manifest.duration_s),
-            "backend": entry.as_ref().map(|e| e.manifest.backend.clone()),
-        }));
+        rows.push(StepRow {
+            step: step.name.clone(),
+            kind: plan.decl(i).params.kind(),
+            key: key.map(|k| k.to_hex()),
+            status,
+            outputs,
+            metrics: entry.as_ref().map(|e| e.manifest.metrics.clone()),
+            duration_s: entry.as_ref().map(|e| e.manifest.duration_s),
+            backend: entry.as_ref().map(|e| e.manifest.backend.clone()),
+        });
     }
+    Ok(rows)
+}
+
+pub fn run(args: ShowArgs) -> Result<Success, CliError> {
+    let rows = step_rows(&args.experiment, &args.store)?;
     if args.json {
+        let rows: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "step": r.step,
+                    "kind": r.kind,
+                    "key": r.key,
+                    "status": r.status,
+                    "outputs": r.outputs.iter().map(|(name, path)| json!({"name": name, "path": path})).collect::<Vec<_>>(),
+                    "metrics": r.metrics,
+                    "duration_s": r.duration_s,
+                    "backend": r.backend,
+                })
+            })
+            .collect();
         println!("{}", serde_json::to_string_pretty(&rows).expect("JSON"));
         return Ok(Success::Ok);
     }
     for row in &rows {
-        let key = row["key"]
-            .as_str()
+        let key = row
+            .key
+            .as_deref()
             .map(|k| &k[..12])
             .unwrap_or("????????????");
+        let timing = match (row.duration_s, &row.backend) {
+            (Some(d), Some(b)) => format!(", {d:.1} s on {b}"),
+            _ => String::new(),
+        };
         println!(
-            "{}  {}  {} ({})",
-            row["step"].as_str().unwrap_or(""),
-            key,
-            row["status"].as_str().unwrap_or(""),
-            row["kind"].as_str().unwrap_or("")
+            "{}  {}  {} ({}{timing})",
+            row.step, key, row.status, row.kind
         );
-        for output in row["outputs"].as_array().into_iter().flatten() {
-            if let Some(path) = output["path"].as_str() {
-                println!("    {} = {}", output["name"].as_str().unwrap_or(""), path);
+        for (name, path) in &row.outputs {
+            if let Some(path) = path {
+                println!("    {name} = {path}");
             }
         }
-        if let Some(metrics) = row["metrics"].as_object() {
-            for (name, value) in metrics {
-                println!("    {name}: {}", compact(value));
-            }
+        let metrics = row
+            .metrics
+            .as_ref()
+            .map(flatten_metrics)
+            .unwrap_or_default();
+        let width = metrics
+            .iter()
+            .map(|(n, _)| n.chars().count())
+            .max()
+            .unwrap_or(0);
+        for (name, value) in &metrics {
+            println!("    {name:<width$}  {}", format_value(value));
         }
     }
     Ok(Success::Ok)
 }
 
-/// Numbers with sensible precision; nested values as compact JSON.
-fn compact(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::Number(n) if n.is_f64() => {
-            format!("{:.6}", n.as_f64().unwrap_or(f64::NAN))
+/// Metrics as (dotted path, leaf value): `{"sets": {"a": {"mean": 1}}}` →
+/// `sets.a.mean = 1`. Arrays stay whole (printed as compact JSON).
+pub(super) fn flatten_metrics(value: &Value) -> Vec<(String, Value)> {
+    fn walk(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
+        match value {
+            Value::Object(map) if !map.is_empty() => {
+                for (k, v) in map {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&path, v, out);
+                }
+            }
+            Value::Null if prefix.is_empty() => {}
+            other => out.push((prefix.to_string(), other.clone())),
         }
+    }
+    let mut out = Vec::new();
+    walk("", value, &mut out);
+    out
+}
+
+/// Numbers with sensible precision; strings bare; the rest as compact JSON.
+pub(super) fn format_value(value: &Value) -> String {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let v = n.as_f64().unwrap_or(f64::NAN);
+            if v != 0.0 && (v.abs() >= 1e6 || v.abs() < 1e-4) {
+                format!("{v:.6e}")
+            } else {
+                format!("{v:.6}")
+            }
+        }
+        Value::String(s) => s.clone(),
+        Value::Null => "—".into(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_metrics_flatten_to_dotted_paths() {
+        let v = json!({"a": 1, "sets": {"x.y": {"mean": 2.5}}, "list": [1, 2], "empty": {}});
+        let flat = flatten_metrics(&v);
+        let names: Vec<&str> = flat.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a", "sets.x.y.mean", "list", "empty"]);
+        assert_eq!(format_value(&flat[1].1), "2.500000");
+        assert_eq!(format_value(&json!(1.0e-7)), "1.000000e-7");
+        assert_eq!(format_value(&json!("s")), "s");
     }
 }

@@ -15,6 +15,7 @@ mod dataset;
 pub mod evaluate;
 pub mod finetune;
 pub mod init;
+pub mod report;
 pub mod tokenize;
 pub mod tokenizer;
 
@@ -174,6 +175,7 @@ step_kinds! {
     Init => init,
     Finetune => finetune,
     Evaluate => evaluate,
+    Report => report,
 }
 
 #[cfg(test)]

@@ -1,0 +1,125 @@
+//! Evaluated sets arranged by generation. Sets whose labels differ only by
+//! generation form a group (`synthesize@*.blocks scored by finetune@0.model`:
+//! the seed's Figure 1; `blocks.test scored by finetune@*.model`: test
+//! perplexity per generation); within a group, rows are sorted by generation.
+
+use super::data::{ReportInputs, ScoreSet, Scores, generation_of, generation_template};
+
+/// One evaluated set, placed in its group.
+#[derive(Clone, Debug)]
+pub struct SetRow<'a> {
+    /// From the set's label, else from the scorer's (`blocks.test` scored by
+    /// `finetune@2.model` is generation 2).
+    pub generation: Option<u32>,
+    pub set: &'a ScoreSet,
+    pub scores: &'a Scores,
+}
+
+impl SetRow<'_> {
+    pub fn scorer(&self) -> &str {
+        &self.scores.file.model
+    }
+
+    /// The name of the row's curve within its group.
+    pub fn curve_name(&self) -> String {
+        match self.generation {
+            Some(g) => format!("gen {g}"),
+            None => self.set.label.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Group<'a> {
+    /// `<set template> scored by <scorer template>`.
+    pub name: String,
+    pub rows: Vec<SetRow<'a>>,
+}
+
+impl Group<'_> {
+    /// Whether any row has a generation (else plotting against generation is moot).
+    pub fn has_generations(&self) -> bool {
+        self.rows.iter().any(|r| r.generation.is_some())
+    }
+}
+
+/// Groups in order of first appearance; rows by generation (rows without one last,
+/// in input order).
+pub fn group_sets(inputs: &ReportInputs) -> Vec<Group<'_>> {
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    for scores in &inputs.evaluations {
+        for set in &scores.file.sets {
+            let name = format!(
+                "{} scored by {}",
+                generation_template(&set.label),
+                generation_template(&scores.file.model)
+            );
+            let row = SetRow {
+                generation: generation_of(&set.label).or_else(|| generation_of(&scores.file.model)),
+                set,
+                scores,
+            };
+            match groups.iter_mut().find(|g| g.name == name) {
+                Some(group) => group.rows.push(row),
+                None => groups.push(Group {
+                    name,
+                    rows: vec![row],
+                }),
+            }
+        }
+    }
+    for group in &mut groups {
+        group
+            .rows
+            .sort_by_key(|r| (r.generation.is_none(), r.generation.unwrap_or(0)));
+        // Name the group by what its rows share: the scorer itself when one
+        // model scored every set (`... scored by finetune@0.model`).
+        group.name = format!(
+            "{} scored by {}",
+            shared_label(group.rows.iter().map(|r| r.set.label.as_str())),
+            shared_label(group.rows.iter().map(|r| r.scorer()))
+        );
+    }
+    groups
+}
+
+/// The label all rows share, else its generation template.
+fn shared_label<'l>(mut labels: impl Iterator<Item = &'l str>) -> String {
+    let first = labels.next().unwrap_or_default();
+    if labels.all(|l| l == first) {
+        first.to_string()
+    } else {
+        generation_template(first)
+    }
+}
+
+/// The colour of a row: its generation, or a slot after the generations.
+pub fn colour_of(generation: Option<u32>, position: usize) -> usize {
+    match generation {
+        Some(g) => g as usize,
+        None => 10 + position,
+    }
+}
+
+/// The distinct generations seen anywhere in the inputs.
+pub fn generations(inputs: &ReportInputs) -> Vec<u32> {
+    let mut gens: Vec<u32> = group_sets(inputs)
+        .iter()
+        .flat_map(|g| g.rows.iter().filter_map(|r| r.generation))
+        .chain(
+            inputs
+                .training
+                .iter()
+                .filter_map(|t| generation_of(&t.provenance.label)),
+        )
+        .chain(
+            inputs
+                .answers
+                .iter()
+                .filter_map(|a| generation_of(&a.file.model)),
+        )
+        .collect();
+    gens.sort_unstable();
+    gens.dedup();
+    gens
+}

@@ -1,0 +1,257 @@
+//! The experiment report: figures (PNG and SVG, drawn with plotters), tables,
+//! and the provenance of every number, as `report.md` and a self-contained
+//! `report.html`. Fed by the `report` step kind (src/steps/report.rs).
+//!
+//! Layout of the output directory:
+//! `report.md`, `report.html`, `figures/<id>.png`, `figures/<id>.svg`.
+
+pub mod chart;
+pub mod data;
+pub mod document;
+pub mod figures;
+pub mod groups;
+pub mod kde;
+pub mod tables;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use data::{Provenance, ReportInputs, read_answers, read_scores, read_training};
+pub use figures::FigureKind;
+
+use document::{Block, Document};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid {what}: {detail}")]
+    Format {
+        path: PathBuf,
+        what: &'static str,
+        detail: String,
+    },
+    #[error("figure `{figure}`: drawing failed: {detail}")]
+    Plot { figure: String, detail: String },
+}
+
+/// What to put in the report and how big.
+#[derive(Clone, Debug)]
+pub struct ReportOptions {
+    pub title: String,
+    pub figures: Vec<FigureKind>,
+    /// Size of one plot panel in pixels (width, height).
+    pub panel_size: (u32, u32),
+}
+
+/// What was written.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReportSummary {
+    pub figures: Vec<String>,
+    pub tables: Vec<String>,
+    pub generations: Vec<u32>,
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    std::fs::write(path, bytes).map_err(|source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes the report into `out_dir` (created if missing).
+pub fn build_report(
+    inputs: &ReportInputs,
+    options: &ReportOptions,
+    out_dir: &Path,
+) -> Result<ReportSummary, ReportError> {
+    let figures_dir = out_dir.join("figures");
+    std::fs::create_dir_all(&figures_dir).map_err(|source| ReportError::Io {
+        path: figures_dir.clone(),
+        source,
+    })?;
+    let groups = groups::group_sets(inputs);
+    let mut summary = ReportSummary {
+        generations: groups::generations(inputs),
+        ..ReportSummary::default()
+    };
+    let mut svgs = BTreeMap::new();
+    let mut blocks = vec![Block::Paragraph(format!(
+        "Generations: {}. Inputs: {} evaluation(s), {} training run(s), {} prompt answer set(s). \
+         Every table row names the input it came from; the provenance section gives each \
+         input's step and key.",
+        if summary.generations.is_empty() {
+            "none labelled".to_string()
+        } else {
+            summary
+                .generations
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        inputs.evaluations.len(),
+        inputs.training.len(),
+        inputs.answers.len()
+    ))];
+
+    let mut figure = |kind: FigureKind, blocks: &mut Vec<Block>| -> Result<(), ReportError> {
+        if !options.figures.contains(&kind) {
+            return Ok(());
+        }
+        let Some(spec) = figures::build(kind, inputs, &groups) else {
+            return Ok(());
+        };
+        let rendered = chart::render(&spec, options.panel_size)?;
+        write(&figures_dir.join(format!("{}.png", spec.id)), &rendered.png)?;
+        write(
+            &figures_dir.join(format!("{}.svg", spec.id)),
+            rendered.svg.as_bytes(),
+        )?;
+        svgs.insert(spec.id.clone(), rendered.svg);
+        summary.figures.push(spec.id.clone());
+        blocks.push(Block::Figure {
+            id: spec.id,
+            caption: kind.caption().into(),
+        });
+        Ok(())
+    };
+    let mut tables_written = Vec::new();
+    let mut table = |t: Option<document::Table>, blocks: &mut Vec<Block>| {
+        if let Some(t) = t {
+            tables_written.push(t.id.clone());
+            blocks.push(Block::Table(t));
+        }
+    };
+
+    if !inputs.evaluations.is_empty() {
+        blocks.push(Block::Heading("Perplexity".into()));
+        figure(FigureKind::Density, &mut blocks)?;
+        figure(FigureKind::Perplexity, &mut blocks)?;
+        blocks.push(Block::Paragraph(
+            "`corpus ppl` is the token-weighted perplexity of the whole set (the main number); \
+             `batch-mean ppl (authors')` is exp of the mean over batches of each batch's mean \
+             loss, as the original code computes it. `mean`, `median`, `p90`, `p99` are over \
+             per-sample perplexities."
+                .into(),
+        ));
+        table(tables::perplexity(&groups), &mut blocks);
+        blocks.push(Block::Heading("Collapse metrics".into()));
+        figure(FigureKind::Collapse, &mut blocks)?;
+        table(tables::collapse(&groups), &mut blocks);
+    }
+    if !inputs.training.is_empty() {
+        blocks.push(Block::Heading("Training".into()));
+        figure(FigureKind::Training, &mut blocks)?;
+        table(tables::training(inputs), &mut blocks);
+    }
+    if !inputs.answers.is_empty() {
+        blocks.push(Block::Heading("Answers to the fixed prompts".into()));
+        blocks.push(Block::Paragraph(
+            "Each generation's answer to the same prompts (seed Table 1).".into(),
+        ));
+        table(tables::prompts(inputs), &mut blocks);
+    }
+    blocks.push(Block::Heading("Provenance".into()));
+    blocks.push(Block::Paragraph(
+        "Each input of this report, and the step and key that produced it (`(source)`: a file \
+         named under `[sources]`)."
+            .into(),
+    ));
+    table(Some(tables::provenance(inputs)), &mut blocks);
+    table(tables::evaluated_sets(inputs), &mut blocks);
+    summary.tables = tables_written;
+
+    let doc = Document {
+        title: options.title.clone(),
+        blocks,
+    };
+    write(
+        &out_dir.join("report.md"),
+        document::to_markdown(&doc).as_bytes(),
+    )?;
+    write(
+        &out_dir.join("report.html"),
+        document::to_html(&doc, &svgs).as_bytes(),
+    )?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/report")
+            .join(name)
+    }
+
+    fn from_step(slot: &str, step: &str, output: &str, file: &str) -> Provenance {
+        Provenance {
+            slot: slot.into(),
+            label: format!("{step}.{output}"),
+            step: Some(step.into()),
+            key: Some(format!("{:0>64}", step.len())),
+            path: fixture(file),
+        }
+    }
+
+    /// Step outputs (not sources) label runs by their generation, sorted by it
+    /// whatever the input order.
+    #[test]
+    fn step_outputs_are_labelled_and_sorted_by_generation() {
+        let mut inputs = ReportInputs::default();
+        for g in [2, 0, 1] {
+            let p = from_step(
+                "training",
+                &format!("finetune@{g}"),
+                "metrics",
+                &format!("metrics_g{g}.jsonl"),
+            );
+            inputs.training.push(read_training(p).unwrap());
+            let p = from_step(
+                "answers",
+                &format!("prompts@{g}"),
+                "answers",
+                &format!("answers_g{g}.json"),
+            );
+            inputs.answers.push(read_answers(p).unwrap());
+        }
+        let p = from_step("evaluations", "evaluate", "scores", "scores_synthetic.json");
+        inputs.evaluations.push(read_scores(p).unwrap());
+        let out = tempfile::tempdir().unwrap();
+        let options = ReportOptions {
+            title: "t".into(),
+            figures: FigureKind::ALL.to_vec(),
+            panel_size: (400, 300),
+        };
+        let summary = build_report(&inputs, &options, out.path()).unwrap();
+        assert_eq!(summary.generations, [0, 1, 2]);
+        assert_eq!(
+            summary.figures,
+            ["density", "perplexity", "collapse", "training"]
+        );
+        let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+        let rows: Vec<&str> = md
+            .lines()
+            .filter(|l| l.starts_with("| gen ") && l.ends_with(".metrics |"))
+            .collect();
+        let order: Vec<bool> = (0..3)
+            .map(|g| {
+                rows.get(g)
+                    .is_some_and(|r| r.starts_with(&format!("| gen {g} |")))
+            })
+            .collect();
+        assert_eq!(order, [true, true, true], "{md}");
+        assert!(
+            md.contains("| finetune@2.metrics | training | finetune@2 |"),
+            "{md}"
+        );
+        let svg = std::fs::read_to_string(out.path().join("figures/training.svg")).unwrap();
+        assert!(svg.contains("gen 0") && svg.contains("gen 2"));
+    }
+}
