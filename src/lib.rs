@@ -8,6 +8,7 @@ pub mod cli;
 pub mod data;
 pub mod digest;
 pub mod exec;
+pub mod generate;
 pub mod model;
 pub mod plan;
 pub mod source;
