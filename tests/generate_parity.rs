@@ -169,7 +169,12 @@ fn eos_before_max_new_tokens_matches_transformers() {
 /// reproduces that; the `prompts` kind therefore generates each prompt alone.
 #[test]
 fn batched_equals_unbatched() {
-    for name in ["paper_beam", "beam_eos", "greedy_eos", "beam_eos_early_stopping"] {
+    for name in [
+        "paper_beam",
+        "beam_eos",
+        "greedy_eos",
+        "beam_eos_early_stopping",
+    ] {
         let case = cases().into_iter().find(|c| c.name == name).unwrap();
         let batched = run(&case, &case.prompts);
         for (i, p) in case.prompts.iter().enumerate() {

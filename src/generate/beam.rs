@@ -79,8 +79,7 @@ impl Hypotheses {
         if self.early_stopping {
             return true;
         }
-        let highest =
-            best_sum_logprobs as f64 / (generated_len as f64).powf(self.length_penalty);
+        let highest = best_sum_logprobs as f64 / (generated_len as f64).powf(self.length_penalty);
         self.worst_score >= highest
     }
 

@@ -311,10 +311,8 @@ impl<'m, B: Backend> Rows<'m, B> {
         self.sequences = indices.iter().map(|&i| self.sequences[i].clone()).collect();
         self.masks = indices.iter().map(|&i| self.masks[i].clone()).collect();
         let index: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-        let index = Tensor::<B, 1, Int>::from_data(
-            TensorData::new(index, [indices.len()]),
-            &self.device,
-        );
+        let index =
+            Tensor::<B, 1, Int>::from_data(TensorData::new(index, [indices.len()]), &self.device);
         self.cache.reorder(index)?;
         Ok(())
     }

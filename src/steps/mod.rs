@@ -12,6 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub mod context;
 pub mod corpus;
 mod dataset;
+pub mod prompts;
+pub mod synthesize;
 pub mod tokenize;
 pub mod tokenizer;
 
@@ -168,6 +170,8 @@ step_kinds! {
     Corpus => corpus,
     Tokenizer => tokenizer,
     Tokenize => tokenize,
+    Synthesize => synthesize,
+    Prompts => prompts,
 }
 
 #[cfg(test)]
