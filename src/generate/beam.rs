@@ -194,10 +194,11 @@ pub fn beam_search<B: Backend>(
     let mut out = Vec::with_capacity(batch);
     for (b, mut h) in hyps.into_iter().enumerate() {
         if !done[b] {
-            for row in b * nb..(b + 1) * nb {
-                let ids = rows.sequences[row][width..].to_vec();
+            let live = b * nb..(b + 1) * nb;
+            for (sequence, &score) in rows.sequences[live.clone()].iter().zip(&beam_scores[live]) {
+                let ids = sequence[width..].to_vec();
                 let len = ids.len();
-                h.add(ids, beam_scores[row], len, false);
+                h.add(ids, score, len, false);
             }
         }
         let (mut ids, ended_by_eos) = h.best().ok_or_else(|| {

@@ -365,7 +365,7 @@ impl<'m, B: Backend> Rows<'m, B> {
 pub(crate) fn top_k(scores: &[f32], k: usize) -> Vec<(f32, usize)> {
     let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
     for (i, &s) in scores.iter().enumerate() {
-        if best.len() == k && !(s > best[k - 1].0) {
+        if best.len() == k && s.partial_cmp(&best[k - 1].0) != Some(std::cmp::Ordering::Greater) {
             continue;
         }
         let at = best.partition_point(|&(b, _)| b >= s);
