@@ -175,7 +175,11 @@ fn batched_equals_unbatched() {
         "greedy_eos",
         "beam_eos_early_stopping",
     ] {
-        let case = cases().into_iter().find(|c| c.name == name).unwrap();
+        let mut case = cases().into_iter().find(|c| c.name == name).unwrap();
+        // Equal-length prompts only (see above): the EOS cases mix lengths.
+        let width = case.prompts[0].len();
+        case.prompts.retain(|p| p.len() == width);
+        assert!(case.prompts.len() >= 4, "{name}");
         let batched = run(&case, &case.prompts);
         for (i, p) in case.prompts.iter().enumerate() {
             let alone = run(&case, std::slice::from_ref(p));
