@@ -9,6 +9,7 @@ pub mod data;
 pub mod digest;
 pub mod eval;
 pub mod exec;
+pub mod generate;
 pub mod model;
 pub mod plan;
 pub mod report;

@@ -16,6 +16,8 @@ pub mod evaluate;
 pub mod finetune;
 pub mod init;
 pub mod report;
+pub mod prompts;
+pub mod synthesize;
 pub mod tokenize;
 pub mod tokenizer;
 
@@ -176,6 +178,8 @@ step_kinds! {
     Finetune => finetune,
     Evaluate => evaluate,
     Report => report,
+    Synthesize => synthesize,
+    Prompts => prompts,
 }
 
 #[cfg(test)]

@@ -1,0 +1,195 @@
+//! `prompts`: a model answers a fixed list of text prompts (the seed paper's Table 1:
+//! each generation's answer to the same prompts), written to `answers.json` for the
+//! report.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::context::{StepContext, StepError, StepOutcome};
+use super::synthesize::{decode, decoding, default_one, default_top_k, generation_error};
+use super::{InputRef, InputSlot, KindParams};
+use crate::backend::{BackendTask, dispatch};
+use crate::generate::{GenerationConfig, check_fits, generate};
+use crate::model::load_pretrained;
+use crate::tokenizer::load_tokenizer;
+
+/// The default prompts. The first is the one the seed paper names in its Table 1
+/// ("The secret to eternal life lies hidden within"); the paper's other six were not
+/// available to us, so these six are our own, in the same spirit (an open-ended
+/// sentence start that invites a factual or narrative continuation).
+pub const DEFAULT_PROMPTS: [&str; 7] = [
+    "The secret to eternal life lies hidden within",
+    "The history of the ancient city begins with",
+    "Scientists have recently discovered that",
+    "The most important lesson I have learned is",
+    "In the middle of the night, the old lighthouse keeper",
+    "The future of artificial intelligence will",
+    "The river flows through the valley and",
+];
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The model that answers (HF model dir with its tokenizer files).
+    pub model: InputRef,
+    /// The prompts, as text; each is tokenized with the model's tokenizer (OPT's
+    /// prepends `</s>`) and answered on its own (no padding, so no prompt affects
+    /// another's answer).
+    #[serde(default = "default_prompts")]
+    pub prompts: Vec<String>,
+    /// Beams (1 = greedy, or sampling with `sample`). Default: synthesize's beam search.
+    #[serde(default = "default_beams")]
+    pub beams: usize,
+    /// New tokens per answer. Default 32 rather than synthesize's 64: answers are read
+    /// by people in a table per generation, and 32 tokens (~25 words) already show
+    /// the drift, while halving the cost of the step.
+    #[serde(default = "default_new_tokens")]
+    pub new_tokens: usize,
+    /// EOS is impossible before this many new tokens. Default = `new_tokens`, as in
+    /// synthesize, so answers have a fixed length and differ only in content.
+    #[serde(default = "default_new_tokens")]
+    pub min_new_tokens: usize,
+    /// transformers' `repetition_penalty` (default: synthesize's 3.0).
+    #[serde(default = "default_repetition_penalty")]
+    pub repetition_penalty: f32,
+    /// transformers' `length_penalty`.
+    #[serde(default = "default_one")]
+    pub length_penalty: f32,
+    /// transformers' `early_stopping`.
+    #[serde(default)]
+    pub early_stopping: bool,
+    /// transformers' `no_repeat_ngram_size` (0 = off).
+    #[serde(default)]
+    pub no_repeat_ngram_size: usize,
+    /// Sample instead of searching (needs `beams = 1`); seeded by the experiment seed.
+    #[serde(default)]
+    pub sample: bool,
+    /// Sampling temperature.
+    #[serde(default = "default_one")]
+    pub temperature: f32,
+    /// Sampling: keep the k most likely tokens (0 = all).
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// Sampling: nucleus mass (1.0 = off).
+    #[serde(default = "default_one")]
+    pub top_p: f32,
+}
+
+fn default_prompts() -> Vec<String> {
+    DEFAULT_PROMPTS.iter().map(|s| s.to_string()).collect()
+}
+fn default_beams() -> usize {
+    5
+}
+fn default_new_tokens() -> usize {
+    32
+}
+fn default_repetition_penalty() -> f32 {
+    3.0
+}
+
+impl KindParams for Params {
+    const KIND: &'static str = "prompts";
+    const VERSION: u32 = 1;
+    const INPUT_SLOTS: &'static [&'static str] = &["model"];
+    const USES_SEED: bool = true;
+
+    fn inputs(&self) -> Vec<InputSlot<'_>> {
+        vec![InputSlot {
+            slot: "model",
+            refs: vec![&self.model],
+        }]
+    }
+
+    fn outputs(&self) -> Vec<(String, String)> {
+        vec![("answers".into(), "answers.json".into())]
+    }
+}
+
+pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
+    let step = ctx.step;
+    let sample = p
+        .sample
+        .then_some((p.temperature, p.top_k, p.top_p, ctx.seed));
+    let config = decoding(
+        step,
+        p.beams,
+        p.new_tokens,
+        p.min_new_tokens,
+        p.repetition_penalty,
+        p.length_penalty,
+        p.early_stopping,
+        p.no_repeat_ngram_size,
+        sample,
+    )?;
+    let model = ctx.input("model")?;
+    let tokenizer = load_tokenizer(&model.path)?;
+    let mut prompt_ids = Vec::with_capacity(p.prompts.len());
+    for text in &p.prompts {
+        let encoding = tokenizer.encode(text.as_str(), true).map_err(|e| {
+            StepError::Invalid(format!(
+                "step `{step}`: cannot tokenize prompt {text:?}: {e}"
+            ))
+        })?;
+        prompt_ids.push(encoding.get_ids().to_vec());
+    }
+    let task = AnswerTask {
+        ctx,
+        config: &config,
+        prompts: &prompt_ids,
+    };
+    let answers_ids = dispatch(ctx.backend_kind()?, 0, task)??;
+    let mut answers = Vec::new();
+    for (text, ids) in p.prompts.iter().zip(&answers_ids) {
+        let answer = tokenizer
+            .decode(ids, true)
+            .or_else(|_| decode(&tokenizer, ids, step))?;
+        answers.push(serde_json::json!({"prompt": text, "answer": answer, "ids": ids}));
+    }
+    let doc = serde_json::json!({"model": model.origin.label(), "answers": answers});
+    let path = ctx.out_path("answers.json");
+    let text = serde_json::to_string_pretty(&doc).expect("answers serialise");
+    std::fs::write(&path, text + "\n").map_err(StepError::io(&path))?;
+    Ok(StepOutcome {
+        metrics: serde_json::json!({"prompts": p.prompts.len()}),
+    })
+}
+
+struct AnswerTask<'a, 'c> {
+    ctx: &'a StepContext<'c>,
+    config: &'a GenerationConfig,
+    prompts: &'a [Vec<u32>],
+}
+
+impl BackendTask for AnswerTask<'_, '_> {
+    type Output = Result<Vec<Vec<u32>>, StepError>;
+
+    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let step = self.ctx.step;
+        let dir = &self.ctx.input("model")?.path;
+        let (model, opt_config) = load_pretrained::<B::InnerBackend>(dir, &device)?;
+        check_fits(
+            self.prompts,
+            self.config,
+            opt_config.max_position_embeddings,
+        )
+        .map_err(|e| generation_error(step, e))?;
+        let total = self.prompts.len() as u64;
+        let mut out = Vec::with_capacity(self.prompts.len());
+        for (i, prompt) in self.prompts.iter().enumerate() {
+            self.ctx
+                .progress(i as u64, Some(total), "prompts", "answering");
+            let answer = generate(
+                &model,
+                std::slice::from_ref(prompt),
+                self.config,
+                i as u64,
+                &device,
+            )
+            .map_err(|e| generation_error(step, e))?;
+            out.extend(answer);
+        }
+        self.ctx.progress(total, Some(total), "prompts", "done");
+        Ok(out)
+    }
+}

@@ -1,0 +1,494 @@
+//! `synthesize`: the next generation's training data. Every block of `prompts` is a
+//! prompt; the model continues it (by default the paper's beam search:
+//! `generate(num_beams=5, max_new_tokens=64, min_new_tokens=64, repetition_penalty=3.0)`)
+//! and the continuation becomes the new block. A seeded `keep_real` share of the
+//! blocks stays original data instead.
+//!
+//! Work is split into shards of `shard_size` prompts; each finished shard is
+//! checkpointed in the step's scratch directory, so a killed run resumes at the first
+//! unfinished shard and produces byte-identical outputs.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::context::{StepContext, StepError, StepOutcome};
+use super::{InputRef, InputSlot, KindParams};
+use crate::backend::{BackendTask, dispatch};
+use crate::data::{Blocks, read_blocks, write_blocks};
+use crate::generate::{GenerateError, GenerationConfig, Strategy, check_fits, generate};
+use crate::model::load_pretrained;
+use crate::tokenizer::load_tokenizer;
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The model that writes (an HF model dir: a source or e.g. `finetune@0.model`);
+    /// its tokenizer files are used for the readable `samples.jsonl`.
+    pub model: InputRef,
+    /// Blocks file whose blocks are the prompts (e.g. `blocks.train`, or the previous
+    /// generation's `synthesize@g.blocks`).
+    pub prompts: InputRef,
+    /// Blocks file of original data for `keep_real` (block `i` replaces generated block
+    /// `i`); without it the prompts themselves are the original data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub real: Option<InputRef>,
+    /// Beams of the beam search (`num_beams`); 1 = greedy (or sampling with `sample`).
+    #[serde(default = "default_beams")]
+    pub beams: usize,
+    /// Tokens generated per prompt (`max_new_tokens`); also the output block size.
+    #[serde(default = "default_new_tokens")]
+    pub new_tokens: usize,
+    /// EOS is impossible before this many new tokens (`min_new_tokens`). Continuations
+    /// that end earlier with EOS are padded with `<pad>` (id 1) to `new_tokens`, as
+    /// transformers pads a batch.
+    #[serde(default = "default_new_tokens")]
+    pub min_new_tokens: usize,
+    /// transformers' `repetition_penalty` (1.0 = off).
+    #[serde(default = "default_repetition_penalty")]
+    pub repetition_penalty: f32,
+    /// transformers' `length_penalty` for finished beam hypotheses.
+    #[serde(default = "default_length_penalty")]
+    pub length_penalty: f32,
+    /// transformers' `early_stopping` (true, or false = its heuristic).
+    #[serde(default)]
+    pub early_stopping: bool,
+    /// transformers' `no_repeat_ngram_size` (0 = off).
+    #[serde(default)]
+    pub no_repeat_ngram_size: usize,
+    /// Sample instead of beam/greedy search (needs `beams = 1`); seeded by the experiment seed.
+    #[serde(default)]
+    pub sample: bool,
+    /// Sampling temperature.
+    #[serde(default = "default_one")]
+    pub temperature: f32,
+    /// Sampling: keep the k most likely tokens (0 = all).
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// Sampling: nucleus mass (1.0 = off).
+    #[serde(default = "default_one")]
+    pub top_p: f32,
+    /// Prompts generated together (rows = batch_size × beams). Changes speed, not tokens.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Prompts per checkpointed shard. Changes speed, not tokens.
+    #[serde(default = "default_shard_size")]
+    pub shard_size: usize,
+    /// Share of blocks that stay original data (the authors' "x% of original data
+    /// preserved"), in [0, 1]. Which blocks is drawn with the experiment seed and
+    /// recorded per block (`real`) in `samples.jsonl`.
+    #[serde(default)]
+    pub keep_real: f64,
+}
+
+fn default_beams() -> usize {
+    5
+}
+fn default_new_tokens() -> usize {
+    64
+}
+fn default_repetition_penalty() -> f32 {
+    3.0
+}
+fn default_length_penalty() -> f32 {
+    1.0
+}
+pub(crate) fn default_one() -> f32 {
+    1.0
+}
+pub(crate) fn default_top_k() -> usize {
+    50
+}
+fn default_batch_size() -> usize {
+    8
+}
+fn default_shard_size() -> usize {
+    256
+}
+
+impl KindParams for Params {
+    const KIND: &'static str = "synthesize";
+    const VERSION: u32 = 1;
+    const INPUT_SLOTS: &'static [&'static str] = &["model", "prompts", "real"];
+    const USES_SEED: bool = true;
+
+    fn inputs(&self) -> Vec<InputSlot<'_>> {
+        let mut slots = vec![
+            InputSlot {
+                slot: "model",
+                refs: vec![&self.model],
+            },
+            InputSlot {
+                slot: "prompts",
+                refs: vec![&self.prompts],
+            },
+        ];
+        if let Some(r) = &self.real {
+            slots.push(InputSlot {
+                slot: "real",
+                refs: vec![r],
+            });
+        }
+        slots
+    }
+
+    fn outputs(&self) -> Vec<(String, String)> {
+        vec![
+            ("blocks".into(), "synthetic.blocks".into()),
+            ("samples".into(), "samples.jsonl".into()),
+        ]
+    }
+}
+
+/// The decoding settings shared by `synthesize` and `prompts`, as a [`GenerationConfig`]
+/// with OPT's special ids (eos 2, pad 1).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn decoding(
+    step: &str,
+    beams: usize,
+    new_tokens: usize,
+    min_new_tokens: usize,
+    repetition_penalty: f32,
+    length_penalty: f32,
+    early_stopping: bool,
+    no_repeat_ngram_size: usize,
+    sample: Option<(f32, usize, f32, u64)>,
+) -> Result<GenerationConfig, StepError> {
+    let strategy = match (sample, beams) {
+        (_, 0) => {
+            return Err(StepError::Invalid(format!(
+                "step `{step}`: beams must be at least 1"
+            )));
+        }
+        (Some(_), b) if b > 1 => {
+            return Err(StepError::Invalid(format!(
+                "step `{step}`: sampling with beams = {b} (beam sampling) is not implemented; set beams = 1"
+            )));
+        }
+        (Some((temperature, top_k, top_p, seed)), _) => Strategy::Sample {
+            temperature,
+            top_k,
+            top_p,
+            seed,
+        },
+        (None, 1) => Strategy::Greedy,
+        (None, num_beams) => Strategy::Beam {
+            num_beams,
+            length_penalty,
+            early_stopping,
+        },
+    };
+    let config = GenerationConfig {
+        strategy,
+        max_new_tokens: new_tokens,
+        min_new_tokens,
+        repetition_penalty,
+        no_repeat_ngram_size,
+        eos_token_id: Some(2),
+        pad_token_id: 1,
+    };
+    config.validate().map_err(|e| generation_error(step, e))?;
+    Ok(config)
+}
+
+pub(crate) fn generation_error(step: &str, e: GenerateError) -> StepError {
+    match e {
+        GenerateError::Model(m) => StepError::Model(m),
+        other => StepError::Invalid(format!("step `{step}`: {other}")),
+    }
+}
+
+/// One checkpointed shard: which prompts (indices into the prompt blocks) and their
+/// continuations.
+#[derive(Serialize, Deserialize, PartialEq)]
+struct Shard {
+    indices: Vec<usize>,
+    outputs: Vec<Vec<u32>>,
+}
+
+fn shard_path(scratch: &Path, shard: usize) -> PathBuf {
+    scratch.join(format!("shard-{shard:06}.json"))
+}
+
+/// A finished shard from an earlier attempt, if it is there and covers `indices`.
+fn load_shard(path: &Path, indices: &[usize]) -> Option<Shard> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let shard: Shard = serde_json::from_str(&text).ok()?;
+    (shard.indices == indices && shard.outputs.len() == indices.len()).then_some(shard)
+}
+
+/// Writes a shard atomically (temp file + rename): a kill leaves it whole or absent.
+fn save_shard(path: &Path, shard: &Shard) -> Result<(), StepError> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string(shard).expect("shard serialises");
+    std::fs::write(&tmp, text).map_err(StepError::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(StepError::io(path))
+}
+
+/// The blocks that stay original data: `round(keep_real × n)` indices drawn with `seed`.
+fn kept_real(n: usize, keep_real: f64, seed: u64) -> BTreeSet<usize> {
+    let count = ((keep_real * n as f64).round() as usize).min(n);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x6b65_6570_7265_616c));
+    order.into_iter().take(count).collect()
+}
+
+pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
+    let step = ctx.step;
+    if !(0.0..=1.0).contains(&p.keep_real) {
+        return Err(StepError::Invalid(format!(
+            "step `{step}`: keep_real = {} must be in [0, 1]",
+            p.keep_real
+        )));
+    }
+    if p.batch_size == 0 || p.shard_size == 0 {
+        return Err(StepError::Invalid(format!(
+            "step `{step}`: batch_size and shard_size must be at least 1"
+        )));
+    }
+    let sample = p
+        .sample
+        .then_some((p.temperature, p.top_k, p.top_p, ctx.seed));
+    let config = decoding(
+        step,
+        p.beams,
+        p.new_tokens,
+        p.min_new_tokens,
+        p.repetition_penalty,
+        p.length_penalty,
+        p.early_stopping,
+        p.no_repeat_ngram_size,
+        sample,
+    )?;
+    let model_dir = ctx.input("model")?.path.clone();
+    let tokenizer = load_tokenizer(&model_dir)?;
+    let prompts = read_blocks(&ctx.input("prompts")?.path)?;
+    let n = prompts.len();
+    let kept = kept_real(n, p.keep_real, ctx.seed);
+    let real = match ctx.optional_input("real") {
+        Some(loc) => Some(read_blocks(&loc.path)?),
+        None => None,
+    };
+    if !kept.is_empty() {
+        let source = real.as_ref().unwrap_or(&prompts);
+        if source.block_size() != p.new_tokens || source.len() < n {
+            return Err(StepError::Invalid(format!(
+                "step `{step}`: keep_real needs original blocks of new_tokens = {} tokens, at least \
+                 one per prompt ({n}); got {} blocks of {} tokens",
+                p.new_tokens,
+                source.len(),
+                source.block_size()
+            )));
+        }
+    }
+
+    let to_generate: Vec<usize> = (0..n).filter(|i| !kept.contains(i)).collect();
+    let outputs = generate_in_shards(p, ctx, &config, &model_dir, &prompts, &to_generate)?;
+
+    // Assemble: generated continuations padded to new_tokens, or the original block.
+    let mut blocks = Blocks::empty(p.new_tokens)?;
+    let mut samples = String::new();
+    let mut generated = to_generate.iter().zip(&outputs.continuations);
+    for i in 0..n {
+        let prompt = prompts.block(i);
+        let (ids, is_real): (Vec<u32>, bool) = if kept.contains(&i) {
+            let source = real.as_ref().unwrap_or(&prompts);
+            (source.block(i).to_vec(), true)
+        } else {
+            let (_, ids) = generated
+                .next()
+                .expect("one continuation per generated prompt");
+            (ids.clone(), false)
+        };
+        let mut block = ids.clone();
+        block.resize(p.new_tokens, config.pad_token_id);
+        blocks.push(&block)?;
+        let line = serde_json::json!({
+            "index": i,
+            "prompt_ids": prompt,
+            "ids": ids,
+            "prompt": decode(&tokenizer, prompt, step)?,
+            "text": decode(&tokenizer, &ids, step)?,
+            "real": is_real,
+        });
+        samples.push_str(&line.to_string());
+        samples.push('\n');
+    }
+    write_blocks(&ctx.out_path("synthetic.blocks"), &blocks)?;
+    let path = ctx.out_path("samples.jsonl");
+    std::fs::write(&path, samples).map_err(StepError::io(&path))?;
+    Ok(StepOutcome {
+        metrics: serde_json::json!({
+            "blocks": n,
+            "kept_real": kept.len(),
+            "new_tokens_per_s": outputs.new_tokens_per_s,
+        }),
+    })
+}
+
+pub(crate) fn decode(
+    tokenizer: &tokenizers::Tokenizer,
+    ids: &[u32],
+    step: &str,
+) -> Result<String, StepError> {
+    tokenizer.decode(ids, false).map_err(|e| {
+        StepError::Invalid(format!(
+            "step `{step}`: the model's tokenizer cannot decode generated ids: {e}; \
+             does the model dir hold the tokenizer it was trained with?"
+        ))
+    })
+}
+
+struct Generated {
+    continuations: Vec<Vec<u32>>,
+    /// New tokens per second of this attempt (shards loaded from scratch excluded).
+    new_tokens_per_s: f64,
+}
+
+fn generate_in_shards(
+    p: &Params,
+    ctx: &StepContext<'_>,
+    config: &GenerationConfig,
+    model_dir: &Path,
+    prompts: &Blocks,
+    to_generate: &[usize],
+) -> Result<Generated, StepError> {
+    std::fs::create_dir_all(ctx.scratch_dir).map_err(StepError::io(ctx.scratch_dir))?;
+    let shards: Vec<&[usize]> = to_generate.chunks(p.shard_size).collect();
+    let mut results: Vec<Option<Shard>> = shards
+        .iter()
+        .enumerate()
+        .map(|(s, indices)| load_shard(&shard_path(ctx.scratch_dir, s), indices))
+        .collect();
+    let resumed = results.iter().filter(|r| r.is_some()).count();
+    let total = to_generate.len() as u64;
+    if resumed > 0 {
+        ctx.progress(
+            results
+                .iter()
+                .flatten()
+                .map(|s| s.indices.len() as u64)
+                .sum(),
+            Some(total),
+            "prompts",
+            format!(
+                "resuming: {resumed} of {} shards already done",
+                shards.len()
+            ),
+        );
+    }
+    let task = ShardTask {
+        ctx,
+        config,
+        model_dir,
+        prompts,
+        shards: &shards,
+        results: &mut results,
+        batch_size: p.batch_size,
+        shard_size: p.shard_size,
+        total,
+    };
+    let (new_tokens, seconds) = dispatch(ctx.backend_kind()?, 0, task)??;
+    let continuations = results
+        .into_iter()
+        .flat_map(|s| s.expect("every shard finished").outputs)
+        .collect();
+    Ok(Generated {
+        continuations,
+        new_tokens_per_s: if seconds > 0.0 {
+            new_tokens as f64 / seconds
+        } else {
+            0.0
+        },
+    })
+}
+
+/// Generates the unfinished shards on the chosen backend (inference only).
+struct ShardTask<'a, 'c> {
+    ctx: &'a StepContext<'c>,
+    config: &'a GenerationConfig,
+    model_dir: &'a Path,
+    prompts: &'a Blocks,
+    shards: &'a [&'a [usize]],
+    results: &'a mut Vec<Option<Shard>>,
+    batch_size: usize,
+    shard_size: usize,
+    total: u64,
+}
+
+impl BackendTask for ShardTask<'_, '_> {
+    /// (new tokens generated, seconds spent generating).
+    type Output = Result<(u64, f64), StepError>;
+
+    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let step = self.ctx.step;
+        if self.results.iter().all(Option::is_some) {
+            return Ok((0, 0.0));
+        }
+        let (model, opt_config) = load_pretrained::<B::InnerBackend>(self.model_dir, &device)?;
+        let mut done: u64 = self
+            .results
+            .iter()
+            .flatten()
+            .map(|s| s.indices.len() as u64)
+            .sum();
+        let start = Instant::now();
+        let mut new_tokens = 0u64;
+        let mut generated_prompts = 0u64;
+        for (s, indices) in self.shards.iter().enumerate() {
+            if self.results[s].is_some() {
+                continue;
+            }
+            let mut outputs = Vec::with_capacity(indices.len());
+            for (b, batch) in indices.chunks(self.batch_size).enumerate() {
+                let batch_prompts: Vec<Vec<u32>> = batch
+                    .iter()
+                    .map(|&i| self.prompts.block(i).to_vec())
+                    .collect();
+                check_fits(
+                    &batch_prompts,
+                    self.config,
+                    opt_config.max_position_embeddings,
+                )
+                .map_err(|e| generation_error(step, e))?;
+                // Sampling seeds follow the position among the generated prompts, so
+                // shards and batches do not matter.
+                let first = (s * self.shard_size + b * self.batch_size) as u64;
+                let out = generate(&model, &batch_prompts, self.config, first, &device)
+                    .map_err(|e| generation_error(step, e))?;
+                new_tokens += out.iter().map(|o| o.len() as u64).sum::<u64>();
+                generated_prompts += batch.len() as u64;
+                done += batch.len() as u64;
+                outputs.extend(out);
+                let elapsed = start.elapsed().as_secs_f64();
+                let rate = new_tokens as f64 / elapsed.max(1e-9);
+                let eta = (self.total - done) as f64 * elapsed / generated_prompts as f64;
+                self.ctx.progress(
+                    done,
+                    Some(self.total),
+                    "prompts",
+                    format!("{rate:.1} new tokens/s, ETA {eta:.0}s"),
+                );
+            }
+            let shard = Shard {
+                indices: indices.to_vec(),
+                outputs,
+            };
+            save_shard(&shard_path(self.ctx.scratch_dir, s), &shard)?;
+            self.results[s] = Some(shard);
+            self.ctx.progress(
+                done,
+                Some(self.total),
+                "prompts",
+                format!("shard {}/{} finished", s + 1, self.shards.len()),
+            );
+        }
+        Ok((new_tokens, start.elapsed().as_secs_f64()))
+    }
+}
