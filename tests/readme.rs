@@ -1,10 +1,9 @@
-//! The README's examples stay true: its experiment example validates and
-//! `experiments/mini.toml` (the quick start's experiment) runs end to end,
-//! the second time from the cache.
+//! The README's experiment example stays valid (the quick start's experiment
+//! is run end to end by tests/mini_e2e.rs).
 
 mod common;
 
-use common::{Project, stderr, stdout, steps_with};
+use common::{Project, stderr};
 
 #[test]
 fn the_readme_example_validates() {
@@ -18,17 +17,4 @@ fn the_readme_example_validates() {
     p.write("readme.toml", &body[open..close]);
     let out = p.run(&["validate", "readme.toml"]);
     assert!(out.status.success(), "{}", stderr(&out));
-}
-
-#[test]
-fn the_mini_experiment_runs_then_is_cached() {
-    let p = Project::new(10);
-    let mini = concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/mini.toml");
-    let first = p.run_ok(mini, &[]);
-    assert!(!steps_with(&first, "step_started").is_empty());
-    assert!(steps_with(&first, "step_failed").is_empty());
-    let second = p.run_ok(mini, &[]);
-    assert!(steps_with(&second, "step_started").is_empty(), "{second:?}");
-    let show = stdout(&p.run(&["show", mini]));
-    assert!(show.contains("train.blocks"), "{show}");
 }
