@@ -156,7 +156,7 @@ fn evaluate_writes_every_score_and_reruns_alone() {
 
     // The manifest carries the scalars per set, not the per-sample list.
     let shown = stdout(&p.run(&["show", "x.toml"]));
-    assert!(shown.contains("blocks.test:"), "{shown}");
+    assert!(shown.contains("blocks.test.corpus_perplexity"), "{shown}");
     assert!(shown.contains("corpus_perplexity"), "{shown}");
     assert!(!shown.contains("per_sample_perplexity"), "{shown}");
 
