@@ -150,13 +150,18 @@ fn range(values: impl Iterator<Item = f64>, margin: f64) -> (f64, f64) {
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
-    if hi - lo < 1e-12 {
-        let pad = if lo.abs() > 1e-12 {
-            lo.abs() * 0.1
+    // A range narrower than the axis labels' three significant digits can
+    // tell apart (e.g. one generation's two perplexities) is widened around
+    // its middle, so the ticks stay distinct.
+    let magnitude = lo.abs().max(hi.abs());
+    if hi - lo < 0.02 * magnitude || hi - lo < 1e-12 {
+        let middle = (lo + hi) / 2.0;
+        let pad = if magnitude > 1e-12 {
+            magnitude * 0.1
         } else {
             1.0
         };
-        return (lo - pad, hi + pad);
+        return (middle - pad, middle + pad);
     }
     let pad = (hi - lo) * margin;
     (lo - pad, hi + pad)
@@ -320,6 +325,17 @@ mod tests {
                 }],
             }],
         }
+    }
+
+    #[test]
+    fn near_equal_values_get_distinct_ticks() {
+        // One generation's corpus and batch-mean perplexity: 38.35 and 38.40.
+        let (lo, hi) = range([38.35, 38.40].into_iter(), 0.08);
+        assert!(hi - lo > 7.0, "{lo}..{hi}");
+        assert!(lo < 38.35 && hi > 38.40);
+        let (lo, hi) = range([10.0, 20.0].into_iter(), 0.1);
+        assert!((lo - 9.0).abs() < 1e-9 && (hi - 21.0).abs() < 1e-9);
+        assert_eq!(range(std::iter::empty(), 0.1), (0.0, 1.0));
     }
 
     #[test]

@@ -50,7 +50,7 @@ fn default_height() -> u32 {
 
 impl KindParams for Params {
     const KIND: &'static str = "report";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const INPUT_SLOTS: &'static [&'static str] = &["evaluations", "training", "answers"];
     const USES_SEED: bool = false;
 
