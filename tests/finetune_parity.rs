@@ -168,15 +168,9 @@ fn three_adamw_steps_match_pytorch() {
         "weights after 3 steps: max abs diff {err:.3e} ({key}); {:.4}% of elements off by > 1e-5",
         off * 100.0
     );
-    // Adam's m/√v turns an element's gradient into a step of about ±lr whatever its
-    // size, so elements whose gradient is near rounding level can differ by up to a few
-    // lr between frameworks; all others agree to 1e-5.
-    assert!(
-        off < 0.01,
-        "{:.3}% of the elements differ by more than 1e-5",
-        off * 100.0
-    );
-    assert!(err <= 2.0 * 3.0 * LR as f32 * 1.01, "{key}: {err}");
+    // The tolerance: every weight within 1e-5 of PyTorch's (seen: 8.6e-7).
+    assert!(err < 1e-5, "{key}: {err}");
+    assert_eq!(off, 0.0);
     // Noise-only parameters move by at most 3 steps of lr (plus weight decay).
     for (key, x) in weights.iter().filter(|(k, _)| is_noise_only(k)) {
         let y = &r.finals[key];
@@ -219,10 +213,8 @@ fn micro_batches_give_the_full_batch_update() {
         "micro_batch 1 vs 4: max abs diff {err:.3e} ({key}); {:.4}% of elements off by > 1e-5",
         off * 100.0
     );
-    assert!(
-        off < 0.01,
-        "{:.3}% of the elements differ by more than 1e-5",
-        off * 100.0
-    );
-    assert!(err <= 2.0 * 3.0 * LR as f32 * 1.01, "{key}: {err}");
+    // Accumulating 4 micro-batches sums the same gradients in another order (seen:
+    // 1.2e-7).
+    assert!(err < 1e-5, "{key}: {err}");
+    assert_eq!(off, 0.0);
 }
