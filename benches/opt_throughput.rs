@@ -4,6 +4,8 @@
 //!
 //! Run: `MATMUL_NUM_THREADS=2 cargo bench --bench opt_throughput -- [--threads 2] [--iters 3]`
 
+mod common;
+
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
@@ -16,18 +18,9 @@ use xp::model::{Opt, OptConfig};
 const BATCH: usize = 8;
 const SEQ: usize = 64;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let threads = arg("--threads", 2);
-    let iters = arg("--iters", 3);
+    let threads: usize = common::arg("--threads", 2);
+    let iters: usize = common::arg("--iters", 3);
     set_cpu_threads(threads).expect("thread pool");
     type B = NdarrayBackend;
     let device = Default::default();

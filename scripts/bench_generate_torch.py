@@ -4,8 +4,9 @@
 weights, 4 prompts x 64 tokens, on the OPT-125m shape and on a tiny shape; prints new
 tokens/s (4 x 64 new tokens / wall time of generate()).
 
-Usage: python3 scripts/bench_generate_torch.py [--threads 2] [--iters 2]
-(uses the pinned venv of make_fixtures.py, created on first use)
+Usage: python3 scripts/bench_generate_torch.py [--threads 2] [--iters 2] [--device cuda]
+(uses the pinned venv of make_fixtures.py, created on first use; on a GPU host without
+network, XP_USE_CURRENT_PYTHON=1 uses the installed torch and transformers instead)
 """
 
 import argparse
@@ -31,15 +32,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     torch.set_num_threads(args.threads)
     for name, overrides in SHAPES.items():
         torch.manual_seed(0)
         config = OPTConfig(**overrides)
         config._attn_implementation = "eager"
-        model = OPTForCausalLM(config).eval()
+        model = OPTForCausalLM(config).eval().to(args.device)
         ids = torch.randint(3, config.vocab_size, (4, 64))
         ids[:, 0] = 2
+        ids = ids.to(args.device)
 
         def run():
             with torch.no_grad():
@@ -48,12 +52,15 @@ def main() -> None:
                                do_sample=False, pad_token_id=1, eos_token_id=2)
 
         run()
+        sync()
         start = time.perf_counter()
         for _ in range(args.iters):
             run()
+        sync()
         secs = (time.perf_counter() - start) / args.iters
-        print(f"{name}: transformers generate {4 * 64 / secs:.1f} new tokens/s ({secs:.2f} s per call, "
-              f"{args.threads} threads, torch {torch.__version__})")
+        where = f"{args.threads} threads" if args.device == "cpu" else torch.cuda.get_device_name()
+        print(f"{name}: transformers generate {4 * 64 / secs:.1f} new tokens/s ({secs:.3f} s per call, "
+              f"{where}, torch {torch.__version__})")
 
 
 if __name__ == "__main__":

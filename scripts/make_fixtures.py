@@ -39,8 +39,11 @@ OUT = ROOT / "tests" / "fixtures" / "opt"
 
 
 def ensure_venv_and_reexec(script: str = __file__) -> None:
-    """Re-run `script` inside the pinned venv, creating the venv on first use."""
-    if Path(sys.prefix).resolve() == VENV.resolve():
+    """Re-run `script` inside the pinned venv, creating the venv on first use.
+
+    XP_USE_CURRENT_PYTHON=1 skips this and uses the running interpreter's torch and
+    transformers (for benchmarks on a machine without network, e.g. a GPU host)."""
+    if Path(sys.prefix).resolve() == VENV.resolve() or os.environ.get("XP_USE_CURRENT_PYTHON") == "1":
         return
     python = VENV / "bin" / "python"
     if not python.exists():

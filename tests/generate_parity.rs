@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use burn::backend::NdArray;
 use burn::backend::ndarray::NdArrayDevice;
+use burn::tensor::backend::Backend;
 use serde_json::Value;
 use xp::generate::{GenerationConfig, Strategy, generate};
 use xp::model::{Opt, load_pretrained};
@@ -79,29 +80,52 @@ fn cases() -> Vec<Case> {
 }
 
 fn model(name: &str) -> Opt<B> {
-    load_pretrained::<B>(&fixture_dir().join(name), &NdArrayDevice::Cpu)
+    model_on::<B>(name, &NdArrayDevice::Cpu)
+}
+
+fn model_on<BB: Backend>(name: &str, device: &BB::Device) -> Opt<BB> {
+    load_pretrained::<BB>(&fixture_dir().join(name), device)
         .unwrap()
         .0
 }
 
 fn run(case: &Case, prompts: &[Vec<u32>]) -> Vec<Vec<u32>> {
+    run_on::<B>(case, prompts, &NdArrayDevice::Cpu)
+}
+
+fn run_on<BB: Backend>(case: &Case, prompts: &[Vec<u32>], device: &BB::Device) -> Vec<Vec<u32>> {
     generate(
-        &model(&case.model),
+        &model_on::<BB>(&case.model, device),
         prompts,
         &case.config,
         0,
-        &NdArrayDevice::Cpu,
+        device,
     )
     .unwrap_or_else(|e| panic!("{}: {e}", case.name))
 }
 
 fn check(name: &str) {
+    check_on::<B>(name, &NdArrayDevice::Cpu);
+}
+
+fn check_on<BB: Backend>(name: &str, device: &BB::Device) {
     let case = cases().into_iter().find(|c| c.name == name).unwrap();
-    let got = run(&case, &case.prompts);
+    let got = run_on::<BB>(&case, &case.prompts, device);
     for (i, (g, want)) in got.iter().zip(&case.outputs).enumerate() {
         assert_eq!(g, want, "case {name}, prompt {i}");
     }
     assert_eq!(got.len(), case.outputs.len());
+}
+
+/// Every case on the CUDA backend (run on a GPU machine): f32 kernels that sum in
+/// another order must still pick the same tokens on these fixtures.
+#[cfg(feature = "cuda")]
+#[test]
+fn every_case_matches_transformers_on_cuda() {
+    let device = Default::default();
+    for case in cases() {
+        check_on::<burn::backend::Cuda<f32, i32>>(&case.name, &device);
+    }
 }
 
 #[test]

@@ -17,11 +17,22 @@ const LOSS_REL_TOL: f64 = 1e-5;
 
 #[test]
 fn logits_match_transformers_on_every_fixture() {
+    logits_match_on::<B>(&device(), LOGITS_ABS_TOL);
+}
+
+/// The CUDA backend against the same references (run on a GPU machine).
+#[cfg(feature = "cuda")]
+#[test]
+fn logits_match_transformers_on_every_fixture_on_cuda() {
+    logits_match_on::<burn::backend::Cuda<f32, i32>>(&Default::default(), LOGITS_ABS_TOL);
+}
+
+fn logits_match_on<BB: burn::tensor::backend::Backend>(device: &BB::Device, tolerance: f64) {
     for name in FIXTURES {
-        let (model, _config) = load_pretrained::<B>(&fixture_dir(name), &device()).unwrap();
+        let (model, _config) = load_pretrained::<BB>(&fixture_dir(name), device).unwrap();
         let reference = Reference::open(name);
-        let ids = reference.int2("input_ids");
-        let mask = reference.int2("attention_mask");
+        let ids = reference.int2_on::<BB>("input_ids", device);
+        let mask = reference.int2_on::<BB>("attention_mask", device);
         let [batch, seq] = ids.dims();
         assert!(batch > 1, "{name}: parity needs a batch > 1");
         let logits = model.forward(ids, Some(mask.clone()), None).unwrap();
@@ -39,8 +50,8 @@ fn logits_match_transformers_on_every_fixture() {
         }
         eprintln!("{name}: max |logit diff| = {max_diff:.2e}");
         assert!(
-            max_diff <= LOGITS_ABS_TOL,
-            "{name}: max |logit diff| {max_diff:e} > {LOGITS_ABS_TOL:e}"
+            max_diff <= tolerance,
+            "{name}: max |logit diff| {max_diff:e} > {tolerance:e}"
         );
         // The fixtures are not trivially small: logits spread over several units.
         let spread = expected.values.iter().fold(0.0f64, |m, v| m.max(v.abs()));

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use burn::backend::NdArray;
 use burn::backend::ndarray::NdArrayDevice;
+use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 
@@ -68,13 +69,18 @@ impl Reference {
 
     /// An int64 reference tensor `[batch, seq]` as a burn Int tensor.
     pub fn int2(&self, key: &str) -> Tensor<B, 2, Int> {
+        self.int2_on::<B>(key, &device())
+    }
+
+    /// [`Reference::int2`] on any backend.
+    pub fn int2_on<BB: Backend>(&self, key: &str, device: &BB::Device) -> Tensor<BB, 2, Int> {
         let t = self.get(key);
         let data: Vec<i64> = t.values.iter().map(|&v| v as i64).collect();
-        Tensor::from_data(TensorData::new(data, [t.shape[0], t.shape[1]]), &device())
+        Tensor::from_data(TensorData::new(data, [t.shape[0], t.shape[1]]), device)
     }
 }
 
 /// The values of a float tensor as f64.
-pub fn values<const D: usize, BB: burn::tensor::backend::Backend>(t: Tensor<BB, D>) -> Vec<f64> {
+pub fn values<const D: usize, BB: Backend>(t: Tensor<BB, D>) -> Vec<f64> {
     t.into_data().convert::<f64>().into_vec::<f64>().unwrap()
 }
