@@ -95,4 +95,9 @@ pub enum SourceError {
         listed: String,
         served: String,
     },
+
+    /// Several sources of one experiment failed to resolve; one line each, every line
+    /// naming the source as the experiment file does.
+    #[error("{}", .0.join("\nerror: "))]
+    Several(Vec<String>),
 }

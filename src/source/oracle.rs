@@ -68,10 +68,21 @@ pub fn resolve_sources(experiment: &Experiment) -> Result<ResolvedSources, Sourc
     let mut opts = ResolveOptions::from_env(&experiment.dir);
     opts.hub.progress = true;
     let mut out = ResolvedSources::default();
+    let mut failures = Vec::new();
     for name in experiment.used_sources() {
         let decl = &experiment.sources[name];
-        let spec = SourceSpec::parse(&decl.value)?;
-        let resolved = resolve(&spec, &opts)?;
+        let resolved = match SourceSpec::parse(&decl.value).and_then(|spec| resolve(&spec, &opts)) {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                // Every unavailable source at once, each hint naming its `--set` path.
+                failures.push(format!(
+                    "sources.{name}: {}",
+                    e.to_string()
+                        .replace("sources.NAME=", &format!("sources.{name}="))
+                ));
+                continue;
+            }
+        };
         let splits = (!resolved.splits.is_empty()).then(|| resolved.splits.clone());
         let path = match &resolved.identity {
             // A local file is its own input (a single-file dataset).
@@ -97,5 +108,8 @@ pub fn resolve_sources(experiment: &Experiment) -> Result<ResolvedSources, Sourc
             },
         );
     }
-    Ok(out)
+    match failures.len() {
+        0 => Ok(out),
+        _ => Err(SourceError::Several(failures)),
+    }
 }
