@@ -113,7 +113,7 @@ pub fn beam_search<B: Backend>(
     let eos = config.eos_token_id;
     let keep = 2.max(1 + usize::from(eos.is_some())) * nb;
 
-    let mut rows = Rows::new(model, prompts, config.pad_token_id, device);
+    let mut rows = Rows::new(model, prompts, config, device);
     let width = rows.prompt_width;
     let prompt_logits = rows.prefill()?; // [batch * vocab]
     let vocab = prompt_logits.len() / batch;

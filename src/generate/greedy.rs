@@ -44,7 +44,7 @@ pub(crate) fn one_path_per_row<B: Backend>(
     mut choose: impl FnMut(usize, &mut [f32]) -> u32,
 ) -> Result<Vec<Vec<u32>>, GenerateError> {
     let batch = prompts.len();
-    let mut rows = Rows::new(model, prompts, config.pad_token_id, device);
+    let mut rows = Rows::new(model, prompts, config, device);
     let mut logits = rows.prefill()?;
     let vocab = logits.len() / batch;
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); batch];

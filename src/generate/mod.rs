@@ -263,8 +263,15 @@ pub(crate) struct Rows<'m, B: Backend> {
 }
 
 impl<'m, B: Backend> Rows<'m, B> {
-    /// Left-pads the prompts to a common width.
-    pub fn new(model: &'m Opt<B>, prompts: &[Vec<u32>], pad: u32, device: &B::Device) -> Self {
+    /// Left-pads the prompts to a common width; the cache makes room for the prompt
+    /// and `config.max_new_tokens`.
+    pub fn new(
+        model: &'m Opt<B>,
+        prompts: &[Vec<u32>],
+        config: &GenerationConfig,
+        device: &B::Device,
+    ) -> Self {
+        let pad = config.pad_token_id;
         let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let sequences = prompts
             .iter()
@@ -285,7 +292,7 @@ impl<'m, B: Backend> Rows<'m, B> {
         Rows {
             model,
             device: device.clone(),
-            cache: KvCache::new(),
+            cache: KvCache::with_capacity(width + config.max_new_tokens),
             sequences,
             masks,
             prompt_width: width,

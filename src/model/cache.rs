@@ -1,16 +1,47 @@
 //! The key/value cache for incremental decoding. The caller owns it and passes it to
 //! [`super::Opt::forward`]; generation code reorders it by beam index each step.
+//!
+//! Each layer's keys and values live in buffers with room for more positions than are
+//! filled; a step writes its new positions into the free room (in place when nothing
+//! else holds the buffer) instead of concatenating, which would copy the whole cache
+//! on every token. Buffers grow by doubling when full.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 use super::error::ModelError;
 
-/// Keys and values of one layer, `[batch, heads, len, head_dim]` each.
+/// Keys and values of one layer, `[batch, heads, capacity, head_dim]` each; the first
+/// `len` positions are filled.
 #[derive(Debug, Clone)]
 pub(crate) struct LayerKv<B: Backend> {
     pub key: Tensor<B, 4>,
     pub value: Tensor<B, 4>,
+    len: usize,
+}
+
+impl<B: Backend> LayerKv<B> {
+    fn capacity(&self) -> usize {
+        self.key.dims()[2]
+    }
+
+    /// Room for at least `needed` positions, keeping the filled ones.
+    fn reserve(&mut self, needed: usize) {
+        if needed <= self.capacity() {
+            return;
+        }
+        let [batch, heads, capacity, head_dim] = self.key.dims();
+        let extra = needed.max(2 * capacity) - capacity;
+        let device = self.key.device();
+        let grow = |t: Tensor<B, 4>| {
+            Tensor::cat(
+                vec![t, Tensor::zeros([batch, heads, extra, head_dim], &device)],
+                2,
+            )
+        };
+        self.key = grow(self.key.clone());
+        self.value = grow(self.value.clone());
+    }
 }
 
 /// Past keys and values of every layer. Empty until the first forward that uses it.
@@ -21,6 +52,8 @@ pub(crate) struct LayerKv<B: Backend> {
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
     layers: Vec<LayerKv<B>>,
+    /// Positions to make room for when a layer's buffers are first created.
+    reserve: usize,
 }
 
 impl<B: Backend> Default for KvCache<B> {
@@ -32,12 +65,21 @@ impl<B: Backend> Default for KvCache<B> {
 impl<B: Backend> KvCache<B> {
     /// An empty cache; the first forward fills it.
     pub fn new() -> Self {
-        KvCache { layers: Vec::new() }
+        Self::with_capacity(0)
+    }
+
+    /// An empty cache that makes room for `positions` (prompt + new tokens) at the
+    /// first forward, so that decoding never reallocates.
+    pub fn with_capacity(positions: usize) -> Self {
+        KvCache {
+            layers: Vec::new(),
+            reserve: positions,
+        }
     }
 
     /// Number of cached positions (0 when empty).
     pub fn len(&self) -> usize {
-        self.layers.first().map_or(0, |l| l.key.dims()[2])
+        self.layers.first().map_or(0, |l| l.len)
     }
 
     /// Whether nothing is cached.
@@ -84,8 +126,7 @@ impl<B: Backend> KvCache<B> {
             return;
         }
         for layer in &mut self.layers {
-            layer.key = layer.key.clone().narrow(2, 0, len);
-            layer.value = layer.value.clone().narrow(2, 0, len);
+            layer.len = len;
         }
     }
 
@@ -102,18 +143,28 @@ impl<B: Backend> KvCache<B> {
         key: Tensor<B, 4>,
         value: Tensor<B, 4>,
     ) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        if let Some(past) = self.layers.get_mut(layer) {
-            past.key = Tensor::cat(vec![past.key.clone(), key], 2);
-            past.value = Tensor::cat(vec![past.value.clone(), value], 2);
-            (past.key.clone(), past.value.clone())
-        } else {
-            // Layers fill in order during the first forward.
+        let [batch, heads, new, head_dim] = key.dims();
+        if self.layers.len() <= layer {
+            let capacity = self.reserve.max(new);
+            let device = key.device();
+            let empty = || Tensor::zeros([batch, heads, capacity, head_dim], &device);
             self.layers.push(LayerKv {
-                key: key.clone(),
-                value: value.clone(),
+                key: empty(),
+                value: empty(),
+                len: 0,
             });
-            (key, value)
         }
+        let past = &mut self.layers[layer];
+        let end = past.len + new;
+        past.reserve(end);
+        let range = [0..batch, 0..heads, past.len..end, 0..head_dim];
+        past.key = past.key.clone().slice_assign(range.clone(), key);
+        past.value = past.value.clone().slice_assign(range, value);
+        past.len = end;
+        (
+            past.key.clone().narrow(2, 0, end),
+            past.value.clone().narrow(2, 0, end),
+        )
     }
 
     /// Number of layers that hold entries.
