@@ -36,6 +36,36 @@ fn mini_runs_end_to_end_and_shows_collapse() {
     }
     assert!(perplexities[3] > 2.0 * perplexities[0], "{perplexities:?}");
 
+    // The text each generation wrote loses the real data's rare tail and repeats
+    // itself more and more (fig1 measures every generation's synthetic blocks against
+    // the real training blocks).
+    let fig1 = steps.iter().find(|s| s["step"] == "fig1").unwrap();
+    let metric = |set: &str, name: &str| {
+        fig1["metrics"][set][name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("fig1 has no {name} for {set}: {fig1}"))
+    };
+    let sets: Vec<String> = std::iter::once("blocks.train".to_string())
+        .chain((0..4).map(|g| format!("synthesize@{g}.blocks")))
+        .collect();
+    let tail: Vec<f64> = sets.iter().map(|s| metric(s, "tail_coverage")).collect();
+    let repetition: Vec<f64> = sets.iter().map(|s| metric(s, "repetition_rate")).collect();
+    eprintln!("tail coverage {tail:?}, repetition {repetition:?}");
+    for g in 1..sets.len() {
+        assert!(
+            tail[g] <= tail[g - 1],
+            "tail coverage by generation: {tail:?}"
+        );
+    }
+    assert!(tail[4] < tail[1], "tail coverage by generation: {tail:?}");
+    for g in 2..sets.len() {
+        assert!(
+            repetition[g] >= repetition[g - 1],
+            "repetition by generation: {repetition:?}"
+        );
+    }
+    assert!(repetition[4] > 5.0 * repetition[1], "{repetition:?}");
+
     // Every report artifact is there.
     let report = steps.iter().find(|s| s["step"] == "report").unwrap();
     let dir = std::path::PathBuf::from(report["outputs"][0]["path"].as_str().unwrap());
@@ -69,4 +99,45 @@ fn mini_runs_end_to_end_and_shows_collapse() {
     let second = p.run_ok(mini, &[]);
     assert!(steps_with(&second, "step_started").is_empty(), "{second:?}");
     assert_eq!(steps_with(&second, "step_cached").len(), 22);
+
+    // A reviewer changes synthesize's repetition penalty: the plan reruns exactly the
+    // synthesize steps and what depends on them, and says why before running.
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&p.run(&[
+        "plan",
+        mini,
+        "--json",
+        "--set",
+        "loop.gen.steps.synthesize.repetition_penalty=2.5",
+    ])))
+    .unwrap();
+    let mut rerun: Vec<String> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] != "cached")
+        .map(|s| s["step"].as_str().unwrap().to_string())
+        .collect();
+    rerun.sort();
+    let mut expected: Vec<String> = (0..4)
+        .flat_map(|g| {
+            let later = ["finetune", "test", "answers"].map(|s| format!("{s}@{g}"));
+            std::iter::once(format!("synthesize@{g}"))
+                .chain(later.into_iter().filter(move |_| g > 0))
+        })
+        .chain(["fig1".to_string(), "report".to_string()])
+        .collect();
+    expected.sort();
+    assert_eq!(rerun, expected);
+    let synthesize0 = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "synthesize@0")
+        .unwrap();
+    assert!(
+        synthesize0["why"]
+            .to_string()
+            .contains("repetition_penalty"),
+        "{synthesize0}"
+    );
 }
