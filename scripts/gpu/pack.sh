@@ -2,7 +2,7 @@
 # Packs the CUDA-enabled release binaries into .gpu/ for a GPU host that has the CUDA
 # driver and NVRTC but no Rust toolchain (and no network): xp, the parity test
 # binaries (their CUDA variants), and the finetune/generate benchmarks. Stripped and
-# gzipped to travel light. Build first, e.g.:
+# xz-compressed to travel light (about 9 MB each). Build first, e.g.:
 #   CARGO_TARGET_DIR=/work/targets/cuda cargo build --release --features cuda --bin xp \
 #     --test model_parity --test generate_parity --test finetune_parity \
 #     --bench finetune_step --bench generate_beam
@@ -17,5 +17,5 @@ for name in model_parity generate_parity finetune_parity finetune_step generate_
     cp "$(newest "$name")" "$out/$name"
 done
 strip "$out"/*
-gzip -9 "$out"/*
+xz -9 -T0 "$out"/*
 ls -la "$out"
