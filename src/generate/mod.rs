@@ -252,6 +252,8 @@ pub fn check_fits(
 /// prompt + generated), the attention mask and the KV cache, kept in step.
 pub(crate) struct Rows<'m, B: Backend> {
     model: &'m Opt<B>,
+    /// The LM head laid out once for the whole generation (see [`Opt::lm_head`]).
+    head: Tensor<B, 2>,
     device: B::Device,
     cache: KvCache<B>,
     /// Per row: every id so far, padding included (what transformers' `input_ids` holds).
@@ -291,6 +293,7 @@ impl<'m, B: Backend> Rows<'m, B> {
             .collect();
         Rows {
             model,
+            head: model.lm_head(),
             device: device.clone(),
             cache: KvCache::with_capacity(width + config.max_new_tokens),
             sequences,
@@ -359,7 +362,7 @@ impl<'m, B: Backend> Rows<'m, B> {
             .model
             .hidden_states(ids, Some(mask), Some(&mut self.cache))?; // [rows, seq, e]
         let last = h.narrow(1, seq - 1, 1); // [rows, 1, e]
-        let logits = self.model.logits(last); // [rows, 1, vocab]
+        let logits = self.model.logits_from(last, self.head.clone()); // [rows, 1, vocab]
         logits
             .into_data()
             .convert::<f32>()

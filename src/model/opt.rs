@@ -158,10 +158,29 @@ impl<B: Backend> Opt<B> {
 
     /// The tied LM head: `h` `[batch, seq, e]` · Eᵀ `[e, vocab]` -> `[batch, seq, vocab]`.
     pub fn logits(&self, h: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [batch, seq, e] = h.dims();
         let table = self.embed_tokens.weight.val(); // [vocab, e]
+        self.logits_from(h, table.transpose())
+    }
+
+    /// The LM head Eᵀ `[e, vocab]` in its own row-major memory (reshaping the transposed
+    /// view lays it out anew). [`Opt::logits`] transposes the embedding on every call,
+    /// which on ndarray copies the whole table inside the product (154 MB for
+    /// OPT-125m); code that applies the head many times without autodiff (generation)
+    /// makes this once and calls [`Opt::logits_from`].
+    pub fn lm_head(&self) -> Tensor<B, 2> {
+        let [vocab, e] = self.embed_tokens.weight.dims();
+        self.embed_tokens
+            .weight
+            .val()
+            .transpose()
+            .reshape([e, vocab])
+    }
+
+    /// `h` `[batch, seq, e]` · `head` `[e, vocab]` -> `[batch, seq, vocab]`.
+    pub fn logits_from(&self, h: Tensor<B, 3>, head: Tensor<B, 2>) -> Tensor<B, 3> {
+        let [batch, seq, e] = h.dims();
         h.reshape([batch * seq, e])
-            .matmul(table.transpose()) // [batch * seq, vocab]
+            .matmul(head) // [batch * seq, vocab]
             .reshape([batch, seq, self.vocab_size])
     }
 
