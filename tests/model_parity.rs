@@ -17,17 +17,17 @@ const LOSS_REL_TOL: f64 = 1e-5;
 
 #[test]
 fn logits_match_transformers_on_every_fixture() {
-    logits_match_on::<B>(&device(), LOGITS_ABS_TOL);
+    logits_match_on::<B>(&device());
 }
 
 /// The CUDA backend against the same references (run on a GPU machine).
 #[cfg(feature = "cuda")]
 #[test]
 fn logits_match_transformers_on_every_fixture_on_cuda() {
-    logits_match_on::<burn::backend::Cuda<f32, i32>>(&Default::default(), LOGITS_ABS_TOL);
+    logits_match_on::<burn::backend::Cuda<f32, i32>>(&Default::default());
 }
 
-fn logits_match_on<BB: burn::tensor::backend::Backend>(device: &BB::Device, tolerance: f64) {
+fn logits_match_on<BB: burn::tensor::backend::Backend>(device: &BB::Device) {
     for name in FIXTURES {
         let (model, _config) = load_pretrained::<BB>(&fixture_dir(name), device).unwrap();
         let reference = Reference::open(name);
@@ -50,8 +50,8 @@ fn logits_match_on<BB: burn::tensor::backend::Backend>(device: &BB::Device, tole
         }
         eprintln!("{name}: max |logit diff| = {max_diff:.2e}");
         assert!(
-            max_diff <= tolerance,
-            "{name}: max |logit diff| {max_diff:e} > {tolerance:e}"
+            max_diff <= LOGITS_ABS_TOL,
+            "{name}: max |logit diff| {max_diff:e} > {LOGITS_ABS_TOL:e}"
         );
         // The fixtures are not trivially small: logits spread over several units.
         let spread = expected.values.iter().fold(0.0f64, |m, v| m.max(v.abs()));

@@ -46,22 +46,7 @@ die() { log "ERROR: $*"; tails "$BASE/log/slurmctld.log" "$BASE/log/slurmd.log" 
 
 [ "$(id -u)" = 0 ] || { log "ERROR: must run as root (slurmd has to be root)"; exit 1; }
 
-# starttime PID: field 22 of /proc/PID/stat; fails if no such process or it is a zombie.
-starttime() {
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  s=${s##*) }
-  set -- $s
-  [ "$1" != Z ] || return 1
-  echo "${20}"
-}
-# running NAME: true if the process recorded as NAME is alive and is the same process.
-running() {
-  local pid st
-  [ -f "$REC/$1.pid" ] || return 1
-  read -r pid st < "$REC/$1.pid" || return 1
-  [ "$(starttime "$pid" 2>/dev/null)" = "$st" ]
-}
+. "$(dirname "$0")/pids.sh"
 # record NAME PIDFILE: wait for the daemon's own pidfile, remember pid + start time.
 record() {
   local pid st

@@ -14,22 +14,7 @@ export SLURM_CONF=$CONF
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 
 log() { printf '[slurm/stop.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
-starttime() {
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  s=${s##*) }
-  set -- $s
-  [ "$1" != Z ] || return 1
-  echo "${20}"
-}
-# pid_of NAME: print the recorded pid if that very process is still alive.
-pid_of() {
-  local pid st
-  [ -f "$REC/$1.pid" ] || return 1
-  read -r pid st < "$REC/$1.pid" || return 1
-  [ "$(starttime "$pid" 2>/dev/null)" = "$st" ] || return 1
-  echo "$pid"
-}
+. "$(dirname "$0")/pids.sh"
 stop_one() {
   local name=$1 pid st
   if [ ! -f "$REC/$name.pid" ]; then log "$name: no PID record, nothing to stop"; return 0; fi
