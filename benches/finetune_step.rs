@@ -47,13 +47,21 @@ impl BackendTask for FinetuneStep {
             adamw.step::<B, _>(2e-5, model, grads)
         };
         // Warm-up: allocates the moments (and on a GPU compiles and autotunes kernels).
-        for _ in 0..2 {
+        // Every step's time goes to stderr as it ends, so a run cut short still tells
+        // where the time went.
+        for i in 0..2 {
+            let start = Instant::now();
             model = step(model);
+            B::sync(&device).expect("sync");
+            eprintln!("warm-up step {i}: {:.3} s", start.elapsed().as_secs_f64());
         }
-        B::sync(&device).expect("sync");
         let start = Instant::now();
-        for _ in 0..self.iters {
+        for i in 0..self.iters {
             model = step(model);
+            if i + 1 < self.iters {
+                B::sync(&device).expect("sync");
+                eprintln!("step {i}: {:.3} s so far", start.elapsed().as_secs_f64());
+            }
         }
         B::sync(&device).expect("sync");
         start.elapsed().as_secs_f64() / self.iters as f64

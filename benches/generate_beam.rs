@@ -3,7 +3,7 @@
 //! prints new tokens/s. The transformers side is scripts/bench_generate_torch.py;
 //! results are in BENCHMARKS.md ("Synthesis").
 //!
-//! Run: `MATMUL_NUM_THREADS=2 cargo bench --bench generate_beam -- [--threads 2] [--iters 2]`
+//! Run: `MATMUL_NUM_THREADS=2 cargo bench --bench generate_beam -- [--threads 2] [--iters 2] [--shape tiny|opt-125m]`
 //! On a GPU: `cargo bench --features cuda --bench generate_beam -- --backend cuda`
 
 mod common;
@@ -39,10 +39,15 @@ impl BackendTask for BeamSearch {
             let out = generate(&model, &prompts, &settings, 0, &device).expect("generate");
             assert!(out.iter().all(|o| o.len() == NEW_TOKENS));
         };
-        run(); // warm-up
+        // Each call's time goes to stderr as it ends, so a run cut short still tells
+        // where the time went.
+        let warm_up = Instant::now();
+        run(); // on a GPU this compiles and autotunes the kernels
+        eprintln!("warm-up call: {:.3} s", warm_up.elapsed().as_secs_f64());
         let start = Instant::now();
-        for _ in 0..self.iters {
+        for i in 0..self.iters {
             run(); // returns host token ids, so the device is synchronised
+            eprintln!("call {i}: {:.3} s so far", start.elapsed().as_secs_f64());
         }
         start.elapsed().as_secs_f64() / self.iters as f64
     }
@@ -68,10 +73,14 @@ fn random_prompts(vocab: usize) -> Vec<Vec<u32>> {
 fn main() {
     let (kind, label) = common::backend_from_args();
     let iters = common::arg("--iters", 2usize);
+    let only = common::arg("--shape", String::new());
     for (name, config) in [
         ("tiny", OptConfig::tiny(512, 64, 2, 4, 256, 256)),
         ("opt-125m", OptConfig::opt_125m()),
     ] {
+        if !only.is_empty() && only != name {
+            continue;
+        }
         let seconds = dispatch(kind, 0, BeamSearch { config, iters }).expect("backend");
         println!(
             "{name}: xp {label} beam search {:.1} new tokens/s ({seconds:.3} s per call)",

@@ -158,8 +158,13 @@ impl<B: Backend> KvCache<B> {
         let end = past.len + new;
         past.reserve(end);
         let range = [0..batch, 0..heads, past.len..end, 0..head_dim];
-        past.key = past.key.clone().slice_assign(range.clone(), key);
-        past.value = past.value.clone().slice_assign(range, value);
+        // Moved out, not cloned: a buffer held twice would be copied whole by the
+        // backend's copy-on-write before the write.
+        let device = key.device();
+        let take =
+            |t: &mut Tensor<B, 4>| std::mem::replace(t, Tensor::zeros([1, 1, 1, 1], &device));
+        past.key = take(&mut past.key).slice_assign(range.clone(), key);
+        past.value = take(&mut past.value).slice_assign(range, value);
         past.len = end;
         (
             past.key.clone().narrow(2, 0, end),

@@ -122,7 +122,6 @@ pub fn save<B: Backend, IB: Backend>(
 pub fn load_latest<IB: Backend>(
     scratch: &Path,
     adamw: &mut AdamW<IB>,
-    device: &IB::Device,
 ) -> Result<Option<TrainState>, TrainError> {
     let latest = scratch.join("LATEST");
     if !latest.is_file() {
@@ -140,7 +139,7 @@ pub fn load_latest<IB: Backend>(
         serde_json::from_str(&text).map_err(|e| bad(&state_path, e.to_string()))?;
     let (steps, moments) = read_moments(&dir.join("optimizer.safetensors"))?;
     adamw.steps = steps;
-    adamw.moments = import_moments(moments, device);
+    adamw.moments = import_moments(moments);
     Ok(Some(state))
 }
 

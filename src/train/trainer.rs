@@ -152,7 +152,7 @@ pub fn train<B: AutodiffBackend>(
         source,
     })?;
     let mut adamw = AdamW::<B::InnerBackend>::new(settings.adamw);
-    let resumed = checkpoint::load_latest(scratch, &mut adamw, device)?;
+    let resumed = checkpoint::load_latest(scratch, &mut adamw)?;
     let (mut model, config, mut state) = match resumed {
         Some(state) => {
             let (model, config) =
