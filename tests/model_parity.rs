@@ -3,6 +3,13 @@
 //! Tolerances: logits within 1e-4 max abs (f32, positions with mask 1; logits at padded
 //! positions are meaningless in HF too); per-sequence loss within 1e-5 relative;
 //! gradients within 1e-4 max abs + 1e-3 relative to the largest reference gradient.
+//!
+//! On CUDA the logits bound is 2e-3 of the largest reference logit: burn 0.21's CUDA
+//! matrix products run f32 inputs through TF32 tensor cores when its autotuner picks
+//! them (cubek-matmul `adjust_dtypes`; there is no switch), which keeps 10 mantissa
+//! bits per operand (relative rounding 2^-11 ≈ 4.9e-4 before accumulation). The
+//! references are full f32 (PyTorch's default `allow_tf32 = False`). A real error
+//! (mask, positions, layout) moves logits by whole units, far above this bound.
 
 mod model_support;
 
@@ -17,17 +24,30 @@ const LOSS_REL_TOL: f64 = 1e-5;
 
 #[test]
 fn logits_match_transformers_on_every_fixture() {
-    logits_match_on::<B>(&device());
+    logits_match_on::<B>(&device(), Bound::Absolute(LOGITS_ABS_TOL));
 }
 
 /// The CUDA backend against the same references (run on a GPU machine).
 #[cfg(feature = "cuda")]
 #[test]
 fn logits_match_transformers_on_every_fixture_on_cuda() {
-    logits_match_on::<burn::backend::Cuda<f32, i32>>(&Default::default());
+    logits_match_on::<burn::backend::Cuda<f32, i32>>(
+        &Default::default(),
+        Bound::OfLargestLogit(2e-3),
+    );
 }
 
-fn logits_match_on<BB: burn::tensor::backend::Backend>(device: &BB::Device) {
+/// How far a logit may be from the reference.
+#[derive(Clone, Copy)]
+enum Bound {
+    Absolute(f64),
+    /// A fraction of the largest |reference logit| of the fixture (TF32 rounding is
+    /// relative to the operands' magnitude).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    OfLargestLogit(f64),
+}
+
+fn logits_match_on<BB: burn::tensor::backend::Backend>(device: &BB::Device, bound: Bound) {
     for name in FIXTURES {
         let (model, _config) = load_pretrained::<BB>(&fixture_dir(name), device).unwrap();
         let reference = Reference::open(name);
@@ -48,14 +68,20 @@ fn logits_match_on<BB: burn::tensor::backend::Backend>(device: &BB::Device) {
                 max_diff = max_diff.max((g - e).abs());
             }
         }
-        eprintln!("{name}: max |logit diff| = {max_diff:.2e}");
-        assert!(
-            max_diff <= LOGITS_ABS_TOL,
-            "{name}: max |logit diff| {max_diff:e} > {LOGITS_ABS_TOL:e}"
-        );
         // The fixtures are not trivially small: logits spread over several units.
         let spread = expected.values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         assert!(spread > 1.0, "{name}: reference logits too flat ({spread})");
+        let tol = match bound {
+            Bound::Absolute(tol) => tol,
+            Bound::OfLargestLogit(fraction) => fraction * spread,
+        };
+        eprintln!(
+            "{name}: max |logit diff| = {max_diff:.2e} (bound {tol:.2e}, largest logit {spread:.2})"
+        );
+        assert!(
+            max_diff <= tol,
+            "{name}: max |logit diff| {max_diff:e} > {tol:e}"
+        );
     }
 }
 

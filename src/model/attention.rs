@@ -9,6 +9,7 @@ use burn::tensor::{Bool, Tensor};
 
 use super::cache::KvCache;
 use super::config::OptConfig;
+use super::host_matmul;
 use super::params::{NamedTensor, ParamSource, export_linear, linear};
 
 /// Multi-head causal self-attention (`decoder.layers.N.self_attn`).
@@ -76,23 +77,26 @@ impl<B: Backend> OptAttention<B> {
         // Projections on [batch * seq, hidden]: 2-D linears (one large matrix product
         // forward and for the weight gradient).
         let x = x.reshape([batch * seq, hidden]);
-        let q = self.split_heads(self.q_proj.forward(x.clone()) * scaling, batch); // [b, h, seq, hd]
-        let k = self.split_heads(self.k_proj.forward(x.clone()), batch); // [b, h, seq, hd]
-        let v = self.split_heads(self.v_proj.forward(x), batch); // [b, h, seq, hd]
+        let q = self.split_heads(
+            host_matmul::linear(&self.q_proj, x.clone()) * scaling,
+            batch,
+        ); // [b, h, seq, hd]
+        let k = self.split_heads(host_matmul::linear(&self.k_proj, x.clone()), batch); // [b, h, seq, hd]
+        let v = self.split_heads(host_matmul::linear(&self.v_proj, x), batch); // [b, h, seq, hd]
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, k, v), // [b, h, past + seq, hd]
             None => (k, v),
         };
         let total = k.dims()[2];
-        let scores = q.matmul(k.swap_dims(2, 3)); // [b, h, seq, total]
+        let scores = host_matmul::matmul(q, k.swap_dims(2, 3)); // [b, h, seq, total]
         let masked = masked.expand([batch, self.num_heads, seq, total]);
         // HF adds finfo(f32).min where masked; replacing gives the same softmax.
         let scores = scores.mask_fill(masked, f32::MIN);
         // Backends here compute in f32, so the softmax is in f32 as in HF.
         let probs = self.attn_dropout.forward(softmax(scores, 3)); // [b, h, seq, total]
-        let out = probs.matmul(v); // [b, h, seq, hd]
+        let out = host_matmul::matmul(probs, v); // [b, h, seq, hd]
         let out = out.swap_dims(1, 2).reshape([batch * seq, hidden]); // [b * seq, hidden]
-        self.out_proj.forward(out).reshape([batch, seq, hidden])
+        host_matmul::linear(&self.out_proj, out).reshape([batch, seq, hidden])
     }
 
     /// `[batch * seq, hidden]` -> `[batch, heads, seq, head_dim]`.

@@ -10,6 +10,7 @@ use burn::tensor::{Bool, Tensor};
 use super::attention::OptAttention;
 use super::cache::KvCache;
 use super::config::{Activation, OptConfig};
+use super::host_matmul;
 use super::params::{
     NamedTensor, ParamSource, export_layer_norm, export_linear, layer_norm, linear,
 };
@@ -109,12 +110,12 @@ impl<B: Backend> OptDecoderLayer<B> {
         // The FFN runs on [batch * seq, hidden] as in HF: 2-D linears keep the weight
         // gradient one large matrix product instead of a per-batch product plus a sum.
         let [batch, seq, hidden] = f.dims();
-        let f = self.fc1.forward(f.reshape([batch * seq, hidden])); // [batch * seq, ffn]
+        let f = host_matmul::linear(&self.fc1, f.reshape([batch * seq, hidden])); // [batch * seq, ffn]
         let f = match self.activation {
             Activation::Relu => relu(f),
             Activation::Gelu => gelu(f),
         };
-        let f = self.fc2.forward(f).reshape([batch, seq, hidden]); // [batch, seq, hidden]
+        let f = host_matmul::linear(&self.fc2, f).reshape([batch, seq, hidden]); // [batch, seq, hidden]
         let f = self.dropout.forward(f);
         let mut h = residual + f;
         if !self.do_layer_norm_before {

@@ -8,6 +8,7 @@ mod attention;
 mod cache;
 mod config;
 mod error;
+mod host_matmul;
 mod layer;
 mod load;
 mod opt;

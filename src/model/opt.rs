@@ -10,6 +10,7 @@ use burn::tensor::{Bool, ElementConversion, Int, Tensor};
 use super::cache::KvCache;
 use super::config::{OptConfig, POSITION_OFFSET};
 use super::error::ModelError;
+use super::host_matmul;
 use super::layer::OptDecoderLayer;
 use super::params::{
     Init, NamedTensor, ParamSource, RandomInit, embedding, export_embedding, export_layer_norm,
@@ -179,8 +180,7 @@ impl<B: Backend> Opt<B> {
     /// `h` `[batch, seq, e]` · `head` `[e, vocab]` -> `[batch, seq, vocab]`.
     pub fn logits_from(&self, h: Tensor<B, 3>, head: Tensor<B, 2>) -> Tensor<B, 3> {
         let [batch, seq, e] = h.dims();
-        h.reshape([batch * seq, e])
-            .matmul(head) // [batch * seq, vocab]
+        host_matmul::matmul(h.reshape([batch * seq, e]), head) // [batch * seq, vocab]
             .reshape([batch, seq, self.vocab_size])
     }
 

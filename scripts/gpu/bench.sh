@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs on the GPU host from the repository root: the training-step and beam-search
+# benchmarks on CUDA, each followed by its PyTorch counterpart on the same GPU. The
+# xp benchmarks print every step as it ends, so a run cut short by its time cap still
+# shows compile/autotune time (warm-up) apart from steady-state time.
+# Binaries: .gpu/finetune_step(.xz) and .gpu/generate_beam(.xz), built with
+#   CARGO_TARGET_DIR=/work/targets/cuda cargo build --release --features cuda \
+#     --bench finetune_step --bench generate_beam
+# Caps (seconds) come from TRAIN_CAP, BEAM_CAP and TORCH_CAP.
+set -uo pipefail
+TRAIN_CAP=${TRAIN_CAP:-170} BEAM_CAP=${BEAM_CAP:-150} TORCH_CAP=${TORCH_CAP:-70}
+python3 - <<'PY'
+import glob, lzma, os, shutil
+for packed in glob.glob(".gpu/*.xz"):
+    with lzma.open(packed) as src, open(packed[:-3], "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    os.chmod(packed[:-3], 0o755)
+    os.remove(packed)
+PY
+export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/cuda/lib64
+export XP_USE_CURRENT_PYTHON=1 PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+start=$(date +%s)
+log() { echo "=== $* (t=$(( $(date +%s) - start )) s)"; }
+log "training step, OPT-125m, batch 8x64"
+timeout "$TRAIN_CAP" .gpu/finetune_step --backend cuda --iters 10 2>&1 | tail -15
+timeout "$TORCH_CAP" python3 scripts/bench_torch_train.py --device cuda --iters 20 2>&1 | tail -3
+log "beam search, OPT-125m, 4 prompts x 64, 5 beams, 64 new tokens"
+timeout "$BEAM_CAP" .gpu/generate_beam --backend cuda --shape opt-125m --iters 2 2>&1 | tail -6
+timeout "$TORCH_CAP" python3 scripts/bench_generate_torch.py --device cuda --iters 3 2>&1 | tail -4
+log done

@@ -1,0 +1,182 @@
+//! Matrix products for inference on the CPU backend without burn-ndarray's copies.
+//!
+//! burn-ndarray 0.21 copies a whole tensor on every reshape, even when the layout
+//! allows a view (`to_shape` returns a view that `into_shared` then clones; fixed
+//! upstream after 0.21 in tracel-ai/burn#5067). Its matmul reshapes both operands and
+//! the result, so each linear layer copies its weight matrix and each attention
+//! product copies the cached keys/values, on every call: for beam search on OPT-125m
+//! that is the whole model (~500 MB) per generated token, more than the arithmetic.
+//!
+//! Here the same `ndarray::linalg::general_mat_mul` that burn-ndarray calls runs on
+//! the operands as they are (strided views are fine: matrixmultiply packs them into
+//! the same panels), so results are bitwise those of `Tensor::matmul` (tested below).
+//! Only the plain ndarray backend (inference: generation, evaluation) takes this path;
+//! every other backend, autodiff included, gets burn's own ops.
+
+use std::any::{Any, TypeId};
+
+use burn::nn::Linear;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorPrimitive};
+use burn_ndarray::NdArrayTensor;
+use ndarray::{ArcArray, Array2, Array3, ArrayView2, Axis, Ix2, IxDyn, linalg::general_mat_mul};
+use rayon::prelude::*;
+
+/// `x` `[rows, in]` through `layer` (weight `[in, out]`, optional bias `[out]`):
+/// `x · W + b`, `[rows, out]`.
+pub(crate) fn linear<B: Backend>(layer: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    if !is_ndarray::<B>() {
+        return layer.forward(x);
+    }
+    let (Some(xs), Some(w)) = (f32_array(&x), f32_array(&layer.weight.val())) else {
+        return layer.forward(x);
+    };
+    let x2 = xs.view().into_dimensionality::<Ix2>().expect("2-D input");
+    let w2 = w.view().into_dimensionality::<Ix2>().expect("2-D weight");
+    let mut out = Array2::<f32>::zeros((x2.nrows(), w2.ncols()));
+    general_mat_mul(1.0, &x2, &w2, 0.0, &mut out);
+    let out = to_tensor::<B, 2>(out.into_dyn().into_shared());
+    match &layer.bias {
+        // burn adds the bias as a separate f32 addition, as here.
+        Some(b) => out + b.val().unsqueeze::<2>(),
+        None => out,
+    }
+}
+
+/// `a` `[..., m, k]` · `b` `[..., k, n]` (equal leading dimensions) -> `[..., m, n]`.
+pub(crate) fn matmul<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
+    if !is_ndarray::<B>() || a.dims()[..D - 2] != b.dims()[..D - 2] {
+        // Other backends, and broadcasting: burn's matmul.
+        return a.matmul(b);
+    }
+    let (Some(a), Some(b)) = (f32_array(&a), f32_array(&b)) else {
+        return a.matmul(b);
+    };
+    let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
+    let (m, n) = (sa[D - 2], sb[D - 1]);
+    let batches: usize = sa[..D - 2].iter().product();
+    let mut out = Array3::<f32>::zeros((batches, m, n));
+    let (a_mats, b_mats) = (matrices(&a), matrices(&b));
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(a_mats.into_par_iter().zip(b_mats))
+        .for_each(|(mut c, (a, b))| general_mat_mul(1.0, &a, &b, 0.0, &mut c));
+    let mut out_shape = sa;
+    out_shape[D - 1] = n;
+    let out = out
+        .into_shape_with_order(IxDyn(&out_shape))
+        .expect("same element count");
+    to_tensor::<B, D>(out.into_shared())
+}
+
+/// The trailing `[rows, cols]` matrices of `x`, batch-major, as strided views.
+fn matrices(x: &ArcArray<f32, IxDyn>) -> Vec<ArrayView2<'_, f32>> {
+    let mut views = vec![x.view()];
+    while views[0].ndim() > 2 {
+        views = views
+            .into_iter()
+            .flat_map(|v| {
+                (0..v.len_of(Axis(0))).map(move |i| v.clone().index_axis_move(Axis(0), i))
+            })
+            .collect();
+    }
+    views
+        .into_iter()
+        .map(|v| v.into_dimensionality::<Ix2>().expect("2-D matrix"))
+        .collect()
+}
+
+/// Whether `B`'s float tensors are burn-ndarray's (the plain CPU backend).
+fn is_ndarray<B: Backend>() -> bool {
+    TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<NdArrayTensor>()
+}
+
+/// The f32 array behind `t` (shares its buffer), if `B` is ndarray and `t` is f32.
+fn f32_array<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<ArcArray<f32, IxDyn>> {
+    let primitive = t.clone().into_primitive().tensor();
+    let boxed: Box<dyn Any> = Box::new(primitive);
+    match *boxed.downcast::<NdArrayTensor>().ok()? {
+        NdArrayTensor::F32(storage) => Some(storage.into_shared()),
+        _ => None,
+    }
+}
+
+/// An f32 array as a tensor of `B` (only called once [`is_ndarray`] said so).
+fn to_tensor<B: Backend, const D: usize>(array: ArcArray<f32, IxDyn>) -> Tensor<B, D> {
+    let boxed: Box<dyn Any> = Box::new(NdArrayTensor::from(array));
+    let primitive = *boxed
+        .downcast::<B::FloatTensorPrimitive>()
+        .expect("B is the ndarray backend");
+    Tensor::from_primitive(TensorPrimitive::Float(primitive))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+    use burn::nn::LinearConfig;
+    use burn::tensor::Distribution;
+
+    type B = NdArray<f32>;
+
+    fn bits<const D: usize>(t: Tensor<B, D>) -> Vec<u32> {
+        t.into_data()
+            .into_vec::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    }
+
+    fn random<const D: usize>(shape: [usize; D]) -> Tensor<B, D> {
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+    }
+
+    #[test]
+    fn linear_is_bitwise_burns_linear() {
+        <B as Backend>::seed(&Default::default(), 3);
+        for (rows, d_in, d_out, bias) in [(20, 48, 200, true), (7, 33, 5, false), (1, 64, 64, true)]
+        {
+            let layer: Linear<B> = LinearConfig::new(d_in, d_out)
+                .with_bias(bias)
+                .init(&Default::default());
+            let x = random([rows, d_in]);
+            assert_eq!(bits(linear(&layer, x.clone())), bits(layer.forward(x)));
+        }
+    }
+
+    #[test]
+    fn batched_products_on_strided_views_are_bitwise_burns_matmul() {
+        <B as Backend>::seed(&Default::default(), 4);
+        // Attention over a cache buffer: queries · keysᵀ and probabilities · values,
+        // with keys/values a narrowed (non-contiguous) view of a larger buffer.
+        let keys = random([3, 2, 16, 8]).narrow(2, 0, 11); // [b, h, 11, hd] of 16
+        let q = random([3, 2, 1, 8]);
+        let kt = keys.clone().swap_dims(2, 3);
+        assert_eq!(bits(matmul(q.clone(), kt.clone())), bits(q.matmul(kt)));
+        let probs = random([3, 2, 5, 11]);
+        assert_eq!(
+            bits(matmul(probs.clone(), keys.clone())),
+            bits(probs.matmul(keys))
+        );
+        // A transposed 2-D right-hand side (the LM head from the embedding table).
+        let table = random([40, 8]);
+        let h = random([6, 8]);
+        let head = table.transpose();
+        assert_eq!(bits(matmul(h.clone(), head.clone())), bits(h.matmul(head)));
+    }
+
+    #[test]
+    fn other_backends_and_broadcasts_use_burns_ops() {
+        type AB = burn::backend::Autodiff<B>;
+        assert!(is_ndarray::<B>());
+        assert!(!is_ndarray::<AB>());
+        let device = Default::default();
+        let a = Tensor::<AB, 3>::ones([2, 3, 4], &device).require_grad();
+        let b = Tensor::<AB, 3>::ones([2, 4, 5], &device);
+        let grads = matmul(a.clone(), b).sum().backward();
+        assert!(a.grad(&grads).is_some(), "still on the autodiff graph");
+        let broadcast = matmul(random([2, 3, 4]), random([1, 4, 5]));
+        assert_eq!(broadcast.dims(), [2, 3, 5]);
+    }
+}
