@@ -73,16 +73,17 @@ impl<B: Backend> OptAttention<B> {
     ) -> Tensor<B, 3> {
         let [batch, seq, hidden] = x.dims();
         let scaling = (self.head_dim as f64).powf(-0.5);
+        let kernel = host_matmul::Kernel::for_positions(seq);
         // HF scales q after adding the bias.
         // Projections on [batch * seq, hidden]: 2-D linears (one large matrix product
         // forward and for the weight gradient).
         let x = x.reshape([batch * seq, hidden]);
         let q = self.split_heads(
-            host_matmul::linear(&self.q_proj, x.clone()) * scaling,
+            host_matmul::linear(&self.q_proj, x.clone(), kernel) * scaling,
             batch,
         ); // [b, h, seq, hd]
-        let k = self.split_heads(host_matmul::linear(&self.k_proj, x.clone()), batch); // [b, h, seq, hd]
-        let v = self.split_heads(host_matmul::linear(&self.v_proj, x), batch); // [b, h, seq, hd]
+        let k = self.split_heads(host_matmul::linear(&self.k_proj, x.clone(), kernel), batch); // [b, h, seq, hd]
+        let v = self.split_heads(host_matmul::linear(&self.v_proj, x, kernel), batch); // [b, h, seq, hd]
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, k, v), // [b, h, past + seq, hd]
             None => (k, v),
@@ -96,7 +97,7 @@ impl<B: Backend> OptAttention<B> {
         let probs = self.attn_dropout.forward(softmax(scores, 3)); // [b, h, seq, total]
         let out = host_matmul::matmul(probs, v); // [b, h, seq, hd]
         let out = out.swap_dims(1, 2).reshape([batch * seq, hidden]); // [b * seq, hidden]
-        host_matmul::linear(&self.out_proj, out).reshape([batch, seq, hidden])
+        host_matmul::linear(&self.out_proj, out, kernel).reshape([batch, seq, hidden])
     }
 
     /// `[batch * seq, hidden]` -> `[batch, heads, seq, head_dim]`.

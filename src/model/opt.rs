@@ -180,7 +180,8 @@ impl<B: Backend> Opt<B> {
     /// `h` `[batch, seq, e]` · `head` `[e, vocab]` -> `[batch, seq, vocab]`.
     pub fn logits_from(&self, h: Tensor<B, 3>, head: Tensor<B, 2>) -> Tensor<B, 3> {
         let [batch, seq, e] = h.dims();
-        host_matmul::matmul(h.reshape([batch * seq, e]), head) // [batch * seq, vocab]
+        let kernel = host_matmul::Kernel::for_positions(seq);
+        host_matmul::matmul_2d(h.reshape([batch * seq, e]), head, kernel) // [batch * seq, vocab]
             .reshape([batch, seq, self.vocab_size])
     }
 
