@@ -90,7 +90,9 @@ fn default_repetition_penalty() -> f32 {
 
 impl KindParams for Params {
     const KIND: &'static str = "prompts";
-    const VERSION: u32 = 1;
+    /// 2: decoding steps on the CPU sum weight products in `k` order (the streaming
+    /// kernel of model/host_matmul.rs), which can change tokens on near-ties.
+    const VERSION: u32 = 2;
     const INPUT_SLOTS: &'static [&'static str] = &["model"];
     const USES_SEED: bool = true;
 
