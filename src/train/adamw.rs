@@ -133,7 +133,7 @@ impl<B: Backend> AdamW<B> {
         let t = self.steps as i32;
         let bias1 = 1.0 - c.beta1.powi(t);
         Coefficients {
-            decay: (c.weight_decay != 0.0).then(|| (1.0 - lr * c.weight_decay) as f32),
+            decay: (c.weight_decay != 0.0).then_some((1.0 - lr * c.weight_decay) as f32),
             one_minus_beta1: (1.0 - c.beta1) as f32,
             beta2: c.beta2 as f32,
             one_minus_beta2: (1.0 - c.beta2) as f32,
@@ -343,8 +343,11 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB::InnerBackend> 
     }
 }
 
+/// Every parameter's moments as flat f32 vectors `(m, v)`, as checkpoints store them.
+pub type SavedMoments = Vec<Option<(Vec<f32>, Vec<f32>)>>;
+
 /// The moments as flat f32 vectors (for checkpoints): `(m, v)` per parameter.
-pub fn export_moments<B: Backend>(adamw: &AdamW<B>) -> Vec<Option<(Vec<f32>, Vec<f32>)>> {
+pub fn export_moments<B: Backend>(adamw: &AdamW<B>) -> SavedMoments {
     adamw
         .moments
         .iter()
@@ -359,9 +362,7 @@ pub fn export_moments<B: Backend>(adamw: &AdamW<B>) -> Vec<Option<(Vec<f32>, Vec
 
 /// Rebuilds moments from [`export_moments`]'s vectors. They stay host vectors until the
 /// first update, which moves them to where it runs.
-pub fn import_moments<B: Backend>(
-    saved: Vec<Option<(Vec<f32>, Vec<f32>)>>,
-) -> Vec<Option<Moments<B>>> {
+pub fn import_moments<B: Backend>(saved: SavedMoments) -> Vec<Option<Moments<B>>> {
     saved
         .into_iter()
         .map(|slot| slot.map(|(m, v)| Moments::Host { m, v }))
@@ -379,7 +380,7 @@ mod tests {
 
     /// Three steps on a small linear layer with the given update path; returns the
     /// weights and the moments as exported for a checkpoint.
-    fn three_steps(on: UpdateOn) -> (Vec<f32>, Vec<Option<(Vec<f32>, Vec<f32>)>>) {
+    fn three_steps(on: UpdateOn) -> (Vec<f32>, SavedMoments) {
         let device = Default::default();
         <AB as Backend>::seed(&device, 7);
         let mut layer: Linear<AB> = LinearConfig::new(16, 8).init(&device);

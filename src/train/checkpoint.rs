@@ -19,7 +19,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 
 use super::TrainError;
-use super::adamw::{AdamW, export_moments, import_moments};
+use super::adamw::{AdamW, SavedMoments, export_moments, import_moments};
 use crate::model::{Opt, OptConfig, save_pretrained};
 
 /// Where training stands after an epoch.
@@ -167,8 +167,6 @@ fn write_moments<B: Backend>(path: &Path, adamw: &AdamW<B>) -> Result<(), TrainE
     safetensors::serialize_to_file(views, Some(metadata), path)
         .map_err(|e| bad(path, e.to_string()))
 }
-
-type SavedMoments = Vec<Option<(Vec<f32>, Vec<f32>)>>;
 
 fn read_moments(path: &Path) -> Result<(u64, SavedMoments), TrainError> {
     let bytes = std::fs::read(path).map_err(io(path))?;
