@@ -113,9 +113,9 @@ const STREAM_COLUMNS: usize = 256;
 /// `x[r, k]` is added into output row `r`, so every output element is
 /// `Σ_k x[r, k] · w[k, j]` summed in `k` order, a multiply then an add per term (never
 /// fused), whatever the instruction set, the row count or the thread count. Column
-/// blocks run in parallel. (Keeping 64 sums per row in registers instead, walking
-/// the weights column-block-wise once per row, measured 25 % slower at OPT-125m: the
-/// strided weight reads leave the cache.)
+/// blocks run in parallel. (Register-blocked variants with the same sums, 64 per row
+/// or 4 rows × 16 columns per tile, measured 11-25 % slower at OPT-125m; see
+/// BENCHMARKS.md, "Synthesis".)
 fn stream_product(x: &ArrayView2<'_, f32>, w: &[f32], n: usize) -> Array2<f32> {
     let (m, k) = x.dim();
     let x = x.as_slice().expect("standard layout");
