@@ -9,16 +9,7 @@
 # Caps (seconds) come from TRAIN_CAP, BEAM_CAP and TORCH_CAP.
 set -uo pipefail
 TRAIN_CAP=${TRAIN_CAP:-170} BEAM_CAP=${BEAM_CAP:-150} TORCH_CAP=${TORCH_CAP:-70}
-python3 - <<'PY'
-import glob, lzma, os, shutil
-for packed in glob.glob(".gpu/*.xz"):
-    with lzma.open(packed) as src, open(packed[:-3], "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    os.chmod(packed[:-3], 0o755)
-    os.remove(packed)
-PY
-export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/cuda/lib64
-export XP_USE_CURRENT_PYTHON=1 PYTHONUNBUFFERED=1
+source "$(dirname "$0")/unpack.sh"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 start=$(date +%s)
 log() { echo "=== $* (t=$(( $(date +%s) - start )) s)"; }

@@ -21,17 +21,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 # The test binaries find their fixtures through the path they were built at.
 built_at=${XP_BUILT_AT:-/work/main}
 if [ ! -e "$built_at" ]; then mkdir -p "$(dirname "$built_at")" && ln -s "$PWD" "$built_at"; fi
-# Python's lzma, in case the host has no xz.
-python3 - <<'PY'
-import glob, lzma, os, shutil
-for packed in glob.glob(".gpu/*.xz"):
-    with lzma.open(packed) as src, open(packed[:-3], "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    os.chmod(packed[:-3], 0o755)
-    os.remove(packed)
-PY
-export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/cuda/lib64
-export XP_USE_CURRENT_PYTHON=1 PYTHONUNBUFFERED=1
+source "$(dirname "$0")/unpack.sh"
 
 log logits parity on cuda
 within 90 .gpu/model_parity cuda --nocapture --test-threads 1 2>&1 | tail -12
