@@ -4,6 +4,10 @@
 # training and beam-search benchmarks side by side with PyTorch on the same GPU, and
 # experiments/mini.toml end to end on the cuda backend. Everything together stays
 # within BUDGET seconds (default 480): each command gets at most what is left.
+# On a fresh machine each binary's first kernels take minutes to compile and autotune
+# (198 s before the first OPT-125m training step on an H200; BENCHMARKS.md), and the
+# per-command caps below are shorter than that: give BUDGET room, or run once to fill
+# cubecl's autotune cache (target/autotune/ under the repository) before timing.
 set -uo pipefail
 OUT=${OUT:-gpu-out}
 BUDGET=${BUDGET:-480}
