@@ -100,6 +100,15 @@ impl FromStr for BackendKind {
     }
 }
 
+/// Whether `B` is the plain ndarray backend, whose float tensors are host arrays
+/// (autodiff wraps them in its own type, so `Autodiff<NdArray>` is not). Code that
+/// works on host memory directly for speed (the optimizer update, inference
+/// products) asks this one question.
+pub fn is_ndarray<B: burn::tensor::backend::Backend>() -> bool {
+    std::any::TypeId::of::<B::FloatTensorPrimitive>()
+        == std::any::TypeId::of::<burn::backend::ndarray::NdArrayTensor>()
+}
+
 /// Work that is generic over the backend; [`dispatch`] picks the backend at run time.
 ///
 /// `B` is an autodiff backend: training uses it directly, evaluation uses

@@ -20,15 +20,18 @@
 //! The streaming kernel reads each weight row once and adds its multiples into every
 //! output row (nothing is packed). Each output element is the sum over `k` in order of
 //! `x[r, k] · w[k, j]`, independent of the row count and of the thread count, so a
-//! sequence's tokens do not depend on how many others share its batch (rounding differs from the general
-//! product in the last bits; parity with transformers is tested on the fixtures).
+//! sequence's tokens do not depend on how many others share its batch (rounding
+//! differs from the general product in the last bits; parity with transformers is
+//! tested on the fixtures).
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorPrimitive};
 use burn_ndarray::NdArrayTensor;
+
+use crate::backend::is_ndarray;
 use ndarray::{ArcArray, Array2, Array3, ArrayView2, Axis, Ix2, IxDyn, linalg::general_mat_mul};
 use rayon::prelude::*;
 
@@ -62,11 +65,7 @@ pub(crate) fn linear<B: Backend>(
     if !is_ndarray::<B>() {
         return layer.forward(x);
     }
-    let (Some(xs), Some(w)) = (f32_array(&x), f32_array(&layer.weight.val())) else {
-        return layer.forward(x);
-    };
-    let out = product(&xs, &w, kernel);
-    let out = to_tensor::<B, 2>(out.into_dyn().into_shared());
+    let out = matmul_2d(x, layer.weight.val(), kernel);
     match &layer.bias {
         // burn adds the bias as a separate f32 addition, as here.
         Some(b) => out + b.val().unsqueeze::<2>(),
@@ -137,8 +136,8 @@ fn stream_product(x: &ArrayView2<'_, f32>, w: &[f32], n: usize) -> Array2<f32> {
     let mut out = Array2::<f32>::zeros((m, n));
     for (block, acc) in blocks.iter().enumerate() {
         let j0 = block * STREAM_COLUMNS;
-        let width = acc.len() / m.max(1);
-        for (r, acc_row) in acc.chunks_exact(width.max(1)).enumerate().take(m) {
+        let width = STREAM_COLUMNS.min(n - j0);
+        for (r, acc_row) in acc.chunks_exact(width).enumerate() {
             out.row_mut(r).as_slice_mut().expect("fresh array")[j0..j0 + width]
                 .copy_from_slice(acc_row);
         }
@@ -219,11 +218,6 @@ fn matrices(x: &ArcArray<f32, IxDyn>) -> Vec<ArrayView2<'_, f32>> {
         .into_iter()
         .map(|v| v.into_dimensionality::<Ix2>().expect("2-D matrix"))
         .collect()
-}
-
-/// Whether `B`'s float tensors are burn-ndarray's (the plain CPU backend).
-fn is_ndarray<B: Backend>() -> bool {
-    TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<NdArrayTensor>()
 }
 
 /// The f32 array behind `t` (shares its buffer), if `B` is ndarray and `t` is f32.

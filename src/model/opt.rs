@@ -164,10 +164,10 @@ impl<B: Backend> Opt<B> {
     }
 
     /// The LM head Eᵀ `[e, vocab]` in its own row-major memory (reshaping the transposed
-    /// view lays it out anew). [`Opt::logits`] transposes the embedding on every call,
-    /// which on ndarray copies the whole table inside the product (154 MB for
-    /// OPT-125m); code that applies the head many times without autodiff (generation)
-    /// makes this once and calls [`Opt::logits_from`].
+    /// view lays it out anew, 154 MB for OPT-125m). [`Opt::logits`] uses the transposed
+    /// view, which the decoding steps' streaming kernel cannot (it reads weight rows
+    /// contiguously, see `host_matmul`); generation makes this once per call and
+    /// passes it to [`Opt::logits_from`].
     pub fn lm_head(&self) -> Tensor<B, 2> {
         let [vocab, e] = self.embed_tokens.weight.dims();
         self.embed_tokens
