@@ -3,6 +3,7 @@
 //! The modules follow the flow of data:
 //! spec → plan → store → exec → steps → model/train/generate/eval → report.
 
+pub mod alloc;
 pub mod backend;
 pub mod cli;
 pub mod data;

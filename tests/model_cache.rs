@@ -195,3 +195,65 @@ fn inconsistent_inputs_are_errors_not_panics() {
         .unwrap_err();
     assert!(err.to_string().contains("outside"), "{err}");
 }
+
+/// Prompt, a reorder that repeats and drops rows (3 -> 4), then three decoding steps
+/// with same-size reorders between them, on backend `BB` with the model saved in
+/// `dir`; logits of each step.
+fn decode_with_reorder<BB>(dir: &std::path::Path) -> Vec<Vec<f64>>
+where
+    BB: burn::tensor::backend::Backend<Device = burn::backend::ndarray::NdArrayDevice>,
+{
+    let dev = device();
+    let (model, _) = load_pretrained::<BB>(dir, &dev).unwrap();
+    let ids = |rows: &[Vec<i64>]| {
+        let (b, t) = (rows.len(), rows[0].len());
+        let flat: Vec<i64> = rows.iter().flatten().copied().collect();
+        Tensor::<BB, 2, Int>::from_data(TensorData::new(flat, [b, t]), &dev)
+    };
+    let prompt = vec![
+        vec![5i64, 6, 7, 8],
+        vec![9, 10, 11, 12],
+        vec![13, 14, 15, 16],
+    ];
+    let mut cache = KvCache::with_capacity(2); // grows past its first room
+    model.forward(ids(&prompt), None, Some(&mut cache)).unwrap();
+    let beams = TensorData::new(vec![2i64, 0, 0, 1], [4]);
+    cache.reorder(Tensor::from_data(beams, &dev)).unwrap();
+    let mut out = Vec::new();
+    for (step, tokens) in [[5i64, 9, 17, 33], [40, 41, 42, 43], [44, 45, 46, 47]]
+        .iter()
+        .enumerate()
+    {
+        if step > 0 {
+            // Same batch size: the host cache only rewrites its table of sources.
+            let beams = TensorData::new(vec![3i64, 3, 1, step as i64 - 1], [4]);
+            cache.reorder(Tensor::from_data(beams, &dev)).unwrap();
+        }
+        let new: Vec<Vec<i64>> = tokens.iter().map(|&t| vec![t]).collect();
+        let mask = vec![vec![1i64; prompt[0].len() + step + 1]; 4];
+        let logits = model
+            .forward(ids(&new), Some(ids(&mask)), Some(&mut cache))
+            .unwrap();
+        out.push(values(logits));
+    }
+    out
+}
+
+#[test]
+fn the_host_cache_and_the_tensor_cache_agree() {
+    // The plain CPU backend keeps the cache in host memory (reorders rewrite a table
+    // of sources); autodiff, like CUDA, keeps tensors and copies on reorder. Dropout
+    // off: autodiff backends apply it in every forward.
+    let mut config = OptConfig::tiny(64, 32, 2, 4, 64, 32);
+    config.dropout = 0.0;
+    config.attention_dropout = 0.0;
+    <B as burn::tensor::backend::Backend>::seed(&device(), 11);
+    let model = Opt::<B>::init(&config, &device());
+    let dir = tempfile::tempdir().unwrap();
+    xp::model::save_pretrained(&model, &config, dir.path(), None).unwrap();
+    let host = decode_with_reorder::<B>(dir.path());
+    let tensors = decode_with_reorder::<burn::backend::Autodiff<B>>(dir.path());
+    for (h, t) in host.iter().zip(&tensors) {
+        assert!(max_diff(h, t) <= STEP_TOL, "{:e}", max_diff(h, t));
+    }
+}

@@ -19,7 +19,7 @@ pub mod sample;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::model::{KvCache, ModelError, Opt};
+use crate::model::{KvCache, ModelError, Opt, into_host_vec};
 use processors::{MinNewTokens, NoRepeatNGram, ProcessorList, RepetitionPenalty};
 
 /// How the next token is chosen.
@@ -252,8 +252,6 @@ pub fn check_fits(
 /// prompt + generated), the attention mask and the KV cache, kept in step.
 pub(crate) struct Rows<'m, B: Backend> {
     model: &'m Opt<B>,
-    /// The LM head laid out once for the whole generation (see [`Opt::lm_head`]).
-    head: Tensor<B, 2>,
     device: B::Device,
     cache: KvCache<B>,
     /// Per row: every id so far, padding included (what transformers' `input_ids` holds).
@@ -293,7 +291,6 @@ impl<'m, B: Backend> Rows<'m, B> {
             .collect();
         Rows {
             model,
-            head: model.lm_head(),
             device: device.clone(),
             cache: KvCache::with_capacity(width + config.max_new_tokens),
             sequences,
@@ -362,12 +359,8 @@ impl<'m, B: Backend> Rows<'m, B> {
             .model
             .hidden_states(ids, Some(mask), Some(&mut self.cache))?; // [rows, seq, e]
         let last = h.narrow(1, seq - 1, 1); // [rows, 1, e]
-        let logits = self.model.logits_from(last, self.head.clone()); // [rows, 1, vocab]
-        logits
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .map_err(|e| GenerateError::Readback(format!("{e:?}")))
+        let logits = self.model.decoding_logits(last, &self.cache); // [rows, 1, vocab]
+        into_host_vec(logits).map_err(|e| GenerateError::Readback(format!("{e:?}")))
     }
 }
 

@@ -73,17 +73,39 @@ impl<B: Backend> OptAttention<B> {
     ) -> Tensor<B, 3> {
         let [batch, seq, hidden] = x.dims();
         let scaling = (self.head_dim as f64).powf(-0.5);
-        let kernel = host_matmul::Kernel::for_positions(seq);
-        // HF scales q after adding the bias.
+        let kernel = host_matmul::Kernel::for_step(seq, cache.as_ref().map(|(c, _)| &**c));
         // Projections on [batch * seq, hidden]: 2-D linears (one large matrix product
-        // forward and for the weight gradient).
+        // forward and for the weight gradient). HF scales q after adding the bias.
         let x = x.reshape([batch * seq, hidden]);
-        let q = self.split_heads(
-            host_matmul::linear(&self.q_proj, x.clone(), kernel) * scaling,
-            batch,
-        ); // [b, h, seq, hd]
-        let k = self.split_heads(host_matmul::linear(&self.k_proj, x.clone(), kernel), batch); // [b, h, seq, hd]
-        let v = self.split_heads(host_matmul::linear(&self.v_proj, x, kernel), batch); // [b, h, seq, hd]
+        let q = host_matmul::linear(&self.q_proj, x.clone(), &kernel) * scaling; // [b * seq, hidden]
+        let k = host_matmul::linear(&self.k_proj, x.clone(), &kernel); // [b * seq, hidden]
+        let v = host_matmul::linear(&self.v_proj, x, &kernel); // [b * seq, hidden]
+        let out = match cache {
+            // One position per row on the CPU backend: [b, hidden] is [b, h, 1, hd].
+            Some((cache, layer)) if seq == 1 && cache.attends_on_host() => {
+                cache.attend_step(layer, self.num_heads, q, k, v, masked) // [b, hidden]
+            }
+            cache => self.attend(q, k, v, masked, cache, batch), // [b * seq, hidden]
+        };
+        host_matmul::linear(&self.out_proj, out, &kernel).reshape([batch, seq, hidden])
+    }
+
+    /// Attention with burn's ops over this step's and (with a cache) the cached keys
+    /// and values; `q`, `k`, `v` `[batch * seq, hidden]`. Returns `[batch * seq, hidden]`.
+    fn attend(
+        &self,
+        q: Tensor<B, 2>,
+        k: Tensor<B, 2>,
+        v: Tensor<B, 2>,
+        masked: Tensor<B, 4, Bool>,
+        cache: Option<(&mut KvCache<B>, usize)>,
+        batch: usize,
+    ) -> Tensor<B, 2> {
+        let [rows, hidden] = q.dims();
+        let seq = rows / batch;
+        let q = self.split_heads(q, batch); // [b, h, seq, hd]
+        let k = self.split_heads(k, batch); // [b, h, seq, hd]
+        let v = self.split_heads(v, batch); // [b, h, seq, hd]
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, k, v), // [b, h, past + seq, hd]
             None => (k, v),
@@ -96,8 +118,7 @@ impl<B: Backend> OptAttention<B> {
         // Backends here compute in f32, so the softmax is in f32 as in HF.
         let probs = self.attn_dropout.forward(softmax(scores, 3)); // [b, h, seq, total]
         let out = host_matmul::matmul(probs, v); // [b, h, seq, hd]
-        let out = out.swap_dims(1, 2).reshape([batch * seq, hidden]); // [b * seq, hidden]
-        host_matmul::linear(&self.out_proj, out, kernel).reshape([batch, seq, hidden])
+        out.swap_dims(1, 2).reshape([batch * seq, hidden]) // [b * seq, hidden]
     }
 
     /// `[batch * seq, hidden]` -> `[batch, heads, seq, head_dim]`.

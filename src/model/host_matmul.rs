@@ -14,43 +14,41 @@
 //! every other backend, autodiff included, gets burn's own ops.
 //!
 //! Decoding steps (one new position per sequence, so a handful of rows) use
-//! [`Kernel::Stream`] for the weight products: a general matrix product packs the
-//! whole weight matrix into panels on every call, which for 20 rows costs more than
-//! the arithmetic (profiled: packing 41 % of a beam-search step, the kernel 15 %).
-//! The streaming kernel reads each weight row once and adds its multiples into every
-//! output row (nothing is packed). Each output element is the sum over `k` in order of
-//! `x[r, k] · w[k, j]`, independent of the row count and of the thread count, so a
-//! sequence's tokens do not depend on how many others share its batch (rounding
-//! differs from the general product in the last bits; parity with transformers is
-//! tested on the fixtures).
+//! [`Kernel::Stream`] for the weight products: each weight is packed once per
+//! generation into panels (`super::panels`), kept in the KV cache's [`PanelStore`],
+//! and streamed through register tiles.
 
 use std::any::Any;
 
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::{DataError, Tensor, TensorPrimitive};
 use burn_ndarray::NdArrayTensor;
 
+use super::cache::KvCache;
+use super::panels::PanelStore;
 use crate::backend::is_ndarray;
 use ndarray::{ArcArray, Array2, Array3, ArrayView2, Axis, Ix2, IxDyn, linalg::general_mat_mul};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Which product the CPU backend runs for a weight matrix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub(crate) enum Kernel {
     /// `general_mat_mul`, as burn does (many rows: prompts, training, evaluation).
     Gemm,
-    /// Weight rows streamed once into every output row (a decoding step).
-    Stream,
+    /// The weight's panels from this store streamed through register tiles (a
+    /// decoding step).
+    Stream(Arc<PanelStore>),
 }
 
 impl Kernel {
-    /// [`Kernel::Stream`] when each sequence brings one new position (decoding).
-    pub(crate) fn for_positions(positions: usize) -> Kernel {
-        if positions == 1 {
-            Kernel::Stream
-        } else {
-            Kernel::Gemm
+    /// [`Kernel::Stream`] with the cache's panels when each sequence brings one new
+    /// position to a cache (decoding), else [`Kernel::Gemm`].
+    pub(crate) fn for_step<B: Backend>(positions: usize, cache: Option<&KvCache<B>>) -> Kernel {
+        match cache {
+            Some(cache) if positions == 1 => Kernel::Stream(cache.panels().clone()),
+            _ => Kernel::Gemm,
         }
     }
 }
@@ -60,7 +58,7 @@ impl Kernel {
 pub(crate) fn linear<B: Backend>(
     layer: &Linear<B>,
     x: Tensor<B, 2>,
-    kernel: Kernel,
+    kernel: &Kernel,
 ) -> Tensor<B, 2> {
     if !is_ndarray::<B>() {
         return layer.forward(x);
@@ -73,13 +71,11 @@ pub(crate) fn linear<B: Backend>(
     }
 }
 
-/// `x` `[rows, k]` · `w` `[k, n]` (w from [`Opt::lm_head`]-style row-major storage).
-///
-/// [`Opt::lm_head`]: super::Opt::lm_head
+/// `x` `[rows, k]` · `w` `[k, n]` (any layout of `w`: the LM head is a transposed view).
 pub(crate) fn matmul_2d<B: Backend>(
     x: Tensor<B, 2>,
     w: Tensor<B, 2>,
-    kernel: Kernel,
+    kernel: &Kernel,
 ) -> Tensor<B, 2> {
     if !is_ndarray::<B>() {
         return x.matmul(w);
@@ -91,90 +87,15 @@ pub(crate) fn matmul_2d<B: Backend>(
 }
 
 /// `x` `[rows, k]` · `w` `[k, n]` on host arrays with the chosen kernel.
-fn product(x: &ArcArray<f32, IxDyn>, w: &ArcArray<f32, IxDyn>, kernel: Kernel) -> Array2<f32> {
+fn product(x: &ArcArray<f32, IxDyn>, w: &ArcArray<f32, IxDyn>, kernel: &Kernel) -> Array2<f32> {
     let x2 = x.view().into_dimensionality::<Ix2>().expect("2-D input");
-    let w2 = w.view().into_dimensionality::<Ix2>().expect("2-D weight");
-    if kernel == Kernel::Stream
-        && let Some(weights) = w2.as_slice()
-    {
-        return stream_product(&x2.as_standard_layout().view(), weights, w2.ncols());
+    if let Kernel::Stream(store) = kernel {
+        return store.panels(w).product(&x2);
     }
+    let w2 = w.view().into_dimensionality::<Ix2>().expect("2-D weight");
     let mut out = Array2::<f32>::zeros((x2.nrows(), w2.ncols()));
     general_mat_mul(1.0, &x2, &w2, 0.0, &mut out);
     out
-}
-
-/// Columns per task of [`stream_product`]: a task's accumulators (rows × this) stay
-/// in the core's cache while the weight rows stream past.
-const STREAM_COLUMNS: usize = 256;
-
-/// `x` `[m, k]` · `w` (`k` rows of `n`, row-major): for each `k`, weight row `k` times
-/// `x[r, k]` is added into output row `r`, so every output element is
-/// `Σ_k x[r, k] · w[k, j]` summed in `k` order, a multiply then an add per term (never
-/// fused), whatever the instruction set, the row count or the thread count. Column
-/// blocks run in parallel. (Register-blocked variants with the same sums, 64 per row
-/// or 4 rows × 16 columns per tile, measured 11-25 % slower at OPT-125m; see
-/// BENCHMARKS.md, "Synthesis".)
-fn stream_product(x: &ArrayView2<'_, f32>, w: &[f32], n: usize) -> Array2<f32> {
-    let (m, k) = x.dim();
-    let x = x.as_slice().expect("standard layout");
-    let blocks: Vec<Vec<f32>> = (0..n.div_ceil(STREAM_COLUMNS))
-        .into_par_iter()
-        .map(|block| {
-            let j0 = block * STREAM_COLUMNS;
-            let width = STREAM_COLUMNS.min(n - j0);
-            let mut acc = vec![0f32; m * width]; // [m, width]
-            for kk in 0..k {
-                let w_row = &w[kk * n + j0..kk * n + j0 + width];
-                for (r, acc_row) in acc.chunks_exact_mut(width).enumerate() {
-                    axpy(acc_row, x[r * k + kk], w_row);
-                }
-            }
-            acc
-        })
-        .collect();
-    let mut out = Array2::<f32>::zeros((m, n));
-    for (block, acc) in blocks.iter().enumerate() {
-        let j0 = block * STREAM_COLUMNS;
-        let width = STREAM_COLUMNS.min(n - j0);
-        for (r, acc_row) in acc.chunks_exact(width).enumerate() {
-            out.row_mut(r).as_slice_mut().expect("fresh array")[j0..j0 + width]
-                .copy_from_slice(acc_row);
-        }
-    }
-    out
-}
-
-/// `y += a · x`, element-wise: a multiply then an add (never fused), so every
-/// instruction set gives the same bits.
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU supports AVX2 (checked at run time).
-        unsafe { axpy_avx2(y, a, x) };
-        return;
-    }
-    axpy_portable(y, a, x);
-}
-
-#[inline(always)]
-fn axpy_portable(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * *x;
-    }
-}
-
-/// The same loop compiled for AVX2 (8 lanes instead of SSE2's 4; no FMA).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn axpy_avx2(y: &mut [f32], a: f32, x: &[f32]) {
-    axpy_portable(y, a, x)
-}
-
-#[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
-    static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2"))
 }
 
 /// `a` `[..., m, k]` · `b` `[..., k, n]` (equal leading dimensions) -> `[..., m, n]`.
@@ -201,6 +122,27 @@ pub(crate) fn matmul<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D
         .into_shape_with_order(IxDyn(&out_shape))
         .expect("same element count");
     to_tensor::<B, D>(out.into_shared())
+}
+
+/// The values of `t` in row-major order. On the CPU backend straight from its array
+/// (one copy; burn's `into_data` walks a dynamic-rank iterator element by element,
+/// which costs more than the products for a decoding step's logits); elsewhere via
+/// `into_data`.
+pub fn into_host_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, DataError> {
+    if is_ndarray::<B>()
+        && let Some(array) = f32_array(&t)
+    {
+        drop(t);
+        return Ok(match array.as_slice() {
+            Some(values) => values.to_vec(),
+            None => array
+                .as_standard_layout()
+                .as_slice()
+                .expect("standard layout")
+                .to_vec(),
+        });
+    }
+    t.into_data().convert::<f32>().into_vec::<f32>()
 }
 
 /// The trailing `[rows, cols]` matrices of `x`, batch-major, as strided views.
@@ -244,7 +186,7 @@ mod tests {
     use super::*;
     use burn::backend::NdArray;
     use burn::nn::LinearConfig;
-    use burn::tensor::{Distribution, TensorData};
+    use burn::tensor::Distribution;
 
     type B = NdArray<f32>;
 
@@ -271,7 +213,7 @@ mod tests {
                 .init(&Default::default());
             let x = random([rows, d_in]);
             assert_eq!(
-                bits(linear(&layer, x.clone(), Kernel::Gemm)),
+                bits(linear(&layer, x.clone(), &Kernel::Gemm)),
                 bits(layer.forward(x))
             );
         }
@@ -293,16 +235,22 @@ mod tests {
     #[test]
     fn the_streaming_kernel_computes_the_product_row_by_row() {
         <B as Backend>::seed(&Default::default(), 5);
-        // Widths around the column block, one row and many.
-        for (m, k, n) in [(1, 64, 300), (20, 96, 513), (3, 7, 256), (45, 33, 17)] {
+        let kernel = Kernel::Stream(Arc::default());
+        // Row-major weights and a transposed one (the LM head from the embedding table).
+        for (m, k, n, transposed) in [(1, 64, 300, false), (20, 96, 513, false), (5, 24, 40, true)]
+        {
             let x = random([m, k]);
-            let w = random([k, n]);
-            let got = matmul_2d(x.clone(), w.clone(), Kernel::Stream)
+            let w = if transposed {
+                random([n, k]).transpose()
+            } else {
+                random([k, n])
+            };
+            let got = matmul_2d(x.clone(), w.clone(), &kernel)
                 .into_data()
                 .into_vec::<f32>()
                 .unwrap();
             let xs = x.into_data().into_vec::<f32>().unwrap();
-            let ws = w.clone().into_data().into_vec::<f32>().unwrap();
+            let ws = w.into_data().into_vec::<f32>().unwrap(); // row-major [k, n]
             let want = reference(&xs, &ws, m, k, n);
             for (g, e) in got.iter().zip(&want) {
                 assert!(
@@ -323,20 +271,7 @@ mod tests {
                 got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 sequential.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
             );
-            // Each row alone gives the same bits as within the batch.
-            let first = matmul_2d(xs_row(&xs, k), w, Kernel::Stream);
-            assert_eq!(
-                bits(first),
-                got[..n].iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-            );
         }
-    }
-
-    fn xs_row(xs: &[f32], k: usize) -> Tensor<B, 2> {
-        Tensor::from_data(
-            TensorData::new(xs[..k].to_vec(), [1, k]),
-            &Default::default(),
-        )
     }
 
     #[test]

@@ -85,6 +85,7 @@ impl<B: Backend> OptDecoderLayer<B> {
         masked: Tensor<B, 4, Bool>,
         cache: Option<(&mut KvCache<B>, usize)>,
     ) -> Tensor<B, 3> {
+        let kernel = host_matmul::Kernel::for_step(x.dims()[1], cache.as_ref().map(|(c, _)| &**c));
         // Attention block.
         let residual = x.clone();
         let h = if self.do_layer_norm_before {
@@ -110,13 +111,12 @@ impl<B: Backend> OptDecoderLayer<B> {
         // The FFN runs on [batch * seq, hidden] as in HF: 2-D linears keep the weight
         // gradient one large matrix product instead of a per-batch product plus a sum.
         let [batch, seq, hidden] = f.dims();
-        let kernel = host_matmul::Kernel::for_positions(seq);
-        let f = host_matmul::linear(&self.fc1, f.reshape([batch * seq, hidden]), kernel); // [batch * seq, ffn]
+        let f = host_matmul::linear(&self.fc1, f.reshape([batch * seq, hidden]), &kernel); // [batch * seq, ffn]
         let f = match self.activation {
             Activation::Relu => relu(f),
             Activation::Gelu => gelu(f),
         };
-        let f = host_matmul::linear(&self.fc2, f, kernel).reshape([batch, seq, hidden]); // [batch, seq, hidden]
+        let f = host_matmul::linear(&self.fc2, f, &kernel).reshape([batch, seq, hidden]); // [batch, seq, hidden]
         let f = self.dropout.forward(f);
         let mut h = residual + f;
         if !self.do_layer_norm_before {

@@ -159,29 +159,21 @@ impl<B: Backend> Opt<B> {
 
     /// The tied LM head: `h` `[batch, seq, e]` · Eᵀ `[e, vocab]` -> `[batch, seq, vocab]`.
     pub fn logits(&self, h: Tensor<B, 3>) -> Tensor<B, 3> {
-        let table = self.embed_tokens.weight.val(); // [vocab, e]
-        self.logits_from(h, table.transpose())
+        self.head(h, &host_matmul::Kernel::Gemm)
     }
 
-    /// The LM head Eᵀ `[e, vocab]` in its own row-major memory (reshaping the transposed
-    /// view lays it out anew, 154 MB for OPT-125m). [`Opt::logits`] uses the transposed
-    /// view, which the decoding steps' streaming kernel cannot (it reads weight rows
-    /// contiguously, see `host_matmul`); generation makes this once per call and
-    /// passes it to [`Opt::logits_from`].
-    pub fn lm_head(&self) -> Tensor<B, 2> {
-        let [vocab, e] = self.embed_tokens.weight.dims();
-        self.embed_tokens
-            .weight
-            .val()
-            .transpose()
-            .reshape([e, vocab])
+    /// [`Opt::logits`] for a decoding step that ran with `cache`: on the CPU backend,
+    /// one position per sequence streams the head's panels packed in the cache (once
+    /// per generation) instead of a general product over the 50k-column table.
+    pub fn decoding_logits(&self, h: Tensor<B, 3>, cache: &KvCache<B>) -> Tensor<B, 3> {
+        let kernel = host_matmul::Kernel::for_step(h.dims()[1], Some(cache));
+        self.head(h, &kernel)
     }
 
-    /// `h` `[batch, seq, e]` · `head` `[e, vocab]` -> `[batch, seq, vocab]`.
-    pub fn logits_from(&self, h: Tensor<B, 3>, head: Tensor<B, 2>) -> Tensor<B, 3> {
+    fn head(&self, h: Tensor<B, 3>, kernel: &host_matmul::Kernel) -> Tensor<B, 3> {
         let [batch, seq, e] = h.dims();
-        let kernel = host_matmul::Kernel::for_positions(seq);
-        host_matmul::matmul_2d(h.reshape([batch * seq, e]), head, kernel) // [batch * seq, vocab]
+        let table = self.embed_tokens.weight.val(); // [vocab, e]
+        host_matmul::matmul_2d(h.reshape([batch * seq, e]), table.transpose(), kernel) // [batch * seq, vocab]
             .reshape([batch, seq, self.vocab_size])
     }
 

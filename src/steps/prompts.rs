@@ -92,7 +92,9 @@ impl KindParams for Params {
     const KIND: &'static str = "prompts";
     /// 2: decoding steps on the CPU sum weight products in `k` order (the streaming
     /// kernel of model/host_matmul.rs), which can change tokens on near-ties.
-    const VERSION: u32 = 2;
+    /// 3: decoding steps on the CPU attend over the host KV cache
+    /// (model/host_cache.rs: its own dot products and softmax sums).
+    const VERSION: u32 = 3;
     const INPUT_SLOTS: &'static [&'static str] = &["model"];
     const USES_SEED: bool = true;
 
