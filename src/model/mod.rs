@@ -9,6 +9,7 @@ mod cache;
 mod config;
 mod error;
 mod host_cache;
+mod host_loss;
 mod host_matmul;
 mod layer;
 mod load;

@@ -11,6 +11,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 use super::error::ModelError;
+use super::host_loss;
 use super::opt::Opt;
 
 /// Summed negative log-likelihood and number of predicted tokens, per sequence.
@@ -102,12 +103,17 @@ fn shifted_nll<B: Backend>(
             "sequences of length {seq} have no next token to predict"
         )));
     }
-    let logp = log_softmax(logits.narrow(1, 0, seq - 1), 2); // [b, seq-1, vocab]
-    let targets = input_ids.narrow(1, 1, seq - 1); // [b, seq-1]
-    let nll = logp
-        .gather(2, targets.unsqueeze_dim::<3>(2)) // [b, seq-1, 1]
-        .reshape([batch, seq - 1])
-        .neg(); // [b, seq-1]
+    // Training on the CPU: one fused operation (see host_loss); elsewhere tensor ops.
+    let nll = match host_loss::shifted_nll(&logits, &input_ids) {
+        Some(nll) => nll, // [b, seq-1]
+        None => {
+            let logp = log_softmax(logits.narrow(1, 0, seq - 1), 2); // [b, seq-1, vocab]
+            let targets = input_ids.narrow(1, 1, seq - 1); // [b, seq-1]
+            logp.gather(2, targets.unsqueeze_dim::<3>(2)) // [b, seq-1, 1]
+                .reshape([batch, seq - 1])
+                .neg() // [b, seq-1]
+        }
+    };
     let weights = match attention_mask {
         Some(mask) => {
             if mask.dims() != [batch, seq] {
