@@ -10,8 +10,9 @@
 //! Here the same `ndarray::linalg::general_mat_mul` that burn-ndarray calls runs on
 //! the operands as they are (strided views are fine: matrixmultiply packs them into
 //! the same panels), so results are bitwise those of `Tensor::matmul` (tested below).
-//! Only the plain ndarray backend (inference: generation, evaluation) takes this path;
-//! every other backend, autodiff included, gets burn's own ops.
+//! The plain ndarray backend (inference: generation, evaluation) takes this path;
+//! training on the CPU (autodiff over ndarray) gets the same products with their
+//! gradients from `host_autodiff_matmul`; every other backend gets burn's own ops.
 //!
 //! Decoding steps (one new position per sequence, so a handful of rows) use
 //! [`Kernel::Stream`] for the weight products: each weight is packed once per
@@ -26,6 +27,7 @@ use burn::tensor::{DataError, Tensor, TensorPrimitive};
 use burn_ndarray::NdArrayTensor;
 
 use super::cache::KvCache;
+use super::host_autodiff_matmul;
 use super::panels::PanelStore;
 use crate::backend::is_ndarray;
 use ndarray::{ArcArray, Array2, Array3, ArrayView2, Axis, Ix2, IxDyn, linalg::general_mat_mul};
@@ -60,10 +62,16 @@ pub(crate) fn linear<B: Backend>(
     x: Tensor<B, 2>,
     kernel: &Kernel,
 ) -> Tensor<B, 2> {
-    if !is_ndarray::<B>() {
-        return layer.forward(x);
-    }
-    let out = matmul_2d(x, layer.weight.val(), kernel);
+    let out = if is_ndarray::<B>() {
+        matmul_2d(x, layer.weight.val(), kernel)
+    } else {
+        // Training on the CPU: burn's linear is this product plus the bias, with the
+        // same backward products; other backends keep burn's op.
+        match host_autodiff_matmul::matmul_2d(&x, &layer.weight.val()) {
+            Some(out) => out,
+            None => return layer.forward(x),
+        }
+    };
     match &layer.bias {
         // burn adds the bias as a separate f32 addition, as here.
         Some(b) => out + b.val().unsqueeze::<2>(),
@@ -78,7 +86,7 @@ pub(crate) fn matmul_2d<B: Backend>(
     kernel: &Kernel,
 ) -> Tensor<B, 2> {
     if !is_ndarray::<B>() {
-        return x.matmul(w);
+        return host_autodiff_matmul::matmul_2d(&x, &w).unwrap_or_else(|| x.matmul(w));
     }
     let (Some(xs), Some(ws)) = (f32_array(&x), f32_array(&w)) else {
         return x.matmul(w);

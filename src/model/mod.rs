@@ -8,6 +8,7 @@ mod attention;
 mod cache;
 mod config;
 mod error;
+mod host_autodiff_matmul;
 mod host_cache;
 mod host_loss;
 mod host_matmul;
