@@ -109,6 +109,31 @@ pub fn is_ndarray<B: burn::tensor::backend::Backend>() -> bool {
         == std::any::TypeId::of::<burn::backend::ndarray::NdArrayTensor>()
 }
 
+/// `t` as a tensor of backend `To`, if `B` is `To` (a type check at run time). Lets
+/// generic code hand a tensor to an operation written for one concrete backend (the
+/// CPU training backend's fused operations) and take the result back.
+pub(crate) fn as_backend<B, To, const D: usize>(
+    t: burn::tensor::Tensor<B, D>,
+) -> Option<burn::tensor::Tensor<To, D>>
+where
+    B: burn::tensor::backend::Backend,
+    To: burn::tensor::backend::Backend,
+{
+    let boxed: Box<dyn std::any::Any> = Box::new(t);
+    boxed.downcast().ok().map(|t| *t)
+}
+
+/// The f32 array behind an ndarray tensor primitive, sharing its buffer (`None` for
+/// other element types).
+pub(crate) fn ndarray_f32(
+    t: &burn::backend::ndarray::NdArrayTensor,
+) -> Option<ndarray::ArcArray<f32, ndarray::IxDyn>> {
+    match t {
+        burn::backend::ndarray::NdArrayTensor::F32(storage) => Some(storage.clone().into_shared()),
+        _ => None,
+    }
+}
+
 /// Work that is generic over the backend; [`dispatch`] picks the backend at run time.
 ///
 /// `B` is an autodiff backend: training uses it directly, evaluation uses

@@ -10,9 +10,7 @@
 //! views: matrixmultiply packs them into the same panels burn's copies would give, so
 //! every value and gradient is bitwise what burn computes (tested).
 
-use std::any::Any;
-
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::NdArray;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorPrimitive};
 use burn_autodiff::checkpoint::base::Checkpointer;
@@ -22,24 +20,20 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind, binary};
 use burn_ndarray::NdArrayTensor;
 use ndarray::{ArcArray, Array2, ArrayView2, Ix2, IxDyn, linalg::general_mat_mul};
 
-/// The CPU training backend this module computes for.
-type Cpu = Autodiff<NdArray<f32>>;
+use crate::backend::{NdarrayBackend as Cpu, as_backend, ndarray_f32 as f32_array};
+
+/// The backend inside [`Cpu`]'s autodiff.
 type Host = NdArray<f32>;
 
 /// `a` `[m, k]` · `b` `[k, n]` with gradients for both, if `B` is the CPU training
 /// backend (else `None`).
 pub(crate) fn matmul_2d<B: Backend>(a: &Tensor<B, 2>, b: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
-    let (a, b): (Box<dyn Any>, Box<dyn Any>) = (Box::new(a.clone()), Box::new(b.clone()));
-    let (a, b) = (
-        a.downcast::<Tensor<Cpu, 2>>()
-            .ok()?
-            .into_primitive()
-            .tensor(),
-        b.downcast::<Tensor<Cpu, 2>>()
-            .ok()?
-            .into_primitive()
-            .tensor(),
-    );
+    let a = as_backend::<B, Cpu, 2>(a.clone())?
+        .into_primitive()
+        .tensor();
+    let b = as_backend::<B, Cpu, 2>(b.clone())?
+        .into_primitive()
+        .tensor();
     let (lhs, rhs) = (f32_array(&a.primitive)?, f32_array(&b.primitive)?);
     let out = product(view(&lhs), view(&rhs));
     let out = match MatMul
@@ -50,9 +44,9 @@ pub(crate) fn matmul_2d<B: Backend>(a: &Tensor<B, 2>, b: &Tensor<B, 2>) -> Optio
         OpsKind::Tracked(prep) => prep.finish((lhs, rhs), out),
         OpsKind::UnTracked(prep) => prep.finish(out),
     };
-    let out = Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(out));
-    let boxed: Box<dyn Any> = Box::new(out);
-    boxed.downcast::<Tensor<B, 2>>().ok().map(|t| *t)
+    as_backend(Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(
+        out,
+    )))
 }
 
 #[derive(Debug)]
@@ -93,14 +87,6 @@ fn view(array: &ArcArray<f32, IxDyn>) -> ArrayView2<'_, f32> {
         .view()
         .into_dimensionality::<Ix2>()
         .expect("a 2-D operand")
-}
-
-/// The f32 array behind an ndarray tensor (shares the buffer).
-fn f32_array(t: &NdArrayTensor) -> Option<ArcArray<f32, IxDyn>> {
-    match t {
-        NdArrayTensor::F32(storage) => Some(storage.clone().into_shared()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

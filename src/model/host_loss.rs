@@ -14,10 +14,9 @@
 //! are independent, so results do not depend on the thread count (bitwise resume
 //! holds). Other backends keep the tensor-op formulation.
 
-use std::any::Any;
 use std::sync::Arc;
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::NdArray;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorPrimitive};
 use burn_autodiff::checkpoint::base::Checkpointer;
@@ -28,8 +27,9 @@ use burn_ndarray::NdArrayTensor;
 use ndarray::{ArcArray, Array, IxDyn};
 use rayon::prelude::*;
 
-/// The CPU training backend this module computes for.
-type Cpu = Autodiff<NdArray<f32>>;
+use crate::backend::{NdarrayBackend as Cpu, as_backend, ndarray_f32};
+
+/// The backend inside [`Cpu`]'s autodiff.
 type Host = NdArray<f32>;
 
 /// `-log_softmax(logits[:, :-1])[targets]` `[batch, seq - 1]` with
@@ -40,8 +40,7 @@ pub(crate) fn shifted_nll<B: Backend>(
     logits: &Tensor<B, 3>,
     input_ids: &Tensor<B, 2, Int>,
 ) -> Option<Tensor<B, 2>> {
-    let boxed: Box<dyn Any> = Box::new(logits.clone());
-    let logits = *boxed.downcast::<Tensor<Cpu, 3>>().ok()?;
+    let logits = as_backend::<B, Cpu, 3>(logits.clone())?;
     let [batch, seq, vocab] = logits.dims();
     let targets: Vec<u32> = input_ids
         .clone()
@@ -73,9 +72,9 @@ pub(crate) fn shifted_nll<B: Backend>(
         OpsKind::Tracked(prep) => prep.finish(state, output),
         OpsKind::UnTracked(prep) => prep.finish(output),
     };
-    let out = Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(out));
-    let boxed: Box<dyn Any> = Box::new(out);
-    boxed.downcast::<Tensor<B, 2>>().ok().map(|t| *t)
+    as_backend(Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(
+        out,
+    )))
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -163,17 +162,12 @@ fn row_stats(logits: &ArcArray<f32, IxDyn>, targets: &[u32], dims: Dims) -> Vec<
 
 /// The f32 values of an ndarray tensor, row-major (shares the buffer when it is).
 fn f32_values(t: &NdArrayTensor) -> Option<ArcArray<f32, IxDyn>> {
-    match t {
-        NdArrayTensor::F32(storage) => {
-            let array = storage.clone().into_shared();
-            Some(if array.is_standard_layout() {
-                array
-            } else {
-                array.as_standard_layout().into_owned().into_shared()
-            })
-        }
-        _ => None,
-    }
+    let array = ndarray_f32(t)?;
+    Some(if array.is_standard_layout() {
+        array
+    } else {
+        array.as_standard_layout().into_owned().into_shared()
+    })
 }
 
 fn host_tensor(values: Vec<f32>, shape: &[usize]) -> NdArrayTensor {

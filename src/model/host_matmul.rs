@@ -29,7 +29,7 @@ use burn_ndarray::NdArrayTensor;
 use super::cache::KvCache;
 use super::host_autodiff_matmul;
 use super::panels::PanelStore;
-use crate::backend::is_ndarray;
+use crate::backend::{is_ndarray, ndarray_f32};
 use ndarray::{ArcArray, Array2, Array3, ArrayView2, Axis, Ix2, IxDyn, linalg::general_mat_mul};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -174,10 +174,7 @@ fn matrices(x: &ArcArray<f32, IxDyn>) -> Vec<ArrayView2<'_, f32>> {
 fn f32_array<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<ArcArray<f32, IxDyn>> {
     let primitive = t.clone().into_primitive().tensor();
     let boxed: Box<dyn Any> = Box::new(primitive);
-    match *boxed.downcast::<NdArrayTensor>().ok()? {
-        NdArrayTensor::F32(storage) => Some(storage.into_shared()),
-        _ => None,
-    }
+    ndarray_f32(&*boxed.downcast::<NdArrayTensor>().ok()?)
 }
 
 /// An f32 array as a tensor of `B` (only called once [`is_ndarray`] said so).
