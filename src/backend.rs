@@ -134,6 +134,36 @@ pub(crate) fn ndarray_f32(
     }
 }
 
+/// The f32 array behind `t` (shares its buffer), if `B` is the plain ndarray backend
+/// and `t` holds f32.
+pub(crate) fn host_f32<B, const D: usize>(
+    t: &burn::tensor::Tensor<B, D>,
+) -> Option<ndarray::ArcArray<f32, ndarray::IxDyn>>
+where
+    B: burn::tensor::backend::Backend,
+{
+    let primitive: Box<dyn std::any::Any> = Box::new(t.clone().into_primitive().tensor());
+    ndarray_f32(&*primitive.downcast().ok()?)
+}
+
+/// The values of `t` in row-major order. On the CPU backend straight from its array
+/// (one copy; burn's `into_data` walks a dynamic-rank iterator element by element,
+/// which costs more than the products for a decoding step's logits); elsewhere via
+/// `into_data`.
+pub fn into_host_vec<B, const D: usize>(
+    t: burn::tensor::Tensor<B, D>,
+) -> Result<Vec<f32>, burn::tensor::DataError>
+where
+    B: burn::tensor::backend::Backend,
+{
+    if let Some(array) = host_f32(&t) {
+        drop(t);
+        let values = array.as_standard_layout();
+        return Ok(values.as_slice().expect("standard layout").to_vec());
+    }
+    t.into_data().convert::<f32>().into_vec::<f32>()
+}
+
 /// Work that is generic over the backend; [`dispatch`] picks the backend at run time.
 ///
 /// `B` is an autodiff backend: training uses it directly, evaluation uses

@@ -19,7 +19,8 @@ pub mod sample;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::model::{KvCache, ModelError, Opt, into_host_vec};
+use crate::backend::into_host_vec;
+use crate::model::{KvCache, ModelError, Opt};
 use processors::{MinNewTokens, NoRepeatNGram, ProcessorList, RepetitionPenalty};
 
 /// How the next token is chosen.

@@ -18,9 +18,8 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use super::error::ModelError;
 use super::host_cache::{Appended, HostCache};
-use super::host_matmul::into_host_vec;
 use super::panels::PanelStore;
-use crate::backend::is_ndarray;
+use crate::backend::{into_host_vec, is_ndarray};
 
 /// The values of an f32 tensor of the CPU backend (the host cache is only made there).
 fn host_values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {

@@ -23,13 +23,13 @@ use std::any::Any;
 
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DataError, Tensor, TensorPrimitive};
+use burn::tensor::{Tensor, TensorPrimitive};
 use burn_ndarray::NdArrayTensor;
 
 use super::cache::KvCache;
 use super::host_autodiff_matmul;
 use super::panels::PanelStore;
-use crate::backend::{is_ndarray, ndarray_f32};
+use crate::backend::{host_f32, is_ndarray};
 use ndarray::{ArcArray, Array2, Array3, ArrayView2, Axis, Ix2, IxDyn, linalg::general_mat_mul};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -88,7 +88,7 @@ pub(crate) fn matmul_2d<B: Backend>(
     if !is_ndarray::<B>() {
         return host_autodiff_matmul::matmul_2d(&x, &w).unwrap_or_else(|| x.matmul(w));
     }
-    let (Some(xs), Some(ws)) = (f32_array(&x), f32_array(&w)) else {
+    let (Some(xs), Some(ws)) = (host_f32(&x), host_f32(&w)) else {
         return x.matmul(w);
     };
     to_tensor::<B, 2>(product(&xs, &ws, kernel).into_dyn().into_shared())
@@ -112,7 +112,7 @@ pub(crate) fn matmul<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D
         // Other backends, and broadcasting: burn's matmul.
         return a.matmul(b);
     }
-    let (Some(a), Some(b)) = (f32_array(&a), f32_array(&b)) else {
+    let (Some(a), Some(b)) = (host_f32(&a), host_f32(&b)) else {
         return a.matmul(b);
     };
     let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
@@ -132,27 +132,6 @@ pub(crate) fn matmul<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D
     to_tensor::<B, D>(out.into_shared())
 }
 
-/// The values of `t` in row-major order. On the CPU backend straight from its array
-/// (one copy; burn's `into_data` walks a dynamic-rank iterator element by element,
-/// which costs more than the products for a decoding step's logits); elsewhere via
-/// `into_data`.
-pub fn into_host_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, DataError> {
-    if is_ndarray::<B>()
-        && let Some(array) = f32_array(&t)
-    {
-        drop(t);
-        return Ok(match array.as_slice() {
-            Some(values) => values.to_vec(),
-            None => array
-                .as_standard_layout()
-                .as_slice()
-                .expect("standard layout")
-                .to_vec(),
-        });
-    }
-    t.into_data().convert::<f32>().into_vec::<f32>()
-}
-
 /// The trailing `[rows, cols]` matrices of `x`, batch-major, as strided views.
 fn matrices(x: &ArcArray<f32, IxDyn>) -> Vec<ArrayView2<'_, f32>> {
     let mut views = vec![x.view()];
@@ -168,13 +147,6 @@ fn matrices(x: &ArcArray<f32, IxDyn>) -> Vec<ArrayView2<'_, f32>> {
         .into_iter()
         .map(|v| v.into_dimensionality::<Ix2>().expect("2-D matrix"))
         .collect()
-}
-
-/// The f32 array behind `t` (shares its buffer), if `B` is ndarray and `t` is f32.
-fn f32_array<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<ArcArray<f32, IxDyn>> {
-    let primitive = t.clone().into_primitive().tensor();
-    let boxed: Box<dyn Any> = Box::new(primitive);
-    ndarray_f32(&*boxed.downcast::<NdArrayTensor>().ok()?)
 }
 
 /// An f32 array as a tensor of `B` (only called once [`is_ndarray`] said so).

@@ -24,7 +24,6 @@ pub use attention::OptAttention;
 pub use cache::KvCache;
 pub use config::{Activation, HfOptConfig, OptConfig, POSITION_OFFSET};
 pub use error::{KeyReport, ModelError, ShapeMismatch};
-pub use host_matmul::into_host_vec;
 pub use layer::OptDecoderLayer;
 pub use load::{WEIGHT_FILES, load_pretrained, load_weights};
 pub use opt::Opt;

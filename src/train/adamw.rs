@@ -19,7 +19,7 @@
 //! OPT-125m training step. Both paths do the same f32 operations in the same order, so
 //! they give bitwise the same parameters (tested below).
 
-use crate::model::into_host_vec;
+use crate::backend::into_host_vec;
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
