@@ -1,0 +1,105 @@
+//! Running backend-generic work on the backend picked at run time.
+
+use burn::backend::{Autodiff, NdArray};
+use burn::tensor::backend::AutodiffBackend;
+
+use super::kind::{BackendError, BackendKind};
+
+/// The ndarray (CPU) backend with autodiff, f32.
+pub type NdarrayBackend = Autodiff<NdArray<f32>>;
+
+/// The CUDA backend with autodiff, f32 floats and i32 ints.
+#[cfg(feature = "cuda")]
+pub type CudaBackend = Autodiff<burn::backend::Cuda<f32, i32>>;
+
+/// Work that is generic over the backend; [`dispatch`] picks the backend at run time.
+///
+/// `B` is an autodiff backend: training uses it directly, evaluation uses
+/// `B::InnerBackend` (e.g. via `module.valid()`), where dropout is off.
+pub trait BackendTask {
+    /// What the task returns.
+    type Output;
+    /// Runs the task on `device` of backend `B`.
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
+}
+
+/// Runs `task` on device `device_index` of the backend `kind` (ndarray has one device;
+/// the index is the GPU ordinal for cuda).
+pub fn dispatch<T: BackendTask>(
+    kind: BackendKind,
+    device_index: usize,
+    task: T,
+) -> Result<T::Output, BackendError> {
+    kind.check_available()?;
+    match kind {
+        BackendKind::Ndarray => {
+            let _ = device_index;
+            Ok(task.run::<NdarrayBackend>(burn::backend::ndarray::NdArrayDevice::Cpu))
+        }
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => {
+            let device = burn::backend::cuda::CudaDevice::new(device_index);
+            Ok(task.run::<CudaBackend>(device))
+        }
+        #[cfg(not(feature = "cuda"))]
+        BackendKind::Cuda => unreachable!("check_available refused it"),
+        BackendKind::Wgpu => unreachable!("check_available refused it"),
+    }
+}
+
+/// Sets the number of threads of the CPU (rayon) pool that burn-ndarray runs on.
+/// Call it once, before any tensor work; `0` keeps rayon's default (one per core).
+///
+/// ndarray's matrix products also use matrixmultiply's own threads, set by the
+/// `MATMUL_NUM_THREADS` environment variable (default: physical cores).
+pub fn set_cpu_threads(threads: usize) -> Result<(), BackendError> {
+    if threads == 0 {
+        return Ok(());
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| BackendError::ThreadPool {
+            threads,
+            reason: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for kind in BackendKind::ALL {
+            assert_eq!(kind.to_string().parse::<BackendKind>().unwrap(), kind);
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{kind}\""));
+            assert_eq!(serde_json::from_str::<BackendKind>(&json).unwrap(), kind);
+        }
+        assert!(matches!(
+            "CUDA".parse::<BackendKind>(),
+            Err(BackendError::Unknown { .. })
+        ));
+    }
+
+    struct AddOne;
+    impl BackendTask for AddOne {
+        type Output = f32;
+        fn run<B: AutodiffBackend>(self, device: B::Device) -> f32 {
+            let t = burn::tensor::Tensor::<B, 1>::from_floats([1.0, 2.0], &device);
+            use burn::tensor::ElementConversion;
+            (t + 1.0).sum().into_scalar().elem()
+        }
+    }
+
+    #[test]
+    fn dispatch_runs_on_ndarray_and_reports_missing_cuda() {
+        let sum = dispatch(BackendKind::Ndarray, 0, AddOne).unwrap();
+        assert_eq!(sum, 5.0);
+        if !cfg!(feature = "cuda") {
+            let err = dispatch(BackendKind::Cuda, 0, AddOne).unwrap_err();
+            assert!(err.to_string().contains("--features cuda"), "{err}");
+        }
+    }
+}
