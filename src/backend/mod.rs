@@ -4,11 +4,17 @@
 
 mod dispatch;
 mod kind;
+mod ops;
 
 pub use dispatch::{BackendTask, NdarrayBackend, dispatch, set_cpu_threads};
 #[cfg(feature = "cuda")]
 pub use dispatch::CudaBackend;
-pub use kind::{BackendError, BackendKind};
+pub use kind::{BackendError, BackendKind, Precision};
+pub use ops::{
+    AdamWStep, BeamStep, KvStore, NllStats, TensorCache, XpAutodiffBackend, XpBackend, attention,
+    adamw_update_with_tensors, beam_candidates_with_tensors, shifted_nll_backward_with_tensors,
+    shifted_nll_with_tensors,
+};
 
 /// Whether `B` is the plain ndarray backend, whose float tensors are host arrays
 /// (autodiff wraps them in its own type, so `Autodiff<NdArray>` is not). Code that
