@@ -10,9 +10,8 @@ mod common;
 
 use std::time::Instant;
 
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Int, Tensor};
-use xp::backend::{BackendTask, dispatch};
+use xp::backend::{BackendTask, XpAutodiffBackend, dispatch};
 use xp::model::score::causal_lm_loss;
 use xp::model::{Opt, OptConfig};
 use xp::train::{AdamW, AdamWConfig, Gradients};
@@ -28,7 +27,7 @@ impl BackendTask for FinetuneStep {
     /// Seconds per optimizer step.
     type Output = f64;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> f64 {
+    fn run<B: XpAutodiffBackend>(self, device: B::Device) -> f64 {
         B::seed(&device, 0);
         let config = OptConfig::opt_125m();
         let mut model = Opt::<B>::init(&config, &device);

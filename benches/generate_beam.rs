@@ -11,8 +11,8 @@ mod common;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
-use xp::backend::{BackendTask, dispatch};
+
+use xp::backend::{BackendTask, XpAutodiffBackend, dispatch};
 use xp::generate::{GenerationConfig, generate};
 use xp::model::{Opt, OptConfig};
 
@@ -29,7 +29,7 @@ impl BackendTask for BeamSearch {
     /// Seconds per `generate` call.
     type Output = f64;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> f64 {
+    fn run<B: XpAutodiffBackend>(self, device: B::Device) -> f64 {
         B::seed(&device, 0);
         // Inference runs on the inner backend: no autodiff graph, no dropout.
         let model = Opt::<B>::init(&self.config, &device).valid();

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use safetensors::SafeTensors;
 use xp::backend::NdarrayBackend as B;
+use xp::backend::XpAutodiffBackend;
 use xp::model::score::causal_lm_loss;
 use xp::model::{Opt, load_pretrained, save_pretrained};
 use xp::train::{AdamW, AdamWConfig, Gradients};
@@ -88,7 +89,7 @@ fn train(micro: usize) -> (Vec<f64>, HashMap<String, Vec<f32>>) {
     train_on::<B>(micro, &Default::default())
 }
 
-fn train_on<AB: AutodiffBackend>(
+fn train_on<AB: XpAutodiffBackend>(
     micro: usize,
     device: &AB::Device,
 ) -> (Vec<f64>, HashMap<String, Vec<f32>>) {

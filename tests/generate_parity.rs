@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use burn::backend::NdArray;
 use burn::backend::ndarray::NdArrayDevice;
-use burn::tensor::backend::Backend;
 use serde_json::Value;
+use xp::backend::XpBackend;
 use xp::generate::{GenerationConfig, Strategy, generate};
-use xp::model::{Opt, load_pretrained};
+use xp::model::{Opt, OptConfig, load_pretrained, load_weights};
 
 type B = NdArray<f32>;
 
@@ -83,7 +83,7 @@ fn model(name: &str) -> Opt<B> {
     model_on::<B>(name, &NdArrayDevice::Cpu)
 }
 
-fn model_on<BB: Backend>(name: &str, device: &BB::Device) -> Opt<BB> {
+fn model_on<BB: XpBackend>(name: &str, device: &BB::Device) -> Opt<BB> {
     load_pretrained::<BB>(&fixture_dir().join(name), device)
         .unwrap()
         .0
@@ -93,7 +93,7 @@ fn run(case: &Case, prompts: &[Vec<u32>]) -> Vec<Vec<u32>> {
     run_on::<B>(case, prompts, &NdArrayDevice::Cpu)
 }
 
-fn run_on<BB: Backend>(case: &Case, prompts: &[Vec<u32>], device: &BB::Device) -> Vec<Vec<u32>> {
+fn run_on<BB: XpBackend>(case: &Case, prompts: &[Vec<u32>], device: &BB::Device) -> Vec<Vec<u32>> {
     generate(
         &model_on::<BB>(&case.model, device),
         prompts,
@@ -108,7 +108,7 @@ fn check(name: &str) {
     check_on::<B>(name, &NdArrayDevice::Cpu);
 }
 
-fn check_on<BB: Backend>(name: &str, device: &BB::Device) {
+fn check_on<BB: XpBackend>(name: &str, device: &BB::Device) {
     let case = cases().into_iter().find(|c| c.name == name).unwrap();
     let got = run_on::<BB>(&case, &case.prompts, device);
     for (i, (g, want)) in got.iter().zip(&case.outputs).enumerate() {
@@ -241,4 +241,25 @@ fn sampling_is_seeded_and_batch_independent() {
         seed: 8,
     };
     assert_ne!(all, generate(&m, &case.prompts, &config, 0, &dev).unwrap());
+}
+
+/// Every case through the generic path: on the autodiff backend, the trait's
+/// default bodies run (beam candidates as tensor ops with only the top-k read back,
+/// the tensor KV cache, unprepared decoding products), as they do on a GPU. Dropout
+/// is set to 0 in the config: an autodiff backend is a training backend, where it
+/// would be active.
+#[test]
+fn every_case_matches_transformers_through_the_generic_path() {
+    type Generic = burn::backend::Autodiff<B>;
+    let device = NdArrayDevice::Cpu;
+    for case in cases() {
+        let dir = fixture_dir().join(&case.model);
+        let mut config = OptConfig::from_hf_json(&dir.join("config.json")).unwrap();
+        config.dropout = 0.0;
+        let model =
+            load_weights::<Generic>(&dir.join("model.safetensors"), &config, &device).unwrap();
+        let got = generate(&model, &case.prompts, &case.config, 0, &device)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert_eq!(got, case.outputs, "case {}", case.name);
+    }
 }

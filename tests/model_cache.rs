@@ -201,7 +201,7 @@ fn inconsistent_inputs_are_errors_not_panics() {
 /// `dir`; logits of each step.
 fn decode_with_reorder<BB>(dir: &std::path::Path) -> Vec<Vec<f64>>
 where
-    BB: burn::tensor::backend::Backend<Device = burn::backend::ndarray::NdArrayDevice>,
+    BB: xp::backend::XpBackend<Device = burn::backend::ndarray::NdArrayDevice>,
 {
     let dev = device();
     let (model, _) = load_pretrained::<BB>(dir, &dev).unwrap();

@@ -47,7 +47,7 @@ enum Bound {
     OfLargestLogit(f64),
 }
 
-fn logits_match_on<BB: burn::tensor::backend::Backend>(device: &BB::Device, bound: Bound) {
+fn logits_match_on<BB: xp::backend::XpBackend>(device: &BB::Device, bound: Bound) {
     for name in FIXTURES {
         let (model, _config) = load_pretrained::<BB>(&fixture_dir(name), device).unwrap();
         let reference = Reference::open(name);

@@ -1,9 +1,9 @@
 //! Running backend-generic work on the backend picked at run time.
 
 use burn::backend::{Autodiff, NdArray};
-use burn::tensor::backend::AutodiffBackend;
 
 use super::kind::{BackendError, BackendKind};
+use super::ops::XpAutodiffBackend;
 
 /// The ndarray (CPU) backend with autodiff, f32.
 pub type NdarrayBackend = Autodiff<NdArray<f32>>;
@@ -20,7 +20,7 @@ pub trait BackendTask {
     /// What the task returns.
     type Output;
     /// Runs the task on `device` of backend `B`.
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
+    fn run<B: XpAutodiffBackend>(self, device: B::Device) -> Self::Output;
 }
 
 /// Runs `task` on device `device_index` of the backend `kind` (ndarray has one device;
@@ -86,7 +86,7 @@ mod tests {
     struct AddOne;
     impl BackendTask for AddOne {
         type Output = f32;
-        fn run<B: AutodiffBackend>(self, device: B::Device) -> f32 {
+        fn run<B: XpAutodiffBackend>(self, device: B::Device) -> f32 {
             let t = burn::tensor::Tensor::<B, 1>::from_floats([1.0, 2.0], &device);
             use burn::tensor::ElementConversion;
             (t + 1.0).sum().into_scalar().elem()

@@ -10,7 +10,7 @@
 //!   batch's mean loss;
 //! - the distribution of per-sample perplexity: mean, median, p90, p99.
 
-use burn::tensor::backend::Backend;
+use crate::backend::XpBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::Serialize;
 
@@ -46,7 +46,7 @@ impl SetPerplexity {
 ///
 /// Errors: a block longer than the model's positions, an id outside its vocabulary, a block
 /// of fewer than two tokens, a zero batch size, or a non-finite loss (naming the block).
-pub fn score_blocks<B: Backend>(
+pub fn score_blocks<B: XpBackend>(
     model: &Opt<B>,
     config: &OptConfig,
     blocks: &Blocks,

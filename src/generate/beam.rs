@@ -13,11 +13,14 @@
 //!
 //! Scores of hypotheses and the done test are computed in f64, as transformers does
 //! them on Python floats.
+//!
+//! Each step's scores and top-k are one backend operation (`XpBackend::beam_candidates`):
+//! on a GPU they stay on the device and only `[prompts, keep]` candidates come back.
 
-use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
 
-use super::processors::log_softmax_in_place;
-use super::{GenerateError, GenerationConfig, Rows, top_k};
+use super::{GenerateError, GenerationConfig, Rows};
+use crate::backend::{BeamStep, XpBackend};
 use crate::model::Opt;
 
 /// The beam-specific settings of [`super::Strategy::Beam`].
@@ -100,7 +103,7 @@ impl Hypotheses {
 }
 
 /// Beam search over `prompts`; see the module docs. Returns the new tokens per prompt.
-pub fn beam_search<B: Backend>(
+pub fn beam_search<B: XpBackend>(
     model: &Opt<B>,
     prompts: &[Vec<u32>],
     config: &GenerationConfig,
@@ -109,22 +112,20 @@ pub fn beam_search<B: Backend>(
 ) -> Result<Vec<Vec<u32>>, GenerateError> {
     let nb = settings.num_beams;
     let batch = prompts.len();
-    let processors = config.processors();
     let eos = config.eos_token_id;
     let keep = 2.max(1 + usize::from(eos.is_some())) * nb;
 
     let mut rows = Rows::new(model, prompts, config, device);
     let width = rows.prompt_width;
-    let prompt_logits = rows.prefill()?; // [batch * vocab]
-    let vocab = prompt_logits.len() / batch;
+    let prompt_logits = rows.prefill_on_device()?; // [batch, vocab]
+    let vocab = prompt_logits.dims()[1];
     // Every prompt's row repeated once per beam (transformers expands before the
     // first forward; the rows are identical, so expanding after it is the same).
     let expand: Vec<usize> = (0..batch * nb).map(|r| r / nb).collect();
     rows.reorder(&expand)?;
-    let mut logits: Vec<f32> = expand
-        .iter()
-        .flat_map(|&p| prompt_logits[p * vocab..(p + 1) * vocab].iter().copied())
-        .collect();
+    let index: Vec<i64> = expand.iter().map(|&p| p as i64).collect();
+    let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [batch * nb]), device);
+    let mut logits = prompt_logits.select(0, index); // [batch * nb, vocab]
 
     let mut beam_scores: Vec<f32> = (0..batch * nb)
         .map(|r| if r % nb == 0 { 0.0 } else { -1e9 })
@@ -133,15 +134,16 @@ pub fn beam_search<B: Backend>(
     let mut done = vec![false; batch];
     let mut new_tokens = 0usize;
     loop {
-        // Processed scores + running beam score, per row.
-        for (r, scores) in logits.chunks_mut(vocab).enumerate() {
-            log_softmax_in_place(scores);
-            processors.apply(&rows.sequences[r], new_tokens, scores);
-            let running = beam_scores[r];
-            for s in scores.iter_mut() {
-                *s += running;
-            }
-        }
+        let banned = config.banned(&rows.sequences, new_tokens);
+        let step = BeamStep {
+            running: &beam_scores,
+            beams: nb,
+            keep,
+            repetition_penalty: config.repetition_penalty,
+            sequences: &rows.sequences,
+            banned: &banned,
+        };
+        let candidates = B::beam_candidates(logits, &step); // [batch][keep]
         let mut next_scores = vec![0f32; batch * nb];
         let mut next_tokens = vec![config.pad_token_id; batch * nb];
         let mut next_rows = vec![0usize; batch * nb];
@@ -149,8 +151,7 @@ pub fn beam_search<B: Backend>(
             if done[b] {
                 continue; // transformers pads it: score 0, token pad, row 0
             }
-            let flat = &logits[b * nb * vocab..(b + 1) * nb * vocab];
-            let candidates = top_k(flat, keep);
+            let candidates = &candidates[b];
             let mut chosen = 0usize;
             for (rank, &(score, index)) in candidates.iter().enumerate() {
                 let (beam, token) = (index / vocab, (index % vocab) as u32);
@@ -187,7 +188,7 @@ pub fn beam_search<B: Backend>(
             rows.push(&next_tokens);
             break;
         }
-        logits = rows.step(&next_tokens)?;
+        logits = rows.step_on_device(&next_tokens)?;
     }
 
     // Finalize: live beams of unfinished prompts join their hypotheses.

@@ -3,14 +3,14 @@
 //! row that produced EOS is finished and receives `pad_token_id` from then on; stops
 //! when every row is finished or at `max_new_tokens`.
 
-use burn::tensor::backend::Backend;
+use crate::backend::XpBackend;
 
 use super::processors::ProcessorList;
 use super::{GenerateError, GenerationConfig, Rows};
 use crate::model::Opt;
 
 /// Greedy decoding over `prompts`; the new tokens per prompt (up to and including EOS).
-pub fn greedy<B: Backend>(
+pub fn greedy<B: XpBackend>(
     model: &Opt<B>,
     prompts: &[Vec<u32>],
     config: &GenerationConfig,
@@ -35,7 +35,7 @@ pub fn argmax(scores: &[f32]) -> u32 {
 
 /// The decoding loop shared by greedy and sampling: one live sequence per prompt;
 /// `choose(row, processed_scores)` picks each next token.
-pub(crate) fn one_path_per_row<B: Backend>(
+pub(crate) fn one_path_per_row<B: XpBackend>(
     model: &Opt<B>,
     prompts: &[Vec<u32>],
     config: &GenerationConfig,

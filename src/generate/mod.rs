@@ -16,10 +16,9 @@ pub mod greedy;
 pub mod processors;
 pub mod sample;
 
-use burn::tensor::backend::Backend;
+use crate::backend::XpBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::backend::into_host_vec;
 use crate::model::{KvCache, ModelError, Opt};
 use processors::{MinNewTokens, NoRepeatNGram, ProcessorList, RepetitionPenalty};
 
@@ -110,6 +109,27 @@ impl GenerationConfig {
         }
     }
 
+    /// The `(row, token)` pairs whose next-token score is -inf for rows with these
+    /// `sequences` after `new_tokens` generated tokens: no-repeat-ngram bans, and EOS
+    /// before `min_new_tokens` (what [`GenerationConfig::processors`] sets to -inf).
+    pub(crate) fn banned(&self, sequences: &[Vec<u32>], new_tokens: usize) -> Vec<(usize, u32)> {
+        let mut banned = Vec::new();
+        if self.no_repeat_ngram_size > 0 {
+            let ngram = NoRepeatNGram {
+                size: self.no_repeat_ngram_size,
+            };
+            for (row, sequence) in sequences.iter().enumerate() {
+                banned.extend(ngram.banned(sequence).into_iter().map(|t| (row, t)));
+            }
+        }
+        if let Some(eos) = self.eos_token_id
+            && new_tokens < self.min_new_tokens
+        {
+            banned.extend((0..sequences.len()).map(|row| (row, eos)));
+        }
+        banned
+    }
+
     /// The processors transformers applies before the strategy's own warpers.
     pub(crate) fn processors(&self) -> ProcessorList {
         let mut list = ProcessorList::new();
@@ -156,8 +176,6 @@ pub enum GenerateError {
     TokenOutOfRange { index: usize, id: u32, vocab: usize },
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error("reading logits from the device: {0}")]
-    Readback(String),
 }
 
 /// The new tokens of every prompt, in order. A continuation that ended with EOS
@@ -165,7 +183,7 @@ pub enum GenerateError {
 ///
 /// `first_index` is the index of `prompts[0]` in the whole job: sampling seeds each
 /// prompt from (`seed`, its index), so results do not depend on batching.
-pub fn generate<B: Backend>(
+pub fn generate<B: XpBackend>(
     model: &Opt<B>,
     prompts: &[Vec<u32>],
     config: &GenerationConfig,
@@ -215,7 +233,7 @@ pub fn generate<B: Backend>(
     }
 }
 
-fn check_prompts<B: Backend>(model: &Opt<B>, prompts: &[Vec<u32>]) -> Result<(), GenerateError> {
+fn check_prompts<B: XpBackend>(model: &Opt<B>, prompts: &[Vec<u32>]) -> Result<(), GenerateError> {
     let vocab = model.token_embedding().dims()[0];
     for (index, p) in prompts.iter().enumerate() {
         if p.is_empty() {
@@ -251,7 +269,7 @@ pub fn check_fits(
 
 /// Rows of a batch on their way through the model: the token sequences (left-padded
 /// prompt + generated), the attention mask and the KV cache, kept in step.
-pub(crate) struct Rows<'m, B: Backend> {
+pub(crate) struct Rows<'m, B: XpBackend> {
     model: &'m Opt<B>,
     device: B::Device,
     cache: KvCache<B>,
@@ -263,7 +281,7 @@ pub(crate) struct Rows<'m, B: Backend> {
     pub prompt_width: usize,
 }
 
-impl<'m, B: Backend> Rows<'m, B> {
+impl<'m, B: XpBackend> Rows<'m, B> {
     /// Left-pads the prompts to a common width; the cache makes room for the prompt
     /// and `config.max_new_tokens`.
     pub fn new(
@@ -293,7 +311,7 @@ impl<'m, B: Backend> Rows<'m, B> {
         Rows {
             model,
             device: device.clone(),
-            cache: KvCache::with_capacity(width + config.max_new_tokens),
+            cache: KvCache::for_decoding(model, width + config.max_new_tokens),
             sequences,
             masks,
             prompt_width: width,
@@ -306,6 +324,11 @@ impl<'m, B: Backend> Rows<'m, B> {
 
     /// Runs the prompts through the model; last-position logits `[rows * vocab]`.
     pub fn prefill(&mut self) -> Result<Vec<f32>, GenerateError> {
+        Ok(B::to_host_f32(self.prefill_on_device()?))
+    }
+
+    /// [`Rows::prefill`] with the logits left on the device, `[rows, vocab]`.
+    pub fn prefill_on_device(&mut self) -> Result<Tensor<B, 2>, GenerateError> {
         let rows = self.len();
         let width = self.prompt_width;
         let ids: Vec<i64> = self.sequences.iter().flatten().map(|&i| i as i64).collect();
@@ -319,14 +342,17 @@ impl<'m, B: Backend> Rows<'m, B> {
         self.sequences = indices.iter().map(|&i| self.sequences[i].clone()).collect();
         self.masks = indices.iter().map(|&i| self.masks[i].clone()).collect();
         let index: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-        let index =
-            Tensor::<B, 1, Int>::from_data(TensorData::new(index, [indices.len()]), &self.device);
-        self.cache.reorder(index)?;
+        self.cache.reorder_rows(&index)?;
         Ok(())
     }
 
     /// Appends one token per row and runs it through the model; logits `[rows * vocab]`.
     pub fn step(&mut self, tokens: &[u32]) -> Result<Vec<f32>, GenerateError> {
+        Ok(B::to_host_f32(self.step_on_device(tokens)?))
+    }
+
+    /// [`Rows::step`] with the logits left on the device, `[rows, vocab]`.
+    pub fn step_on_device(&mut self, tokens: &[u32]) -> Result<Tensor<B, 2>, GenerateError> {
         let rows = self.len();
         for ((seq, mask), &t) in self.sequences.iter_mut().zip(&mut self.masks).zip(tokens) {
             seq.push(t);
@@ -351,7 +377,7 @@ impl<'m, B: Backend> Rows<'m, B> {
         mask: Vec<i64>,
         rows: usize,
         seq: usize,
-    ) -> Result<Vec<f32>, GenerateError> {
+    ) -> Result<Tensor<B, 2>, GenerateError> {
         let total = mask.len() / rows;
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [rows, seq]), &self.device);
         let mask =
@@ -361,20 +387,6 @@ impl<'m, B: Backend> Rows<'m, B> {
             .hidden_states(ids, Some(mask), Some(&mut self.cache))?; // [rows, seq, e]
         let last = h.narrow(1, seq - 1, 1); // [rows, 1, e]
         let logits = self.model.decoding_logits(last, &self.cache); // [rows, 1, vocab]
-        into_host_vec(logits).map_err(|e| GenerateError::Readback(format!("{e:?}")))
+        Ok(logits.squeeze_dim(1)) // [rows, vocab]
     }
-}
-
-/// The `k` largest `(score, index)` of `scores`, best first; ties keep the lower index.
-pub(crate) fn top_k(scores: &[f32], k: usize) -> Vec<(f32, usize)> {
-    let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
-    for (i, &s) in scores.iter().enumerate() {
-        if best.len() == k && s.partial_cmp(&best[k - 1].0) != Some(std::cmp::Ordering::Greater) {
-            continue;
-        }
-        let at = best.partition_point(|&(b, _)| b >= s);
-        best.insert(at, (s, i));
-        best.truncate(k);
-    }
-    best
 }

@@ -43,18 +43,27 @@ pub struct NoRepeatNGram {
     pub size: usize,
 }
 
-impl LogitsProcessor for NoRepeatNGram {
-    fn process(&self, sequence: &[u32], _new_tokens: usize, scores: &mut [f32]) {
+impl NoRepeatNGram {
+    /// The tokens that would complete an n-gram already in `sequence`.
+    pub fn banned(&self, sequence: &[u32]) -> Vec<u32> {
         let n = self.size;
         let len = sequence.len();
         if n == 0 || len + 1 < n {
-            return;
+            return Vec::new();
         }
         let prefix = &sequence[len + 1 - n..];
-        for window in sequence.windows(n) {
-            if &window[..n - 1] == prefix
-                && let Some(s) = scores.get_mut(window[n - 1] as usize)
-            {
+        sequence
+            .windows(n)
+            .filter(|window| &window[..n - 1] == prefix)
+            .map(|window| window[n - 1])
+            .collect()
+    }
+}
+
+impl LogitsProcessor for NoRepeatNGram {
+    fn process(&self, sequence: &[u32], _new_tokens: usize, scores: &mut [f32]) {
+        for token in self.banned(sequence) {
+            if let Some(s) = scores.get_mut(token as usize) {
                 *s = f32::NEG_INFINITY;
             }
         }
@@ -170,16 +179,6 @@ impl ProcessorList {
     }
 }
 
-/// `log_softmax` in f32 as torch computes it: x - max - log(sum(exp(x - max))).
-pub fn log_softmax_in_place(scores: &mut [f32]) {
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = scores.iter().map(|&s| (s - max).exp()).sum();
-    let log_sum = sum.ln();
-    for s in scores.iter_mut() {
-        *s = *s - max - log_sum;
-    }
-}
-
 /// Probabilities of `scores` (softmax in f32).
 pub fn softmax(scores: &[f32]) -> Vec<f32> {
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -231,13 +230,5 @@ mod tests {
         TopP { p: 0.9 }.process(&[], 0, &mut s);
         assert_eq!(s[1], 10.0);
         assert!(s.iter().filter(|v| v.is_infinite()).count() == 3);
-    }
-
-    #[test]
-    fn log_softmax_normalises() {
-        let mut s = vec![1.0, 2.0, 3.0];
-        log_softmax_in_place(&mut s);
-        let total: f32 = s.iter().map(|v| v.exp()).sum();
-        assert!((total - 1.0).abs() < 1e-6);
     }
 }

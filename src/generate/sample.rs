@@ -4,7 +4,7 @@
 //! tokens do not depend on how prompts are batched. (The draws cannot match torch's
 //! RNG; reproducibility is within xp.)
 
-use burn::tensor::backend::Backend;
+use crate::backend::XpBackend;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -34,7 +34,7 @@ pub fn prompt_rng(seed: u64, index: u64) -> ChaCha8Rng {
 }
 
 /// Sampling over `prompts`; the new tokens per prompt (up to and including EOS).
-pub fn sample<B: Backend>(
+pub fn sample<B: XpBackend>(
     model: &Opt<B>,
     prompts: &[Vec<u32>],
     config: &GenerationConfig,

@@ -3,14 +3,14 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 
 use super::cache::KvCache;
 use super::config::OptConfig;
-use super::host_matmul;
+use super::decode::{self, LayerWeights};
 use super::params::{NamedTensor, ParamSource, export_linear, linear};
+use crate::backend::{KvStore, XpBackend, attention};
 
 /// Multi-head causal self-attention (`decoder.layers.N.self_attn`).
 #[derive(Module, Debug)]
@@ -60,38 +60,46 @@ impl<B: Backend> OptAttention<B> {
             export_linear(proj, &format!("{prefix}.{name}"), out);
         }
     }
+}
+
+impl<B: XpBackend> OptAttention<B> {
+    /// This layer's projections (q, k, v, out) prepared for decoding steps.
+    pub(crate) fn decode_weights(&self) -> [B::DecodeWeight; 4] {
+        [&self.q_proj, &self.k_proj, &self.v_proj, &self.out_proj].map(decode::prepare)
+    }
 
     /// `x`: `[batch, seq, hidden]`; `masked`: `[batch, 1, seq, past + seq]`, true where a
     /// query may not look. With a cache, this step's keys/values are appended to
-    /// layer `layer`'s entry and attention runs over past + new positions.
+    /// layer `layer`'s entry and attention runs over past + new positions; `prepared`
+    /// holds the layer's weights for a decoding step.
     /// Returns `[batch, seq, hidden]`.
     pub(crate) fn forward(
         &self,
         x: Tensor<B, 3>,
         masked: Tensor<B, 4, Bool>,
         cache: Option<(&mut KvCache<B>, usize)>,
+        prepared: Option<&LayerWeights<B>>,
     ) -> Tensor<B, 3> {
         let [batch, seq, hidden] = x.dims();
         let scaling = (self.head_dim as f64).powf(-0.5);
-        let kernel = host_matmul::Kernel::for_step(seq, cache.as_ref().map(|(c, _)| &**c));
         // Projections on [batch * seq, hidden]: 2-D linears (one large matrix product
         // forward and for the weight gradient). HF scales q after adding the bias.
         let x = x.reshape([batch * seq, hidden]);
-        let q = host_matmul::linear(&self.q_proj, x.clone(), &kernel) * scaling; // [b * seq, hidden]
-        let k = host_matmul::linear(&self.k_proj, x.clone(), &kernel); // [b * seq, hidden]
-        let v = host_matmul::linear(&self.v_proj, x, &kernel); // [b * seq, hidden]
+        let q = decode::linear(&self.q_proj, x.clone(), prepared.map(|w| &w.q)) * scaling; // [b * seq, hidden]
+        let k = decode::linear(&self.k_proj, x.clone(), prepared.map(|w| &w.k)); // [b * seq, hidden]
+        let v = decode::linear(&self.v_proj, x, prepared.map(|w| &w.v)); // [b * seq, hidden]
         let out = match cache {
-            // One position per row on the CPU backend: [b, hidden] is [b, h, 1, hd].
-            Some((cache, layer)) if seq == 1 && cache.attends_on_host() => {
-                cache.attend_step(layer, self.num_heads, q, k, v, masked) // [b, hidden]
-            }
+            // One position per row: the backend's decoding attention over its cache.
+            Some((cache, layer)) if seq == 1 => {
+                B::decode_attention(cache.store_mut(), layer, self.num_heads, q, k, v, masked)
+            } // [b, hidden]
             cache => self.attend(q, k, v, masked, cache, batch), // [b * seq, hidden]
         };
-        host_matmul::linear(&self.out_proj, out, &kernel).reshape([batch, seq, hidden])
+        decode::linear(&self.out_proj, out, prepared.map(|w| &w.out)).reshape([batch, seq, hidden])
     }
 
-    /// Attention with burn's ops over this step's and (with a cache) the cached keys
-    /// and values; `q`, `k`, `v` `[batch * seq, hidden]`. Returns `[batch * seq, hidden]`.
+    /// Attention over this step's and (with a cache) the cached keys and values; `q`,
+    /// `k`, `v` `[batch * seq, hidden]`. Returns `[batch * seq, hidden]`.
     fn attend(
         &self,
         q: Tensor<B, 2>,
@@ -107,17 +115,10 @@ impl<B: Backend> OptAttention<B> {
         let k = self.split_heads(k, batch); // [b, h, seq, hd]
         let v = self.split_heads(v, batch); // [b, h, seq, hd]
         let (k, v) = match cache {
-            Some((cache, layer)) => cache.append(layer, k, v), // [b, h, past + seq, hd]
+            Some((cache, layer)) => cache.store_mut().append(layer, k, v), // [b, h, past + seq, hd]
             None => (k, v),
         };
-        let total = k.dims()[2];
-        let scores = host_matmul::matmul(q, k.swap_dims(2, 3)); // [b, h, seq, total]
-        let masked = masked.expand([batch, self.num_heads, seq, total]);
-        // HF adds finfo(f32).min where masked; replacing gives the same softmax.
-        let scores = scores.mask_fill(masked, f32::MIN);
-        // Backends here compute in f32, so the softmax is in f32 as in HF.
-        let probs = self.attn_dropout.forward(softmax(scores, 3)); // [b, h, seq, total]
-        let out = host_matmul::matmul(probs, v); // [b, h, seq, hd]
+        let out = attention(q, k, v, masked, |probs| self.attn_dropout.forward(probs)); // [b, h, seq, hd]
         out.swap_dims(1, 2).reshape([batch * seq, hidden]) // [b * seq, hidden]
     }
 

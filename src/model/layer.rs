@@ -10,10 +10,11 @@ use burn::tensor::{Bool, Tensor};
 use super::attention::OptAttention;
 use super::cache::KvCache;
 use super::config::{Activation, OptConfig};
-use super::host_matmul;
+use super::decode::{self, LayerWeights};
 use super::params::{
     NamedTensor, ParamSource, export_layer_norm, export_linear, layer_norm, linear,
 };
+use crate::backend::XpBackend;
 
 /// `decoder.layers.N`.
 #[derive(Module, Debug)]
@@ -77,15 +78,31 @@ impl<B: Backend> OptDecoderLayer<B> {
             out,
         );
     }
+}
 
-    /// `x`: `[batch, seq, hidden]` -> `[batch, seq, hidden]`.
+impl<B: XpBackend> OptDecoderLayer<B> {
+    /// This layer's weights prepared for decoding steps.
+    pub(crate) fn decode_weights(&self) -> LayerWeights<B> {
+        let [q, k, v, out] = self.self_attn.decode_weights();
+        LayerWeights {
+            q,
+            k,
+            v,
+            out,
+            fc1: decode::prepare(&self.fc1),
+            fc2: decode::prepare(&self.fc2),
+        }
+    }
+
+    /// `x`: `[batch, seq, hidden]` -> `[batch, seq, hidden]`; `prepared`: this layer's
+    /// weights for a decoding step.
     pub(crate) fn forward(
         &self,
         x: Tensor<B, 3>,
         masked: Tensor<B, 4, Bool>,
         cache: Option<(&mut KvCache<B>, usize)>,
+        prepared: Option<&LayerWeights<B>>,
     ) -> Tensor<B, 3> {
-        let kernel = host_matmul::Kernel::for_step(x.dims()[1], cache.as_ref().map(|(c, _)| &**c));
         // Attention block.
         let residual = x.clone();
         let h = if self.do_layer_norm_before {
@@ -95,7 +112,7 @@ impl<B: Backend> OptDecoderLayer<B> {
         };
         let h = self
             .dropout
-            .forward(self.self_attn.forward(h, masked, cache));
+            .forward(self.self_attn.forward(h, masked, cache, prepared));
         let mut h = residual + h;
         if !self.do_layer_norm_before {
             h = self.self_attn_layer_norm.forward(h);
@@ -111,12 +128,17 @@ impl<B: Backend> OptDecoderLayer<B> {
         // The FFN runs on [batch * seq, hidden] as in HF: 2-D linears keep the weight
         // gradient one large matrix product instead of a per-batch product plus a sum.
         let [batch, seq, hidden] = f.dims();
-        let f = host_matmul::linear(&self.fc1, f.reshape([batch * seq, hidden]), &kernel); // [batch * seq, ffn]
+        let f = decode::linear(
+            &self.fc1,
+            f.reshape([batch * seq, hidden]),
+            prepared.map(|w| &w.fc1),
+        ); // [batch * seq, ffn]
         let f = match self.activation {
             Activation::Relu => relu(f),
             Activation::Gelu => gelu(f),
         };
-        let f = host_matmul::linear(&self.fc2, f, &kernel).reshape([batch, seq, hidden]); // [batch, seq, hidden]
+        let f =
+            decode::linear(&self.fc2, f, prepared.map(|w| &w.fc2)).reshape([batch, seq, hidden]); // [batch, seq, hidden]
         let f = self.dropout.forward(f);
         let mut h = residual + f;
         if !self.do_layer_norm_before {

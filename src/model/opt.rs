@@ -9,13 +9,14 @@ use burn::tensor::{Bool, ElementConversion, Int, Tensor};
 
 use super::cache::KvCache;
 use super::config::{OptConfig, POSITION_OFFSET};
+use super::decode::DecodeWeights;
 use super::error::ModelError;
-use super::host_matmul;
 use super::layer::OptDecoderLayer;
 use super::params::{
     Init, NamedTensor, ParamSource, RandomInit, embedding, export_embedding, export_layer_norm,
     export_linear, layer_norm, linear,
 };
+use crate::backend::XpBackend;
 
 /// OPT for causal language modelling (HF `OPTForCausalLM`); parameter names follow HF's
 /// `decoder.*` keys. The LM head has no parameter of its own: it reuses
@@ -100,6 +101,42 @@ impl<B: Backend> Opt<B> {
         }
     }
 
+    /// The token embedding `[vocab, word_embed_proj_dim]` (also the LM head).
+    pub fn token_embedding(&self) -> Tensor<B, 2> {
+        self.embed_tokens.weight.val()
+    }
+
+    /// Every parameter with its HF key (no prefix) and HF layout, for saving.
+    pub(crate) fn export(&self) -> Vec<NamedTensor> {
+        let mut out = Vec::new();
+        export_embedding(&self.embed_tokens, "decoder.embed_tokens.weight", &mut out);
+        export_embedding(
+            &self.embed_positions,
+            "decoder.embed_positions.weight",
+            &mut out,
+        );
+        if let Some(p) = &self.project_in {
+            export_linear(p, "decoder.project_in", &mut out);
+        }
+        if let Some(p) = &self.project_out {
+            export_linear(p, "decoder.project_out", &mut out);
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.export(i, &mut out);
+        }
+        if let Some(n) = &self.final_layer_norm {
+            export_layer_norm(n, "decoder.final_layer_norm", &mut out);
+        }
+        out
+    }
+
+    /// Number of decoder layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+}
+
+impl<B: XpBackend> Opt<B> {
     /// Logits `[batch, seq, vocab]` for `input_ids` `[batch, seq]`.
     ///
     /// `attention_mask` `[batch, past + seq]` (1 = real token, 0 = padding) covers the
@@ -144,9 +181,15 @@ impl<B: Backend> Opt<B> {
             h = project_in.forward(h); // [b, seq, hidden]
         }
         let mut h = h + self.embed_positions.forward(positions); // [b, seq, hidden]
+        // A decoding step (one position per sequence) with weights prepared for it.
+        let prepared = match &cache {
+            Some(cache) if seq == 1 => cache.decode_weights().cloned(),
+            _ => None,
+        };
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| (c, i));
-            h = layer.forward(h, masked.clone(), layer_cache);
+            let weights = prepared.as_ref().map(|w| &w.layers[i]);
+            h = layer.forward(h, masked.clone(), layer_cache, weights);
         }
         if let Some(norm) = &self.final_layer_norm {
             h = norm.forward(h);
@@ -159,56 +202,35 @@ impl<B: Backend> Opt<B> {
 
     /// The tied LM head: `h` `[batch, seq, e]` · Eᵀ `[e, vocab]` -> `[batch, seq, vocab]`.
     pub fn logits(&self, h: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.head(h, &host_matmul::Kernel::Gemm)
-    }
-
-    /// [`Opt::logits`] for a decoding step that ran with `cache`: on the CPU backend,
-    /// one position per sequence streams the head's panels packed in the cache (once
-    /// per generation) instead of a general product over the 50k-column table.
-    pub fn decoding_logits(&self, h: Tensor<B, 3>, cache: &KvCache<B>) -> Tensor<B, 3> {
-        let kernel = host_matmul::Kernel::for_step(h.dims()[1], Some(cache));
-        self.head(h, &kernel)
-    }
-
-    fn head(&self, h: Tensor<B, 3>, kernel: &host_matmul::Kernel) -> Tensor<B, 3> {
         let [batch, seq, e] = h.dims();
         let table = self.embed_tokens.weight.val(); // [vocab, e]
-        host_matmul::matmul_2d(h.reshape([batch * seq, e]), table.transpose(), kernel) // [batch * seq, vocab]
+        B::product(h.reshape([batch * seq, e]), table.transpose()) // [batch * seq, vocab]
             .reshape([batch, seq, self.vocab_size])
     }
 
-    /// The token embedding `[vocab, word_embed_proj_dim]` (also the LM head).
-    pub fn token_embedding(&self) -> Tensor<B, 2> {
-        self.embed_tokens.weight.val()
+    /// [`Opt::logits`] for a decoding step that ran with `cache`: with one position
+    /// per sequence and a cache made by [`KvCache::for_decoding`], the head's prepared
+    /// form (on the CPU, panels streamed instead of a general product over the
+    /// 50k-column table).
+    pub fn decoding_logits(&self, h: Tensor<B, 3>, cache: &KvCache<B>) -> Tensor<B, 3> {
+        let [batch, seq, e] = h.dims();
+        match cache.decode_weights() {
+            Some(weights) if seq == 1 => B::decode_product(h.reshape([batch, e]), &weights.head)
+                .reshape([batch, 1, self.vocab_size]),
+            _ => self.logits(h),
+        }
     }
 
-    /// Every parameter with its HF key (no prefix) and HF layout, for saving.
-    pub(crate) fn export(&self) -> Vec<NamedTensor> {
-        let mut out = Vec::new();
-        export_embedding(&self.embed_tokens, "decoder.embed_tokens.weight", &mut out);
-        export_embedding(
-            &self.embed_positions,
-            "decoder.embed_positions.weight",
-            &mut out,
-        );
-        if let Some(p) = &self.project_in {
-            export_linear(p, "decoder.project_in", &mut out);
+    /// Every weight prepared for decoding steps (see [`KvCache::for_decoding`]).
+    pub fn decode_weights(&self) -> DecodeWeights<B> {
+        DecodeWeights {
+            layers: self
+                .layers
+                .iter()
+                .map(OptDecoderLayer::decode_weights)
+                .collect(),
+            head: B::prepare_decode_weight(self.embed_tokens.weight.val().transpose()),
         }
-        if let Some(p) = &self.project_out {
-            export_linear(p, "decoder.project_out", &mut out);
-        }
-        for (i, layer) in self.layers.iter().enumerate() {
-            layer.export(i, &mut out);
-        }
-        if let Some(n) = &self.final_layer_norm {
-            export_layer_norm(n, "decoder.final_layer_norm", &mut out);
-        }
-        out
-    }
-
-    /// Number of decoder layers.
-    pub fn num_layers(&self) -> usize {
-        self.layers.len()
     }
 
     fn check_inputs(

@@ -6,13 +6,11 @@
 //! `model(ids, labels=ids).loss` per row; with left padding it leaves out the first real
 //! token, whose prediction would come from a padded position.
 
-use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 use super::error::ModelError;
-use super::host_loss;
 use super::opt::Opt;
+use crate::backend::XpBackend;
 
 /// Summed negative log-likelihood and number of predicted tokens, per sequence.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,7 +84,7 @@ pub fn mean_of_batch_means_perplexity(batch_mean_losses: &[f64]) -> f64 {
 
 /// Per-position NLL `[batch, seq - 1]` and the weights of the counted positions
 /// `[batch, seq - 1]` (1.0 or 0.0). Differentiable.
-fn shifted_nll<B: Backend>(
+fn shifted_nll<B: XpBackend>(
     logits: Tensor<B, 3>,
     input_ids: Tensor<B, 2, Int>,
     attention_mask: Option<Tensor<B, 2, Int>>,
@@ -103,17 +101,7 @@ fn shifted_nll<B: Backend>(
             "sequences of length {seq} have no next token to predict"
         )));
     }
-    // Training on the CPU: one fused operation (see host_loss); elsewhere tensor ops.
-    let nll = match host_loss::shifted_nll(&logits, &input_ids) {
-        Some(nll) => nll, // [b, seq-1]
-        None => {
-            let logp = log_softmax(logits.narrow(1, 0, seq - 1), 2); // [b, seq-1, vocab]
-            let targets = input_ids.narrow(1, 1, seq - 1); // [b, seq-1]
-            logp.gather(2, targets.unsqueeze_dim::<3>(2)) // [b, seq-1, 1]
-                .reshape([batch, seq - 1])
-                .neg() // [b, seq-1]
-        }
-    };
+    let (nll, _) = B::shifted_nll(logits, input_ids); // [b, seq-1]
     let weights = match attention_mask {
         Some(mask) => {
             if mask.dims() != [batch, seq] {
@@ -131,7 +119,7 @@ fn shifted_nll<B: Backend>(
 
 /// The training loss: mean NLL over every counted position of the batch (HF's
 /// `CrossEntropyLoss` over `logits[:, :-1]` and `labels[:, 1:]`), a scalar `[1]`.
-pub fn causal_lm_loss<B: Backend>(
+pub fn causal_lm_loss<B: XpBackend>(
     logits: Tensor<B, 3>,
     input_ids: Tensor<B, 2, Int>,
     attention_mask: Option<Tensor<B, 2, Int>>,
@@ -143,7 +131,7 @@ pub fn causal_lm_loss<B: Backend>(
 
 /// Summed NLL and counted tokens per sequence for `input_ids` `[batch, seq]`.
 /// Runs one forward pass; call it on `model.valid()` (no dropout, no autodiff graph).
-pub fn sequence_scores<B: Backend>(
+pub fn sequence_scores<B: XpBackend>(
     model: &Opt<B>,
     input_ids: Tensor<B, 2, Int>,
     attention_mask: Option<Tensor<B, 2, Int>>,
@@ -165,7 +153,7 @@ pub fn sequence_scores<B: Backend>(
 }
 
 /// Mean NLL per sequence (see the module doc for which positions count).
-pub fn sequence_losses<B: Backend>(
+pub fn sequence_losses<B: XpBackend>(
     model: &Opt<B>,
     input_ids: Tensor<B, 2, Int>,
     attention_mask: Option<Tensor<B, 2, Int>>,

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::tensor::backend::AutodiffBackend;
+use crate::backend::XpAutodiffBackend;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -252,7 +252,7 @@ struct ScoreSets<'a, 'c> {
 impl BackendTask for ScoreSets<'_, '_> {
     type Output = Result<Vec<SetPerplexity>, StepError>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+    fn run<B: XpAutodiffBackend>(self, device: B::Device) -> Self::Output {
         let ctx = self.ctx;
         let total: usize = self.sets.iter().map(|(_, _, b)| b.len()).sum();
         ctx.progress(0, Some(total as u64), "blocks", "loading the model");

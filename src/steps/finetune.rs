@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use burn::tensor::backend::AutodiffBackend;
+use crate::backend::XpAutodiffBackend;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -173,7 +173,7 @@ struct FinetuneTask<'a> {
 
 impl BackendTask for FinetuneTask<'_> {
     type Output = Result<TrainReport, TrainError>;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+    fn run<B: XpAutodiffBackend>(self, device: B::Device) -> Self::Output {
         let ctx = self.ctx;
         let epochs = self.settings.epochs;
         let mut on_event = |event: TrainEvent| match event {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use burn::tensor::backend::AutodiffBackend;
+use crate::backend::XpAutodiffBackend;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -112,7 +112,7 @@ struct InitTask<'a> {
 
 impl BackendTask for InitTask<'_> {
     type Output = Result<usize, StepError>;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+    fn run<B: XpAutodiffBackend>(self, device: B::Device) -> Self::Output {
         B::seed(&device, self.seed);
         let model = Opt::<B::InnerBackend>::init(&self.config, &device);
         save_pretrained(&model, &self.config, self.dir, Some(self.tokenizer_dir))?;

@@ -168,7 +168,7 @@ struct AnswerTask<'a, 'c> {
 impl BackendTask for AnswerTask<'_, '_> {
     type Output = Result<Vec<Vec<u32>>, StepError>;
 
-    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
+    fn run<B: crate::backend::XpAutodiffBackend>(self, device: B::Device) -> Self::Output {
         let step = self.ctx.step;
         let dir = &self.ctx.input("model")?.path;
         let (model, opt_config) = load_pretrained::<B::InnerBackend>(dir, &device)?;

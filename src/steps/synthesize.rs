@@ -430,7 +430,7 @@ impl BackendTask for ShardTask<'_, '_> {
     /// (new tokens generated, seconds spent generating).
     type Output = Result<(u64, f64), StepError>;
 
-    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
+    fn run<B: crate::backend::XpAutodiffBackend>(self, device: B::Device) -> Self::Output {
         let step = self.ctx.step;
         if self.results.iter().all(Option::is_some) {
             return Ok((0, 0.0));

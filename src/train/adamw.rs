@@ -12,18 +12,16 @@
 //! by `ParamId`s that change when a model is reloaded. Here the state is a list in the
 //! module's parameter order, so a checkpoint restores it onto a freshly loaded model.
 //!
-//! Where the update runs: on a GPU as tensor operations (fused by the backend). On the
-//! CPU backend the same formula runs as one loop over host memory: burn-ndarray would
-//! make each of the dozen tensor operations a separate pass with a fresh allocation
-//! (and copies every reshape), which profiling showed to be about a quarter of an
-//! OPT-125m training step. Both paths do the same f32 operations in the same order, so
-//! they give bitwise the same parameters (tested below).
+//! The update itself is a backend operation (`XpBackend::adamw_update`): tensor
+//! operations on a GPU, one loop over host memory on the CPU; both do the same f32
+//! operations in the same order, so they give bitwise the same parameters (tested
+//! below).
 
-use crate::backend::into_host_vec;
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
-use rayon::prelude::*;
+
+use crate::backend::{AdamWStep, XpBackend};
 
 /// The optimizer's hyper-parameters (torch's defaults except `lr`, which is per call).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,32 +44,13 @@ impl Default for AdamWConfig {
     }
 }
 
-/// First and second moments of one parameter, flattened to 1-D: as tensors on the
-/// device, or as host vectors (the CPU path, and what checkpoints restore).
+/// First and second moments of one parameter, flattened to 1-D: tensors on the
+/// parameters' device, or the host vectors a checkpoint restored (moved to the device
+/// at the first update).
 #[derive(Debug, Clone)]
 pub enum Moments<B: Backend> {
     Device { m: Tensor<B, 1>, v: Tensor<B, 1> },
-    Host { m: Vec<f32>, v: Vec<f32> },
-}
-
-/// Where [`AdamW`] computes its update.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpdateOn {
-    /// Tensor operations on the parameters' device.
-    Device,
-    /// One loop over host memory (the CPU backend's parameters already live there).
-    Host,
-}
-
-impl UpdateOn {
-    /// The host loop for burn-ndarray, tensor operations for every other backend.
-    pub fn for_backend<B: Backend>() -> UpdateOn {
-        if crate::backend::is_ndarray::<B>() {
-            UpdateOn::Host
-        } else {
-            UpdateOn::Device
-        }
-    }
+    Saved { m: Vec<f32>, v: Vec<f32> },
 }
 
 /// AdamW state: the number of steps taken and the moments per parameter, in the
@@ -81,30 +60,14 @@ pub struct AdamW<B: Backend> {
     pub config: AdamWConfig,
     pub steps: u64,
     pub moments: Vec<Option<Moments<B>>>,
-    /// `None`: chosen from the backend at the first update.
-    pub update_on: Option<UpdateOn>,
 }
 
-/// The per-step scalars of the update, in the precision the tensor path applies them
-/// (burn converts each f64 scalar to the f32 element type).
-#[derive(Debug, Clone, Copy)]
-struct Coefficients {
-    decay: Option<f32>,
-    one_minus_beta1: f32,
-    beta2: f32,
-    one_minus_beta2: f32,
-    bias2_sqrt: f32,
-    eps: f32,
-    step_size: f32,
-}
-
-impl<B: Backend> AdamW<B> {
+impl<B: XpBackend> AdamW<B> {
     pub fn new(config: AdamWConfig) -> Self {
         AdamW {
             config,
             steps: 0,
             moments: Vec::new(),
-            update_on: None,
         }
     }
 
@@ -129,11 +92,13 @@ impl<B: Backend> AdamW<B> {
         module.map(&mut mapper)
     }
 
-    fn coefficients(&self, lr: f64) -> Coefficients {
+    /// The per-step scalars, in the precision the update applies them (burn converts
+    /// each f64 scalar to the f32 element type).
+    fn coefficients(&self, lr: f64) -> AdamWStep {
         let c = self.config;
         let t = self.steps as i32;
         let bias1 = 1.0 - c.beta1.powi(t);
-        Coefficients {
+        AdamWStep {
             decay: (c.weight_decay != 0.0).then_some((1.0 - lr * c.weight_decay) as f32),
             one_minus_beta1: (1.0 - c.beta1) as f32,
             beta2: c.beta2 as f32,
@@ -151,89 +116,22 @@ impl<B: Backend> AdamW<B> {
         param: Tensor<B, D>,
         grad: Tensor<B, 1>,
     ) -> Tensor<B, D> {
-        let on = *self
-            .update_on
-            .get_or_insert_with(UpdateOn::for_backend::<B>);
         let k = self.coefficients(lr);
-        let moments = self.moments[index].take();
-        let (param, moments) = match on {
-            UpdateOn::Device => update_tensors(k, param, grad, moments),
-            UpdateOn::Host => update_on_host(k, param, grad, moments),
+        let shape = param.shape();
+        let device = param.device();
+        let moments = match self.moments[index].take() {
+            Some(Moments::Device { m, v }) => (m, v),
+            Some(Moments::Saved { m, v }) => (host_tensor(m, &device), host_tensor(v, &device)),
+            None => (grad.zeros_like(), grad.zeros_like()),
         };
-        self.moments[index] = Some(moments);
-        param
+        let (param, (m, v)) = B::adamw_update(param.reshape([-1]), grad, moments, &k);
+        self.moments[index] = Some(Moments::Device { m, v });
+        param.reshape(shape)
     }
 }
 
-/// The update as tensor operations.
-fn update_tensors<B: Backend, const D: usize>(
-    k: Coefficients,
-    param: Tensor<B, D>,
-    grad: Tensor<B, 1>,
-    moments: Option<Moments<B>>,
-) -> (Tensor<B, D>, Moments<B>) {
-    let shape = param.shape();
-    let device = param.device();
-    let p = param.reshape([-1]); // [n]
-    let p = match k.decay {
-        Some(decay) => p.mul_scalar(decay),
-        None => p,
-    };
-    let (m, v) = match moments {
-        Some(Moments::Device { m, v }) => (m, v),
-        Some(Moments::Host { m, v }) => (host_tensor(m, &device), host_tensor(v, &device)),
-        None => (grad.zeros_like(), grad.zeros_like()),
-    };
-    let m = m.clone() + (grad.clone() - m).mul_scalar(k.one_minus_beta1);
-    let v = v.mul_scalar(k.beta2) + (grad.clone() * grad).mul_scalar(k.one_minus_beta2);
-    let denom = v.clone().sqrt().div_scalar(k.bias2_sqrt).add_scalar(k.eps);
-    let p = p - (m.clone() / denom).mul_scalar(k.step_size);
-    (p.reshape(shape), Moments::Device { m, v })
-}
-
-/// The same update, element by element over host vectors, in parallel chunks (each
-/// element's arithmetic is independent, so the thread count does not change results).
-fn update_on_host<B: Backend, const D: usize>(
-    k: Coefficients,
-    param: Tensor<B, D>,
-    grad: Tensor<B, 1>,
-    moments: Option<Moments<B>>,
-) -> (Tensor<B, D>, Moments<B>) {
-    let shape = param.shape();
-    let device = param.device();
-    let mut p = host_vec(param);
-    let g = host_vec(grad);
-    let (mut m, mut v) = match moments {
-        Some(Moments::Host { m, v }) => (m, v),
-        Some(Moments::Device { m, v }) => (host_vec(m), host_vec(v)),
-        None => (vec![0.0; g.len()], vec![0.0; g.len()]),
-    };
-    const CHUNK: usize = 1 << 14;
-    p.par_chunks_mut(CHUNK)
-        .zip(m.par_chunks_mut(CHUNK))
-        .zip(v.par_chunks_mut(CHUNK))
-        .zip(g.par_chunks(CHUNK))
-        .for_each(|(((p, m), v), g)| {
-            // Zipped, not indexed: without bounds checks the loop vectorises (sqrt and
-            // division are correctly rounded in vector lanes too: the same bits).
-            for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
-                let decayed = match k.decay {
-                    Some(decay) => *p * decay,
-                    None => *p,
-                };
-                *m = *m + (g - *m) * k.one_minus_beta1;
-                *v = *v * k.beta2 + (g * g) * k.one_minus_beta2;
-                let denom = v.sqrt() / k.bias2_sqrt + k.eps;
-                *p = decayed - (*m / denom) * k.step_size;
-            }
-        });
-    let param = Tensor::from_data(TensorData::new(p, shape), &device);
-    (param, Moments::Host { m, v })
-}
-
-/// A tensor's elements as an f32 vector (one copy on the CPU backend).
-fn host_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    into_host_vec(t).expect("f32 data converts to Vec<f32>")
+fn host_vec<B: XpBackend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    B::to_host_f32(t)
 }
 
 fn host_tensor<B: Backend>(x: Vec<f32>, device: &B::Device) -> Tensor<B, 1> {
@@ -330,7 +228,10 @@ struct StepMapper<'a, B: Backend> {
     index: usize,
 }
 
-impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB::InnerBackend> {
+impl<AB> ModuleMapper<AB> for StepMapper<'_, AB::InnerBackend>
+where
+    AB: AutodiffBackend<InnerBackend: XpBackend>,
+{
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<AB, D>>) -> Param<Tensor<AB, D>> {
         let index = self.index;
         self.index += 1;
@@ -347,25 +248,25 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB::InnerBackend> 
 pub type SavedMoments = Vec<Option<(Vec<f32>, Vec<f32>)>>;
 
 /// The moments as flat f32 vectors (for checkpoints): `(m, v)` per parameter.
-pub fn export_moments<B: Backend>(adamw: &AdamW<B>) -> SavedMoments {
+pub fn export_moments<B: XpBackend>(adamw: &AdamW<B>) -> SavedMoments {
     adamw
         .moments
         .iter()
         .map(|slot| {
             slot.as_ref().map(|moments| match moments {
                 Moments::Device { m, v } => (host_vec(m.clone()), host_vec(v.clone())),
-                Moments::Host { m, v } => (m.clone(), v.clone()),
+                Moments::Saved { m, v } => (m.clone(), v.clone()),
             })
         })
         .collect()
 }
 
 /// Rebuilds moments from [`export_moments`]'s vectors. They stay host vectors until the
-/// first update, which moves them to where it runs.
+/// first update, which moves them to the parameters' device.
 pub fn import_moments<B: Backend>(saved: SavedMoments) -> Vec<Option<Moments<B>>> {
     saved
         .into_iter()
-        .map(|slot| slot.map(|(m, v)| Moments::Host { m, v }))
+        .map(|slot| slot.map(|(m, v)| Moments::Saved { m, v }))
         .collect()
 }
 
@@ -376,17 +277,18 @@ mod tests {
     use burn::nn::{Linear, LinearConfig};
     use burn::tensor::Distribution;
 
+    use crate::backend::adamw_update_with_tensors;
+
     type AB = Autodiff<NdArray<f32>>;
 
-    /// Three steps on a small linear layer with the given update path; returns the
-    /// weights and the moments as exported for a checkpoint.
-    fn three_steps(on: UpdateOn) -> (Vec<f32>, SavedMoments) {
+    /// Three steps on a small linear layer; returns the weights and the moments as
+    /// exported for a checkpoint.
+    fn three_steps() -> (Vec<f32>, SavedMoments) {
         let device = Default::default();
         <AB as Backend>::seed(&device, 7);
         let mut layer: Linear<AB> = LinearConfig::new(16, 8).init(&device);
         let x = Tensor::<AB, 2>::random([4, 16], Distribution::Normal(0.0, 1.0), &device);
         let mut adamw = AdamW::<NdArray<f32>>::new(AdamWConfig::default());
-        adamw.update_on = Some(on);
         for _ in 0..3 {
             let loss = layer.forward(x.clone()).powf_scalar(2.0).mean();
             let mut grads = Gradients::default();
@@ -396,22 +298,61 @@ mod tests {
         (host_vec(layer.weight.val().inner()), export_moments(&adamw))
     }
 
+    /// The CPU's host loop and the tensor-op update (what GPUs run) give the same bits.
     #[test]
     fn host_and_tensor_updates_are_bitwise_equal() {
-        let (w_device, m_device) = three_steps(UpdateOn::Device);
-        let (w_host, m_host) = three_steps(UpdateOn::Host);
-        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&w_device), bits(&w_host));
-        assert_eq!(m_device.len(), m_host.len());
-        for (a, b) in m_device.iter().zip(&m_host) {
-            let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
-            assert_eq!(bits(&a.0), bits(&b.0));
-            assert_eq!(bits(&a.1), bits(&b.1));
+        type B = NdArray<f32>;
+        let device = Default::default();
+        <B as Backend>::seed(&device, 8);
+        let n = 1000;
+        let random = || Tensor::<B, 1>::random([n], Distribution::Normal(0.0, 1.0), &device);
+        let (mut host, mut tensors) = {
+            let (p, m, v) = (random(), random(), random().abs());
+            ((p.clone(), m.clone(), v.clone()), (p, m, v))
+        };
+        let adamw = AdamW::<B> {
+            config: AdamWConfig::default(),
+            steps: 0,
+            moments: Vec::new(),
+        };
+        let bits = |t: &Tensor<B, 1>| {
+            host_vec(t.clone())
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        };
+        for step in 1..=3 {
+            let k = AdamW {
+                steps: step,
+                ..adamw.clone()
+            }
+            .coefficients(1e-2);
+            let grad = random();
+            let (p, (m, v)) = B::adamw_update(host.0, grad.clone(), (host.1, host.2), &k);
+            host = (p, m, v);
+            let (p, (m, v)) =
+                adamw_update_with_tensors(tensors.0, grad, (tensors.1, tensors.2), &k);
+            tensors = (p, m, v);
+            assert_eq!(bits(&host.0), bits(&tensors.0), "parameters, step {step}");
+            assert_eq!(bits(&host.1), bits(&tensors.1), "first moment, step {step}");
+            assert_eq!(
+                bits(&host.2),
+                bits(&tensors.2),
+                "second moment, step {step}"
+            );
         }
     }
 
     #[test]
-    fn ndarray_updates_on_the_host_by_default() {
-        assert_eq!(UpdateOn::for_backend::<NdArray<f32>>(), UpdateOn::Host);
+    fn saved_moments_resume_the_same_updates() {
+        let (weights, moments) = three_steps();
+        assert_eq!(weights.len(), 16 * 8);
+        let restored = import_moments::<NdArray<f32>>(moments.clone());
+        let adamw = AdamW::<NdArray<f32>> {
+            config: AdamWConfig::default(),
+            steps: 3,
+            moments: restored,
+        };
+        assert_eq!(export_moments(&adamw), moments);
     }
 }

@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
+
+use crate::backend::XpBackend;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 
@@ -78,7 +80,7 @@ fn bad(path: &Path, reason: impl Into<String>) -> TrainError {
 }
 
 /// Writes the checkpoint of `state.epoch` and makes it the latest.
-pub fn save<B: Backend, IB: Backend>(
+pub fn save<B: Backend, IB: XpBackend>(
     scratch: &Path,
     model: &Opt<B>,
     config: &OptConfig,
@@ -143,7 +145,7 @@ pub fn load_latest<IB: Backend>(
     Ok(Some(state))
 }
 
-fn write_moments<B: Backend>(path: &Path, adamw: &AdamW<B>) -> Result<(), TrainError> {
+fn write_moments<B: XpBackend>(path: &Path, adamw: &AdamW<B>) -> Result<(), TrainError> {
     let moments = export_moments(adamw);
     let mut named: Vec<(String, Vec<u8>, usize)> = Vec::new();
     for (i, slot) in moments.iter().enumerate() {

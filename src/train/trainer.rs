@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::backend::{XpAutodiffBackend, XpBackend};
 use burn::module::AutodiffModule;
 use burn::tensor::ElementConversion;
-use burn::tensor::backend::{AutodiffBackend, Backend};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -138,7 +138,7 @@ fn check(
 
 /// Trains the model in `model_dir` on `train`, validating on `valid` after every epoch,
 /// with checkpoints in `scratch` (resumes from the latest one found there).
-pub fn train<B: AutodiffBackend>(
+pub fn train<B: XpAutodiffBackend>(
     device: &B::Device,
     model_dir: &Path,
     train: &Blocks,
@@ -284,7 +284,7 @@ pub fn train<B: AutodiffBackend>(
 }
 
 /// Token-weighted mean loss over `blocks`, in chunks of `batch` (no dropout, no graph).
-pub fn validate<B: Backend>(
+pub fn validate<B: XpBackend>(
     model: &Opt<B>,
     blocks: &Blocks,
     batch: usize,

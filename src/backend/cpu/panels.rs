@@ -6,7 +6,8 @@
 //! weight into panels on every call, which for 20 rows costs more than the arithmetic;
 //! reading the row-major weight directly strides across it (one cache line per row per
 //! 16 columns, a new page per row for the LM head), which the hardware prefetcher does
-//! not follow. So each weight is packed once per generation into [`Panels`]:
+//! not follow. So each weight is packed once, when a model is prepared for decoding
+//! (`crate::model::DecodeWeights`), into [`Panels`]:
 //! `PANEL` columns at a time, every `k` row of a panel contiguous. The kernel then
 //! keeps a tile of `ROWS × PANEL` sums in registers while the panel streams past
 //! (measured at OPT-125m's decoding shapes, 2 threads: 3.2x the row-streaming axpy it
@@ -17,10 +18,7 @@
 //! count, tile or thread count: a sequence's tokens do not depend on how many others
 //! share its batch (tested bitwise against the plain loop, row alone vs in a batch).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use ndarray::{ArcArray, Array2, ArrayView2, IxDyn};
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
 /// Columns of one panel: two AVX2 vectors.
@@ -32,10 +30,16 @@ const PANELS_PER_TASK: usize = 4;
 
 /// A `[k, n]` weight matrix as `ceil(n / PANEL)` panels of `[k, PANEL]`, row-major
 /// within a panel; columns past `n` in the last panel are zero.
-pub(crate) struct Panels {
+pub struct Panels {
     data: Vec<f32>,
     k: usize,
     n: usize,
+}
+
+impl std::fmt::Debug for Panels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Panels({} x {})", self.k, self.n)
+    }
 }
 
 impl Panels {
@@ -191,60 +195,6 @@ mod avx2 {
     }
 }
 
-/// The panels of every weight a decoding run has streamed, made on first use.
-///
-/// Keyed by the weight's buffer address and layout; each entry keeps the buffer alive,
-/// so an address cannot be reused by another weight while its panels are here. A model
-/// whose weights change gets new buffers (burn tensors are copy-on-write), hence new
-/// entries, never stale panels.
-#[derive(Default)]
-pub(crate) struct PanelStore {
-    entries: Mutex<HashMap<WeightKey, Entry>>,
-}
-
-/// Packed panels and the weight they were packed from (kept alive: see [`PanelStore`]).
-struct Entry {
-    _weight: ArcArray<f32, IxDyn>,
-    panels: Arc<Panels>,
-}
-
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct WeightKey {
-    address: usize,
-    shape: Vec<usize>,
-    strides: Vec<isize>,
-}
-
-impl PanelStore {
-    /// The panels of `w` (a 2-D array), packing them the first time.
-    pub(crate) fn panels(&self, w: &ArcArray<f32, IxDyn>) -> Arc<Panels> {
-        let key = WeightKey {
-            address: w.as_ptr() as usize,
-            shape: w.shape().to_vec(),
-            strides: w.strides().to_vec(),
-        };
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.entry(key).or_insert_with(|| {
-            let view = w
-                .view()
-                .into_dimensionality::<ndarray::Ix2>()
-                .expect("2-D weight");
-            Entry {
-                _weight: w.clone(),
-                panels: Arc::new(Panels::pack(&view)),
-            }
-        });
-        entry.panels.clone()
-    }
-}
-
-impl std::fmt::Debug for PanelStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let held = self.entries.lock().map_or(0, |e| e.len());
-        write!(f, "PanelStore({held} weights)")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,21 +278,5 @@ mod tests {
             bits(&Panels::pack(&head).product(&x.view())),
             bits(&Panels::pack(&copy.view()).product(&x.view()))
         );
-    }
-
-    #[test]
-    fn the_store_packs_each_weight_once_and_tells_layouts_apart() {
-        let store = PanelStore::default();
-        let w = random(8, 32, 7).into_dyn().into_shared();
-        let first = store.panels(&w);
-        let again = store.panels(&w.clone());
-        assert!(
-            Arc::ptr_eq(&first, &again),
-            "same buffer and layout: same panels"
-        );
-        let transposed = w.clone().reversed_axes();
-        let other = store.panels(&transposed);
-        assert!(!Arc::ptr_eq(&first, &other), "same buffer, other layout");
-        assert_eq!((other.k, other.n), (32, 8));
     }
 }

@@ -14,7 +14,11 @@
 //! The decoding step's attention (one query per row) follows the table while it reads
 //! keys and values; burn's ops would need the rows gathered into a tensor first.
 
+use burn::tensor::{Bool, Tensor};
 use rayon::prelude::*;
+
+use super::{Cpu, host_tensor, values};
+use crate::backend::KvStore;
 
 /// One layer's keys and values, `[rows, heads, capacity, head_dim]` each.
 #[derive(Clone, Debug)]
@@ -27,7 +31,7 @@ struct HostLayer {
 
 /// Every layer's keys and values for `rows` sequences; see the module docs.
 #[derive(Clone, Debug)]
-pub(crate) struct HostCache {
+struct HostCache {
     layers: Vec<HostLayer>,
     /// Per row, per position: the physical row that holds it.
     sources: Vec<Vec<u32>>,
@@ -39,7 +43,7 @@ pub(crate) struct HostCache {
 
 /// Dimensions of the keys/values one forward appends: `[rows, heads, new, head_dim]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Appended {
+struct Appended {
     pub rows: usize,
     pub heads: usize,
     pub new: usize,
@@ -269,6 +273,111 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         lanes[3] + lanes[7],
     ];
     (pairs[0] + pairs[2]) + (pairs[1] + pairs[3]) + tail
+}
+
+/// [`KvStore`] of the CPU backend: a [`HostCache`], made at the first append (which
+/// brings its rows, heads and head size).
+#[derive(Clone, Debug)]
+pub struct HostKv {
+    cache: Option<HostCache>,
+    /// Positions to make room for at the first append.
+    reserve: usize,
+}
+
+impl HostKv {
+    fn cache(&mut self, rows: usize, heads: usize, head_dim: usize) -> &mut HostCache {
+        let capacity = self.reserve.max(1);
+        self.cache
+            .get_or_insert_with(|| HostCache::new(rows, heads, head_dim, capacity))
+    }
+
+    /// A decoding step's attention (see `XpBackend::decode_attention`): appends this
+    /// step's `key` and `value` `[rows, heads × head_dim]` to `layer` and attends with
+    /// `query` over every filled position. Returns `[rows, heads × head_dim]`.
+    pub(super) fn attend_step(
+        &mut self,
+        layer: usize,
+        heads: usize,
+        query: Tensor<Cpu, 2>,
+        key: Tensor<Cpu, 2>,
+        value: Tensor<Cpu, 2>,
+        blocked: Tensor<Cpu, 4, Bool>,
+    ) -> Tensor<Cpu, 2> {
+        let [rows, hidden] = query.dims();
+        let head_dim = hidden / heads;
+        let cache = self.cache(rows, heads, head_dim);
+        let dims = Appended {
+            rows,
+            heads,
+            new: 1,
+            head_dim,
+        };
+        cache.append(layer, dims, &values(key), &values(value));
+        let blocked: Vec<bool> = blocked.into_data().into_vec().expect("a boolean mask");
+        let out = cache.attend(layer, &values(query), &blocked);
+        host_tensor(out, [rows, hidden])
+    }
+}
+
+impl KvStore<Cpu> for HostKv {
+    fn with_capacity(positions: usize) -> Self {
+        HostKv {
+            cache: None,
+            reserve: positions,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.cache.as_ref().map_or(0, HostCache::len)
+    }
+
+    fn rows(&self) -> Option<usize> {
+        self.cache.as_ref().map(HostCache::rows)
+    }
+
+    fn num_layers(&self) -> usize {
+        self.cache.as_ref().map_or(0, HostCache::num_layers)
+    }
+
+    fn reorder(&mut self, indices: &[usize]) {
+        if let Some(cache) = &mut self.cache {
+            cache.reorder(indices);
+        }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        if let Some(cache) = &mut self.cache {
+            cache.truncate(len);
+        }
+    }
+
+    /// The first positions come back as given; later multi-position steps get the
+    /// sequences gathered into new tensors.
+    fn append(
+        &mut self,
+        layer: usize,
+        key: Tensor<Cpu, 4>,
+        value: Tensor<Cpu, 4>,
+    ) -> (Tensor<Cpu, 4>, Tensor<Cpu, 4>) {
+        let [rows, heads, new, head_dim] = key.dims();
+        let (key_values, value_values) = (values(key.clone()), values(value.clone()));
+        let cache = self.cache(rows, heads, head_dim);
+        let dims = Appended {
+            rows,
+            heads,
+            new,
+            head_dim,
+        };
+        let past = cache.layer_len(layer);
+        cache.append(layer, dims, &key_values, &value_values);
+        if past == 0 {
+            return (key, value);
+        }
+        let total = past + new;
+        let (k, v) = cache.gather(layer, &cache.all_rows(), total);
+        let shape = [rows, heads, total, head_dim];
+        (host_tensor(k, shape), host_tensor(v, shape))
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,163 @@
+//! Matrix products on the CPU backend without burn-ndarray's copies.
+//!
+//! burn-ndarray 0.21 copies a whole tensor on every reshape, even when the layout
+//! allows a view (`to_shape` returns a view that `into_shared` then clones; fixed
+//! upstream after 0.21 in tracel-ai/burn#5067). Its matmul reshapes both operands and
+//! the result, so each linear layer would copy its weight matrix and each attention
+//! product the cached keys/values, on every call, forward and backward.
+//!
+//! Here the same `ndarray::linalg::general_mat_mul` that burn-ndarray calls runs on
+//! the operands as they are (strided views are fine: matrixmultiply packs them into
+//! the same panels), so results are bitwise those of `Tensor::matmul` (tested below).
+//! Autodiff's backward products (`super::super::autodiff`) come here too, on
+//! transposed views.
+
+use burn::tensor::Tensor;
+use ndarray::{ArcArray, Array2, Array3, ArrayView2, Axis, Ix2, IxDyn, linalg::general_mat_mul};
+use rayon::prelude::*;
+
+use super::{Cpu, array, tensor};
+
+/// `a` `[..., m, k]` · `b` `[..., k, n]` (equal leading dimensions) -> `[..., m, n]`.
+pub(super) fn product<const D: usize>(a: Tensor<Cpu, D>, b: Tensor<Cpu, D>) -> Tensor<Cpu, D> {
+    let (a, b) = (array(a), array(b));
+    if D == 2 {
+        let (a2, b2) = (matrix(&a), matrix(&b));
+        let mut out = Array2::<f32>::zeros((a2.nrows(), b2.ncols()));
+        general_mat_mul(1.0, &a2, &b2, 0.0, &mut out);
+        return tensor(out.into_dyn().into_shared());
+    }
+    let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
+    assert_eq!(sa[..D - 2], sb[..D - 2], "products do not broadcast");
+    let (m, n) = (sa[D - 2], sb[D - 1]);
+    let batches: usize = sa[..D - 2].iter().product();
+    let mut out = Array3::<f32>::zeros((batches, m, n));
+    let (a_mats, b_mats) = (matrices(&a), matrices(&b));
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(a_mats.into_par_iter().zip(b_mats))
+        .for_each(|(mut c, (a, b))| general_mat_mul(1.0, &a, &b, 0.0, &mut c));
+    let mut out_shape = sa;
+    out_shape[D - 1] = n;
+    let out = out
+        .into_shape_with_order(IxDyn(&out_shape))
+        .expect("same element count");
+    tensor(out.into_shared())
+}
+
+fn matrix(x: &ArcArray<f32, IxDyn>) -> ArrayView2<'_, f32> {
+    x.view()
+        .into_dimensionality::<Ix2>()
+        .expect("a 2-D operand")
+}
+
+/// The trailing `[rows, cols]` matrices of `x`, batch-major, as strided views.
+fn matrices(x: &ArcArray<f32, IxDyn>) -> Vec<ArrayView2<'_, f32>> {
+    let mut views = vec![x.view()];
+    while views[0].ndim() > 2 {
+        views = views
+            .into_iter()
+            .flat_map(|v| {
+                (0..v.len_of(Axis(0))).map(move |i| v.clone().index_axis_move(Axis(0), i))
+            })
+            .collect();
+    }
+    views
+        .into_iter()
+        .map(|v| v.into_dimensionality::<Ix2>().expect("2-D matrix"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Autodiff;
+    use burn::tensor::Distribution;
+    use burn::tensor::backend::Backend;
+
+    use crate::backend::XpBackend;
+
+    fn bits<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<u32> {
+        t.into_data()
+            .into_vec::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    }
+
+    fn random<B: Backend, const D: usize>(shape: [usize; D]) -> Tensor<B, D> {
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+    }
+
+    #[test]
+    fn products_on_strided_views_are_bitwise_burns_matmul() {
+        <Cpu as Backend>::seed(&Default::default(), 4);
+        // Attention over a cache buffer: queries · keysᵀ and probabilities · values,
+        // with keys/values a narrowed (non-contiguous) view of a larger buffer.
+        let keys = random::<Cpu, 4>([3, 2, 16, 8]).narrow(2, 0, 11); // [b, h, 11, hd] of 16
+        let q = random::<Cpu, 4>([3, 2, 1, 8]);
+        let kt = keys.clone().swap_dims(2, 3);
+        assert_eq!(bits(product(q.clone(), kt.clone())), bits(q.matmul(kt)));
+        let probs = random::<Cpu, 4>([3, 2, 5, 11]);
+        assert_eq!(
+            bits(product(probs.clone(), keys.clone())),
+            bits(probs.matmul(keys))
+        );
+        // A transposed 2-D right-hand side (the LM head from the embedding table).
+        let table = random::<Cpu, 2>([40, 8]);
+        let h = random::<Cpu, 2>([6, 8]);
+        let head = table.transpose();
+        assert_eq!(bits(product(h.clone(), head.clone())), bits(h.matmul(head)));
+    }
+
+    /// `x · w` (w = the table, or its transpose) and the gradients of a weighted sum
+    /// for `x` and the table, through `product`.
+    fn run<B: XpBackend>(
+        x: Tensor<B, 2>,
+        table: Tensor<B, 2>,
+        transposed: bool,
+        product: impl Fn(Tensor<B, 2>, Tensor<B, 2>) -> Tensor<B, 2>,
+    ) -> Vec<Vec<u32>>
+    where
+        B: burn::tensor::backend::AutodiffBackend,
+    {
+        let x = x.require_grad();
+        let table = table.require_grad();
+        let w = if transposed {
+            table.clone().transpose()
+        } else {
+            table.clone()
+        };
+        let out = product(x.clone(), w);
+        let weights =
+            Tensor::<B, 2>::random(out.dims(), Distribution::Uniform(0.0, 1.0), &out.device());
+        let grads = (out.clone() * weights).sum().backward();
+        vec![
+            bits(out.inner()),
+            bits(x.grad(&grads).unwrap()),
+            bits(table.grad(&grads).unwrap()),
+        ]
+    }
+
+    #[test]
+    fn training_products_and_their_gradients_are_bitwise_burns() {
+        type Ad = Autodiff<Cpu>;
+        for (m, k, n, transposed) in [(12, 16, 40, false), (6, 8, 50, true)] {
+            let device = Default::default();
+            <Ad as Backend>::seed(&device, 11);
+            let x = random::<Cpu, 2>([m, k]);
+            let table = if transposed {
+                random::<Cpu, 2>([n, k])
+            } else {
+                random::<Cpu, 2>([k, n])
+            };
+            let lift = |t: &Tensor<Cpu, 2>| Tensor::<Ad, 2>::from_inner(t.clone());
+            <Ad as Backend>::seed(&device, 12);
+            let ours = run(lift(&x), lift(&table), transposed, Ad::product);
+            <Ad as Backend>::seed(&device, 12);
+            let burns = run(lift(&x), lift(&table), transposed, |a, b| a.matmul(b));
+            assert_eq!(ours, burns, "{m}x{k}x{n} transposed={transposed}");
+        }
+    }
+}
