@@ -8,7 +8,7 @@ mod kind;
 pub use dispatch::{BackendTask, NdarrayBackend, dispatch, set_cpu_threads};
 #[cfg(feature = "cuda")]
 pub use dispatch::CudaBackend;
-pub use kind::{BackendError, BackendKind};
+pub use kind::{BackendError, BackendKind, Precision};
 
 /// Whether `B` is the plain ndarray backend, whose float tensors are host arrays
 /// (autodiff wraps them in its own type, so `Autodiff<NdArray>` is not). Code that
