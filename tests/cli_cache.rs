@@ -248,14 +248,24 @@ fn precision_reruns_only_the_steps_that_run_a_model_and_plan_says_why() {
     p.run_ok("x.toml", &[]);
 
     // The default, stated or not, is the key every entry was made with.
-    for extra in [&[][..], &["--set", "experiment.precision=f32"], &["--precision", "f32"]] {
+    for extra in [
+        &[][..],
+        &["--set", "experiment.precision=f32"],
+        &["--precision", "f32"],
+    ] {
         let mut args = vec!["plan", "x.toml"];
         args.extend_from_slice(extra);
         let plan = stdout(&p.run(&args));
-        assert!(plan.contains("4 steps: 4 cached, 0 will run"), "{extra:?}: {plan}");
+        assert!(
+            plan.contains("4 steps: 4 cached, 0 will run"),
+            "{extra:?}: {plan}"
+        );
     }
 
-    for tf32 in [["--set", "experiment.precision=tf32"], ["--precision", "tf32"]] {
+    for tf32 in [
+        ["--set", "experiment.precision=tf32"],
+        ["--precision", "tf32"],
+    ] {
         let plan = stdout(&p.run(&["plan", "x.toml", tf32[0], tf32[1]]));
         assert!(plan.contains("4 steps: 3 cached, 1 will run"), "{plan}");
         let eval = plan.lines().find(|l| l.contains(" eval ")).unwrap();

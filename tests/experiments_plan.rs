@@ -165,7 +165,9 @@ fn hub_closed(p: &Project, args: &[&str]) -> std::process::Output {
 fn refused_by_run_planned_anyway(kind: xp::backend::BackendKind, extra: &[&str]) {
     let feature = kind.cargo_feature().unwrap();
     if kind.is_compiled() {
-        eprintln!("SKIPPED: this xp is built with `{feature}`; the refusal is tested on builds without it");
+        eprintln!(
+            "SKIPPED: this xp is built with `{feature}`; the refusal is tested on builds without it"
+        );
         return;
     }
     let p = Project::new(1);
@@ -174,7 +176,10 @@ fn refused_by_run_planned_anyway(kind: xp::backend::BackendKind, extra: &[&str])
     let out = hub_closed(&p, &args);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains(&format!("without the `{feature}` feature")), "{err}");
+    assert!(
+        err.contains(&format!("without the `{feature}` feature")),
+        "{err}"
+    );
     assert!(err.contains(&format!("--features {feature}")), "{err}");
     assert!(!err.contains("sources."), "no source was resolved: {err}");
     assert!(!p.cache().exists(), "the store was not even created");

@@ -121,7 +121,9 @@ fn overrides_of_every_shape_apply() {
             &["steps.real.block_size=32"],
             |e| matches!(&e.step("real").unwrap().params, StepParams::Tokenize(p) if p.block_size == 32),
         ),
-        (&["experiment.backend=cuda"], |e| e.meta.backend == BackendKind::Cuda),
+        (&["experiment.backend=cuda"], |e| {
+            e.meta.backend == BackendKind::Cuda
+        }),
         (&["experiment.backend=\"cuda\""], |e| {
             e.meta.backend == BackendKind::Cuda
         }),

@@ -156,4 +156,3 @@ impl FromStr for BackendKind {
             })
     }
 }
-

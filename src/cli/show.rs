@@ -4,9 +4,9 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::common;
-use crate::backend::{BackendKind, Precision};
 use super::exit::Success;
 use super::{CliError, ExperimentArgs, StoreArgs};
+use crate::backend::{BackendKind, Precision};
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {

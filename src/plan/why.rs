@@ -185,7 +185,10 @@ mod tests {
         let c = changes(&old, &new);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].to_string(), "precision: \"f32\" → \"tf32\"");
-        assert_eq!(changes(&new, &old)[0].to_string(), "precision: \"tf32\" → \"f32\"");
+        assert_eq!(
+            changes(&new, &old)[0].to_string(),
+            "precision: \"tf32\" → \"f32\""
+        );
     }
 
     #[test]

@@ -174,9 +174,10 @@ pub(super) fn submit_all(
             })
             .collect();
         let decl = plan.decl(index);
-        let resources = decl
-            .resources
-            .or(&kind_default(decl.params.kind(), plan.experiment.meta.backend));
+        let resources = decl.resources.or(&kind_default(
+            decl.params.kind(),
+            plan.experiment.meta.backend,
+        ));
         let mut args = vec![
             format!("--job-name={}:{name}", file_safe(experiment)),
             format!("--comment={}", job_comment(&key, store.root())),
