@@ -202,3 +202,96 @@ fn gc_keeps_what_experiments_use() {
     let events = p.run_ok("x.toml", &[]);
     assert!(steps_with(&events, "step_started").is_empty());
 }
+
+/// A tokenizer, blocks, a tiny random model and its evaluation: one step that runs a
+/// model (`eval`; `init` only draws weights).
+const WITH_A_MODEL: &str = r#"[experiment]
+name = "precision"
+seed = 0
+
+[sources]
+corpus = "corpus"
+
+[steps.tok]
+kind = "tokenizer"
+train_on = "corpus"
+vocab_size = 300
+
+[steps.blocks]
+kind = "tokenize"
+data = "corpus"
+tokenizer = "tok.tokenizer"
+block_size = 16
+
+[steps.init]
+kind = "init"
+tokenizer = "tok.tokenizer"
+hidden = 16
+layers = 1
+heads = 2
+ffn = 32
+max_positions = 32
+
+[steps.eval]
+kind = "evaluate"
+model = "init.model"
+data = ["blocks.test"]
+reference = "blocks.train"
+batch_size = 4
+forward_batch = 8
+"#;
+
+#[test]
+fn precision_reruns_only_the_steps_that_run_a_model_and_plan_says_why() {
+    let p = Project::new(60);
+    p.write("x.toml", WITH_A_MODEL);
+    p.run_ok("x.toml", &[]);
+
+    // The default, stated or not, is the key every entry was made with.
+    for extra in [
+        &[][..],
+        &["--set", "experiment.precision=f32"],
+        &["--precision", "f32"],
+    ] {
+        let mut args = vec!["plan", "x.toml"];
+        args.extend_from_slice(extra);
+        let plan = stdout(&p.run(&args));
+        assert!(
+            plan.contains("4 steps: 4 cached, 0 will run"),
+            "{extra:?}: {plan}"
+        );
+    }
+
+    for tf32 in [
+        ["--set", "experiment.precision=tf32"],
+        ["--precision", "tf32"],
+    ] {
+        let plan = stdout(&p.run(&["plan", "x.toml", tf32[0], tf32[1]]));
+        assert!(plan.contains("4 steps: 3 cached, 1 will run"), "{plan}");
+        let eval = plan.lines().find(|l| l.contains(" eval ")).unwrap();
+        assert!(eval.contains("precision: \"f32\" → \"tf32\""), "{plan}");
+    }
+
+    let events = p.run_ok("x.toml", &["--precision", "tf32"]);
+    assert_eq!(steps_with(&events, "step_started"), ["eval"]);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&p.run(&[
+        "show",
+        "x.toml",
+        "--json",
+        "--precision",
+        "tf32",
+    ])))
+    .unwrap();
+    let eval = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["step"] == "eval")
+        .unwrap();
+    assert_eq!(eval["backend"], "ndarray", "{eval}");
+    assert_eq!(eval["precision"], "tf32", "{eval}");
+
+    // Both entries stay: going back to f32 reuses the first.
+    let plan = stdout(&p.run(&["plan", "x.toml"]));
+    assert!(plan.contains("4 steps: 4 cached, 0 will run"), "{plan}");
+}

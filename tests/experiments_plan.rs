@@ -1,7 +1,9 @@
 //! experiments/shumailov.toml without network: `xp plan` lists every step of
 //! generations 0..3 with its dependencies and names the sources to fetch; raising the
 //! generation count adds exactly the new steps; `xp run` stops before any step with a
-//! message that says how to provide the sources.
+//! message that says how to provide the sources; on a build without its backend,
+//! `xp run` refuses before resolving any source while `xp plan` and `xp validate`
+//! warn and succeed.
 
 mod common;
 
@@ -118,7 +120,8 @@ fn ten_generations_add_exactly_the_new_steps() {
 #[test]
 fn run_without_network_stops_before_any_step_and_says_how_to_provide_sources() {
     let p = Project::new(1);
-    let out = offline(&p, &["run", SHUMAILOV]);
+    // On ndarray, so that the missing sources are what stops it on any build.
+    let out = offline(&p, &["run", SHUMAILOV, "--backend", "ndarray"]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let err = stderr(&out);
     for hint in [
@@ -138,4 +141,79 @@ fn run_without_network_stops_before_any_step_and_says_how_to_provide_sources() {
                 .is_none(),
         "nothing was stored"
     );
+}
+
+/// `xp ARGS` with the network reachable in principle but the Hub at a closed local
+/// port: anything that tried to resolve an `hf:` source would fail with exit 4.
+fn hub_closed(p: &Project, args: &[&str]) -> std::process::Output {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    p.xp(args)
+        .env_remove("HF_HUB_OFFLINE")
+        .env("HF_HOME", p.path().join("hf-home"))
+        .env_remove("HF_HUB_CACHE")
+        .env("HF_ENDPOINT", format!("http://127.0.0.1:{port}"))
+        .output()
+        .unwrap()
+}
+
+/// `xp run` refuses the experiment on a build without `kind` (exit 2, naming the
+/// feature) before resolving a source or opening the store; `xp plan` and `xp
+/// validate` of the same file succeed with a warning naming it.
+fn refused_by_run_planned_anyway(kind: xp::backend::BackendKind, extra: &[&str]) {
+    let feature = kind.cargo_feature().unwrap();
+    if kind.is_compiled() {
+        eprintln!(
+            "SKIPPED: this xp is built with `{feature}`; the refusal is tested on builds without it"
+        );
+        return;
+    }
+    let p = Project::new(1);
+    let mut args = vec!["run", SHUMAILOV];
+    args.extend_from_slice(extra);
+    let out = hub_closed(&p, &args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("without the `{feature}` feature")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("--features {feature}")), "{err}");
+    assert!(!err.contains("sources."), "no source was resolved: {err}");
+    assert!(!p.cache().exists(), "the store was not even created");
+    assert!(!p.path().join("hf-home").exists(), "nothing was downloaded");
+    assert!(stdout(&out).is_empty(), "no step started: {}", stdout(&out));
+
+    for command in ["plan", "validate"] {
+        let mut args = vec![command, SHUMAILOV];
+        args.extend_from_slice(extra);
+        let out = offline(&p, &args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "xp {command}: {err}");
+        assert!(
+            err.contains("warning: ") && err.contains(&format!("`{feature}` feature")),
+            "xp {command}: {err}"
+        );
+    }
+}
+
+#[test]
+fn run_refuses_cuda_on_a_build_without_it_but_plan_and_validate_warn() {
+    refused_by_run_planned_anyway(xp::backend::BackendKind::Cuda, &[]);
+}
+
+#[test]
+fn run_refuses_wgpu_on_a_build_without_it_but_plan_and_validate_warn() {
+    refused_by_run_planned_anyway(xp::backend::BackendKind::Wgpu, &["--backend", "wgpu"]);
+}
+
+#[test]
+fn the_backend_on_the_command_line_is_checked_by_clap() {
+    let p = Project::new(1);
+    let out = offline(&p, &["plan", SHUMAILOV, "--backend", "tpu"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ndarray") && err.contains("cuda"), "{err}");
 }

@@ -108,7 +108,7 @@ fn errors_name_the_problem_and_the_place() {
         case(
             "unknown key in [experiment]",
             BASE.replace("name = \"mini\"", "name = \"mini\"\nseeed = 1"),
-            "in [experiment]: unknown field `seeed`, expected one of `name`, `seed`, `backend`, `description`",
+            "in [experiment]: unknown field `seeed`, expected one of `name`, `seed`, `backend`, `precision`, `description`",
             "x.toml:3:1",
         ),
         case(
@@ -126,7 +126,7 @@ fn errors_name_the_problem_and_the_place() {
         case(
             "unknown backend",
             BASE.replace("name = \"mini\"", "name = \"mini\"\nbackend = \"tpu\""),
-            "in [experiment]: unknown variant `tpu`, expected `ndarray` or `cuda`",
+            "in [experiment]: unknown variant `tpu`, expected one of `ndarray`, `cuda`, `wgpu`",
             "x.toml:3:11",
         ),
         case(

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use xp::backend::{BackendKind, Precision};
 use xp::spec::{Experiment, Location, StepDecl, load, load_str};
 use xp::steps::StepParams;
 
@@ -64,7 +65,8 @@ fn a_minimal_file_has_defaults_and_no_steps() {
     let experiment = load_fixture("minimal.toml", &[]);
     assert_eq!(experiment.meta.name, "minimal");
     assert_eq!(experiment.meta.seed, 0);
-    assert_eq!(experiment.meta.backend, "ndarray");
+    assert_eq!(experiment.meta.backend, BackendKind::Ndarray);
+    assert_eq!(experiment.meta.precision, Precision::F32);
     assert_eq!(experiment.meta.description, None);
     assert!(experiment.sources.is_empty() && experiment.steps.is_empty());
     assert_eq!(experiment.dir, fixture(""));
@@ -119,9 +121,14 @@ fn overrides_of_every_shape_apply() {
             &["steps.real.block_size=32"],
             |e| matches!(&e.step("real").unwrap().params, StepParams::Tokenize(p) if p.block_size == 32),
         ),
-        (&["experiment.backend=cuda"], |e| e.meta.backend == "cuda"),
+        (&["experiment.backend=cuda"], |e| {
+            e.meta.backend == BackendKind::Cuda
+        }),
         (&["experiment.backend=\"cuda\""], |e| {
-            e.meta.backend == "cuda"
+            e.meta.backend == BackendKind::Cuda
+        }),
+        (&["experiment.precision=tf32"], |e| {
+            e.meta.precision == Precision::Tf32
         }),
         (&["experiment.seed=7"], |e| e.meta.seed == 7),
         (&["experiment.description=\"two words\""], |e| {

@@ -14,12 +14,12 @@ pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// `--backend ndarray|cuda` (default ndarray); for ndarray, also sizes the CPU thread
+/// `--backend ndarray|cuda|wgpu` (default ndarray); for ndarray, also sizes the CPU thread
 /// pool from `--threads` (default 2). Returns the backend and a label for the output.
 pub fn backend_from_args() -> (BackendKind, String) {
     let kind: BackendKind = arg("--backend", "ndarray".to_string())
         .parse()
-        .expect("--backend ndarray|cuda");
+        .expect("--backend ndarray|cuda|wgpu");
     kind.check_available().expect("backend");
     let label = match kind {
         BackendKind::Ndarray => {
@@ -27,7 +27,7 @@ pub fn backend_from_args() -> (BackendKind, String) {
             set_cpu_threads(threads).expect("thread pool");
             format!("ndarray, {threads} threads")
         }
-        BackendKind::Cuda => "cuda".to_string(),
+        BackendKind::Cuda | BackendKind::Wgpu => kind.to_string(),
     };
     (kind, label)
 }

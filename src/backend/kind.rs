@@ -4,13 +4,15 @@
 use std::fmt;
 use std::str::FromStr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A tensor backend xp can run on. Written lowercase in files and on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// CPU, pure Rust (burn-ndarray); always available.
+    #[default]
     Ndarray,
     /// NVIDIA GPU (burn-cuda); needs the `cuda` cargo feature and a driver.
     Cuda,
@@ -22,7 +24,7 @@ pub enum BackendKind {
 /// How f32 matrix products are computed on a GPU. Part of every step key that runs
 /// products: TF32 tensor cores change results beyond the tolerances the backends are
 /// tested to. The CPU computes exact f32 either way.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// Exact f32 products (no tensor cores on f32 operands).
@@ -124,6 +126,15 @@ impl BackendKind {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// `Ok` when steps on this backend can run here, in this process; otherwise
+    /// the reason, naming what to do. `xp run` asks this once, before it resolves
+    /// sources or runs anything (`xp plan` and `xp validate` only warn: the plan
+    /// of a GPU experiment is made anywhere). Today it is [`Self::check_available`];
+    /// a probe for the device belongs here too.
+    pub fn check_runnable(self) -> Result<(), BackendError> {
+        self.check_available()
     }
 }
 

@@ -13,12 +13,25 @@ use crate::store::Store;
 
 use super::{CliError, ExperimentArgs, StoreArgs};
 
+/// Loads the file with its `--set` overrides, then `--backend` and `--precision`
+/// over them (typed: they were parsed once, by the command line).
 pub fn load_experiment(args: &ExperimentArgs) -> Result<Experiment, CliError> {
-    let mut overrides = args.set.clone();
-    if let Some(backend) = &args.backend {
-        overrides.push(format!("experiment.backend={backend}"));
+    let mut experiment = spec::load(&args.file, &args.set)?;
+    if let Some(backend) = args.backend {
+        experiment.meta.backend = backend;
     }
-    Ok(spec::load(&args.file, &overrides)?)
+    if let Some(precision) = args.precision {
+        experiment.meta.precision = precision;
+    }
+    Ok(experiment)
+}
+
+/// What `xp plan` and `xp validate` say about a backend this binary cannot run:
+/// a warning, not an error (a plan is made anywhere; `xp run` refuses).
+pub fn warn_if_not_runnable(experiment: &Experiment) {
+    if let Err(e) = experiment.meta.backend.check_runnable() {
+        eprintln!("warning: {e}; `xp run` of this experiment will refuse to start here");
+    }
 }
 
 /// Plans without touching the network: sources not available locally leave

@@ -43,6 +43,7 @@ fn resolve(arg: &str, args: &DiffArgs) -> Result<Side, CliError> {
             file: path,
             set: args.set.clone(),
             backend: None,
+            precision: None,
         };
         let steps = step_rows(&experiment, &args.store)?
             .into_iter()

@@ -1,6 +1,7 @@
 //! Exit codes and the top-level error: each failure maps to one code and a
 //! message written for a person.
 
+use crate::backend::BackendError;
 use crate::exec::ExecError;
 use crate::plan::PlanError;
 use crate::spec::SpecError;
@@ -10,7 +11,7 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
   1  one or more steps failed (the others ran; dependents were skipped)
-  2  invalid command line or experiment file
+  2  invalid command line or experiment file, or its backend is not in this xp
   3  the store has corrupt entries (xp verify)
   4  a source is not available (offline, not in the HF cache, missing file)
   5  the store cannot be used (permissions, disk full, newer format)";
@@ -41,6 +42,9 @@ pub enum CliError {
     Plan(#[from] PlanError),
     #[error("{0}")]
     Usage(String),
+    /// `xp run` of an experiment whose backend this binary cannot run.
+    #[error("error: {0}")]
+    Backend(#[from] BackendError),
     #[error("{0}")]
     SourceUnavailable(String),
     #[error("{0}")]
@@ -57,7 +61,7 @@ pub enum CliError {
 impl CliError {
     pub fn code(&self) -> i32 {
         match self {
-            CliError::Spec(_) | CliError::Plan(_) | CliError::Usage(_) => 2,
+            CliError::Spec(_) | CliError::Plan(_) | CliError::Usage(_) | CliError::Backend(_) => 2,
             CliError::SourceUnavailable(_) => 4,
             CliError::Store(_) | CliError::Io { .. } => 5,
             CliError::Exec(ExecError::Store(_)) => 5,

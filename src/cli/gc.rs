@@ -36,6 +36,7 @@ pub fn run(args: GcArgs) -> Result<Success, CliError> {
             file: file.clone(),
             set: args.set.clone(),
             backend: None,
+            precision: None,
         })?;
         for step in &plan.steps {
             match &step.key {

@@ -19,7 +19,10 @@ mod verify;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::PossibleValue;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::backend::{BackendKind, Precision};
 
 pub use exit::CliError;
 
@@ -73,9 +76,44 @@ pub struct ExperimentArgs {
     /// (repeatable; the value is TOML, or a plain string).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub set: Vec<String>,
-    /// Override the experiment's backend (ndarray or cuda).
-    #[arg(long)]
-    pub backend: Option<String>,
+    /// Override the experiment's backend (`[experiment] backend`).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+    /// Override how f32 matrix products are computed (`[experiment] precision`;
+    /// part of the key of every step that runs a model).
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
+}
+
+/// `--backend` takes the same lowercase names as the file.
+impl ValueEnum for BackendKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &BackendKind::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let help = match self {
+            BackendKind::Ndarray => "CPU (default)",
+            BackendKind::Cuda => "NVIDIA GPU (needs the `cuda` feature)",
+            BackendKind::Wgpu => "any GPU through wgpu (needs the `wgpu` feature)",
+        };
+        Some(PossibleValue::new(self.as_str()).help(help))
+    }
+}
+
+/// `--precision` takes the same lowercase names as the file.
+impl ValueEnum for Precision {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Precision::F32, Precision::Tf32]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let help = match self {
+            Precision::F32 => "exact f32 products (default)",
+            Precision::Tf32 => "TF32 tensor cores on NVIDIA GPUs (faster, ~1e-3 relative error)",
+        };
+        Some(PossibleValue::new(self.as_str()).help(help))
+    }
 }
 
 /// Where the store is.

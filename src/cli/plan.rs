@@ -1,4 +1,5 @@
-//! `xp plan FILE`: for every step, cached or will run, and why.
+//! `xp plan FILE`: for every step, cached or will run, and why. Works anywhere:
+//! a backend this binary cannot run is a warning (on stderr), not an error.
 
 use clap::Args;
 use serde_json::json;
@@ -26,6 +27,7 @@ pub struct PlanArgs {
 
 pub fn run(args: PlanArgs) -> Result<Success, CliError> {
     let plan = common::plan_offline(&args.experiment)?;
+    common::warn_if_not_runnable(&plan.experiment);
     let store = common::open_store_if_exists(&args.store)?;
     let options = common::run_options(&plan, &args.rerun, args.rerun_all)?;
     let statuses = common::statuses(&plan, store.as_ref(), &options)?;

@@ -55,6 +55,18 @@ pub fn run(args: RunArgs) -> Result<Success, CliError> {
         ));
     }
     let experiment = common::load_experiment(&args.experiment)?;
+    // Before any source is resolved (downloaded) or step run: a local run needs
+    // the backend here. Slurm jobs run on other machines, so submitting does not
+    // refuse (they run this very binary, though: say so when it lacks the backend).
+    let backend = experiment.meta.backend;
+    match args.executor {
+        ExecutorName::Local => backend.check_runnable()?,
+        ExecutorName::Slurm => {
+            if let Err(e) = backend.check_available() {
+                eprintln!("warning: {e}; the jobs run this xp binary");
+            }
+        }
+    }
     let resolved = oracle::resolve_sources(&experiment)
         .map_err(|e| CliError::SourceUnavailable(format!("error: {e}")))?;
     for warning in &resolved.warnings {
@@ -136,6 +148,7 @@ fn job_command(args: &RunArgs) -> Result<JobCommand, CliError> {
         xp,
         file,
         overrides: args.experiment.set.clone(),
-        backend: args.experiment.backend.clone(),
+        backend: args.experiment.backend,
+        precision: args.experiment.precision,
     })
 }

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::common;
 use super::exit::Success;
 use super::{CliError, ExperimentArgs, StoreArgs};
+use crate::backend::{BackendKind, Precision};
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
@@ -26,7 +27,9 @@ pub(super) struct StepRow {
     pub outputs: Vec<(String, Option<String>)>,
     pub metrics: Option<Value>,
     pub duration_s: Option<f64>,
-    pub backend: Option<String>,
+    pub backend: Option<BackendKind>,
+    /// `None` also for entries written before precision was recorded.
+    pub precision: Option<Precision>,
 }
 
 /// Every step of the experiment: key, status, output paths, metrics.
@@ -68,7 +71,8 @@ pub(super) fn step_rows(
             outputs,
             metrics: entry.as_ref().map(|e| e.manifest.metrics.clone()),
             duration_s: entry.as_ref().map(|e| e.manifest.duration_s),
-            backend: entry.as_ref().map(|e| e.manifest.backend.clone()),
+            backend: entry.as_ref().map(|e| e.manifest.backend),
+            precision: entry.as_ref().and_then(|e| e.manifest.precision),
         });
     }
     Ok(rows)
@@ -89,6 +93,7 @@ pub fn run(args: ShowArgs) -> Result<Success, CliError> {
                     "metrics": r.metrics,
                     "duration_s": r.duration_s,
                     "backend": r.backend,
+                    "precision": r.precision,
                 })
             })
             .collect();
@@ -101,8 +106,9 @@ pub fn run(args: ShowArgs) -> Result<Success, CliError> {
             .as_deref()
             .map(|k| &k[..12])
             .unwrap_or("????????????");
-        let timing = match (row.duration_s, &row.backend) {
-            (Some(d), Some(b)) => format!(", {d:.1} s on {b}"),
+        let timing = match (row.duration_s, row.backend, row.precision) {
+            (Some(d), Some(b), Some(Precision::Tf32)) => format!(", {d:.1} s on {b} (tf32)"),
+            (Some(d), Some(b), _) => format!(", {d:.1} s on {b}"),
             _ => String::new(),
         };
         println!(

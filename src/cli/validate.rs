@@ -1,4 +1,5 @@
-//! `xp validate FILE`: parse, expand and plan the experiment; run nothing.
+//! `xp validate FILE`: parse, expand and plan the experiment; run nothing. A
+//! backend this binary cannot run is a warning here (`xp run` refuses it).
 
 use clap::Args;
 
@@ -14,6 +15,7 @@ pub struct ValidateArgs {
 
 pub fn run(args: ValidateArgs) -> Result<Success, CliError> {
     let plan = common::plan_offline(&args.experiment)?;
+    common::warn_if_not_runnable(&plan.experiment);
     println!(
         "ok: `{}` has {} steps and {} sources ({})",
         plan.experiment.meta.name,

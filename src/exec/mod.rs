@@ -157,7 +157,8 @@ pub fn execute_step(
         scratch_dir: staging.scratch_dir(),
         inputs,
         seed: plan.experiment.meta.seed,
-        backend: plan.experiment.meta.backend.clone(),
+        backend: plan.experiment.meta.backend,
+        precision: plan.experiment.meta.precision,
         events,
     };
     // A panic in a step is a bug, but it must fail the step, not the store.
@@ -187,7 +188,8 @@ pub fn execute_step(
         experiment: plan.experiment.meta.name.clone(),
         key_inputs: serde_json::to_value(key_inputs).expect("key inputs serialise"),
         metrics: outcome.metrics,
-        backend: plan.experiment.meta.backend.clone(),
+        backend: plan.experiment.meta.backend,
+        precision: plan.experiment.meta.precision,
         started_at,
         outcome: Outcome::Completed,
     })?;

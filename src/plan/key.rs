@@ -4,13 +4,15 @@
 //! of that struct is there because changing it can change the step's result;
 //! anything that cannot (the step's name, descriptions, the backend) stays out,
 //! so renaming a step or reviewing on a CPU what was computed on a GPU reuses the
-//! cache.
+//! cache. How matrix products are computed (exact f32 or TF32) is in: it changes
+//! results.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::backend::Precision;
 use crate::digest::{ContentDigest, StepKey};
 
 /// Version of this encoding. Bump it only when the struct's meaning changes:
@@ -37,6 +39,14 @@ pub struct KeyInputs {
     /// The experiment seed, only for kinds whose results depend on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// How f32 matrix products are computed, for kinds that run a model (TF32
+    /// tensor cores change results beyond the backends' tested tolerances); `f32`
+    /// for the others. Omitted from the encoding when `f32`, so every key made
+    /// before this field existed (all exact f32) is unchanged; unambiguous, because
+    /// a non-default precision is always written (`"precision":"tf32"`) and an absent
+    /// field reads back as `f32`.
+    #[serde(default, skip_serializing_if = "is_exact_f32")]
+    pub precision: Precision,
     /// What each input slot holds, by slot name (sorted); within a slot the
     /// order is kept, because it is meaningful (e.g. generation order).
     pub inputs: BTreeMap<String, Vec<InputDigest>>,
@@ -52,6 +62,10 @@ pub enum InputDigest {
     Source { digest: ContentDigest },
     /// Output `output` of the step whose key is `step`.
     Output { step: StepKey, output: String },
+}
+
+fn is_exact_f32(precision: &Precision) -> bool {
+    *precision == Precision::F32
 }
 
 impl KeyInputs {
@@ -128,6 +142,7 @@ mod tests {
             kind_version: 1,
             params,
             seed: None,
+            precision: Precision::F32,
             inputs,
         }
     }
@@ -182,6 +197,9 @@ mod tests {
         k.seed = Some(0);
         changed.push(k);
         let mut k = base.clone();
+        k.precision = Precision::Tf32;
+        changed.push(k);
+        let mut k = base.clone();
         k.inputs.get_mut("data").unwrap()[0] = InputDigest::Source {
             digest: ContentDigest::of_bytes(b"corpus2"),
         };
@@ -193,6 +211,30 @@ mod tests {
             assert_ne!(c.key(), base.key(), "{c:?}");
         }
     }
+
+    // The default precision leaves the encoding, hence every existing key, as it was
+    // before precision existed; tf32 is written and changes the key.
+    #[test]
+    fn precision_f32_keeps_old_keys_and_tf32_changes_them() {
+        let f32_key = example(json!({"block_size": 64, "grouping": "global"}));
+        assert_eq!(f32_key.precision, Precision::F32);
+        assert!(!f32_key.canonical_json().contains("precision"));
+        assert_eq!(f32_key.key().to_hex(), GOLDEN);
+
+        let mut tf32 = f32_key.clone();
+        tf32.precision = Precision::Tf32;
+        assert!(tf32.canonical_json().contains("\"precision\":\"tf32\""));
+        assert_eq!(tf32.key().to_hex(), GOLDEN_TF32);
+        assert_ne!(tf32.key(), f32_key.key());
+
+        // Key inputs recorded in manifests before precision existed read back as f32.
+        let old: KeyInputs = serde_json::from_str(&f32_key.canonical_json()).unwrap();
+        assert_eq!(old, f32_key);
+        let back: KeyInputs = serde_json::from_str(&tf32.canonical_json()).unwrap();
+        assert_eq!(back.precision, Precision::Tf32);
+    }
+
+    const GOLDEN_TF32: &str = "142c8177122a5385224a0bc6e5caf619a0a2394dcf8400015f27f1973c992fad";
 
     #[test]
     fn list_order_within_a_slot_matters() {

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use petgraph::graph::{DiGraph, NodeIndex};
 
+use crate::backend::Precision;
 use crate::digest::{ContentDigest, StepKey};
 use crate::spec::{Experiment, Location, StepDecl};
 use crate::steps::RefTarget;
@@ -292,6 +293,11 @@ fn key_state(
         kind_version: params.version(),
         params: params.params_without_inputs(),
         seed: params.uses_seed().then_some(experiment.meta.seed),
+        precision: if params.uses_precision() {
+            experiment.meta.precision
+        } else {
+            Precision::F32
+        },
         inputs: digests,
     };
     KeyState::Known {

@@ -59,6 +59,13 @@ pub fn changes(old: &KeyInputs, new: &KeyInputs) -> Vec<Change> {
             new: new.seed.map(Value::from),
         });
     }
+    if old.precision != new.precision {
+        out.push(Change {
+            path: "precision".into(),
+            old: Some(Value::from(old.precision.as_str())),
+            new: Some(Value::from(new.precision.as_str())),
+        });
+    }
     let (a, b) = (
         flatten("params", &old.params),
         flatten("params", &new.params),
@@ -138,6 +145,7 @@ fn diff_maps(a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>) -> Vec<Ch
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Precision;
     use crate::digest::ContentDigest;
     use serde_json::json;
 
@@ -148,6 +156,7 @@ mod tests {
             kind_version: 1,
             params,
             seed: None,
+            precision: Precision::F32,
             inputs: [(
                 "data".to_string(),
                 vec![InputDigest::Source {
@@ -166,6 +175,20 @@ mod tests {
         let c = changes(&old, &new);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].to_string(), "params.block_size: 64 → 32");
+    }
+
+    #[test]
+    fn names_a_changed_precision() {
+        let old = inputs(json!({"block_size": 64}), b"x");
+        let mut new = old.clone();
+        new.precision = Precision::Tf32;
+        let c = changes(&old, &new);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].to_string(), "precision: \"f32\" → \"tf32\"");
+        assert_eq!(
+            changes(&new, &old)[0].to_string(),
+            "precision: \"tf32\" → \"f32\""
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use toml::de::DeTable;
 
+use crate::backend::{BackendKind, Precision};
 use crate::steps::StepParams;
 
 mod error;
@@ -38,8 +39,11 @@ pub struct ExperimentMeta {
     pub name: String,
     /// Default 0.
     pub seed: u64,
-    /// `"ndarray"` (default) or `"cuda"`.
-    pub backend: String,
+    /// Where tensors are computed (default ndarray); recorded in manifests, not keyed.
+    pub backend: BackendKind,
+    /// How f32 products are computed (default exact f32); in the key of every step
+    /// that runs a model ([`crate::steps::StepParams::uses_precision`]).
+    pub precision: Precision,
     /// Cosmetic; never part of a key.
     pub description: Option<String>,
 }
@@ -137,7 +141,8 @@ pub fn load_str(text: &str, file: &Path, overrides: &[String]) -> Result<Experim
     let meta = ExperimentMeta {
         name: doc.experiment.name.clone(),
         seed: doc.experiment.seed,
-        backend: doc.experiment.backend.as_str().to_string(),
+        backend: doc.experiment.backend,
+        precision: doc.experiment.precision,
         description: doc.experiment.description.clone(),
     };
     let sources: BTreeMap<String, SourceDecl> = doc

@@ -15,6 +15,7 @@ use super::error::{Problem, SpecError};
 use super::location::SourceMap;
 use super::overrides::a_type;
 use super::resources::{self, Resources};
+use crate::backend::{BackendKind, Precision};
 use crate::steps::{KIND_NAMES, StepParams};
 
 pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
@@ -37,32 +38,18 @@ pub(crate) struct ExperimentTable {
     /// The seed every seeded step uses (it is part of their keys).
     #[serde(default)]
     pub seed: u64,
-    /// Where tensors are computed. `--backend` overrides it.
+    /// Where tensors are computed. `--backend` overrides it. Recorded in every
+    /// manifest, never part of a key: results computed on a GPU are reused on a CPU.
     #[serde(default)]
-    pub backend: BackendName,
+    pub backend: BackendKind,
+    /// How f32 matrix products are computed: `f32` (exact) or `tf32` (TF32 tensor
+    /// cores on NVIDIA GPUs: faster, ~1e-3 relative error). `--precision` overrides
+    /// it. Part of the key of every step that runs a model.
+    #[serde(default)]
+    pub precision: Precision,
     /// Free text; cosmetic, never part of a key.
     #[serde(default)]
     pub description: Option<String>,
-}
-
-/// The compute backends xp knows.
-#[derive(Debug, Default, Clone, Copy, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum BackendName {
-    /// CPU (burn's ndarray backend); runs anywhere.
-    #[default]
-    Ndarray,
-    /// An NVIDIA GPU (burn's CUDA backend; needs the `cuda` feature).
-    Cuda,
-}
-
-impl BackendName {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            BackendName::Ndarray => "ndarray",
-            BackendName::Cuda => "cuda",
-        }
-    }
 }
 
 /// A string written in the file, and where.

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::backend::{BackendKind, Precision};
 use crate::digest::StepKey;
 use crate::exec::events::{EventSink, RunEvent};
 
@@ -49,7 +50,11 @@ pub struct StepContext<'a> {
     pub scratch_dir: &'a Path,
     pub inputs: BTreeMap<&'static str, Vec<InputLocation>>,
     pub seed: u64,
-    pub backend: String,
+    /// The experiment's backend (`[experiment] backend`, or `--backend`).
+    pub backend: BackendKind,
+    /// How f32 matrix products are computed (`[experiment] precision`); for
+    /// [`crate::backend::dispatch`]. It is in the key of every kind that uses it.
+    pub precision: Precision,
     pub events: &'a dyn EventSink,
 }
 
@@ -74,11 +79,11 @@ impl StepContext<'_> {
         self.inputs.get(slot).map(Vec::as_slice).unwrap_or_default()
     }
 
-    /// The backend named in the experiment, checked to be compiled in.
-    pub fn backend_kind(&self) -> Result<crate::backend::BackendKind, StepError> {
-        let kind: crate::backend::BackendKind = self.backend.parse()?;
-        kind.check_available()?;
-        Ok(kind)
+    /// The experiment's backend, checked to be runnable here (`xp run` checked it
+    /// before starting; a cluster job's node may still lack it).
+    pub fn backend_kind(&self) -> Result<BackendKind, StepError> {
+        self.backend.check_runnable()?;
+        Ok(self.backend)
     }
 
     /// Reports progress; the reporters rate-limit what they show.

@@ -54,6 +54,7 @@ impl KindParams for Params {
     const VERSION: u32 = 1;
     const INPUT_SLOTS: &'static [&'static str] = &[];
     const USES_SEED: bool = true;
+    const USES_PRECISION: bool = false; // no model
 
     fn inputs(&self) -> Vec<InputSlot<'_>> {
         Vec::new()

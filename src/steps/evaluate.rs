@@ -75,6 +75,7 @@ impl KindParams for Params {
     const VERSION: u32 = 1;
     const INPUT_SLOTS: &'static [&'static str] = &["model", "data", "reference"];
     const USES_SEED: bool = false;
+    const USES_PRECISION: bool = true; // scores with a model
 
     fn inputs(&self) -> Vec<InputSlot<'_>> {
         let mut slots = vec![

@@ -111,6 +111,7 @@ impl KindParams for Params {
     const VERSION: u32 = 2;
     const INPUT_SLOTS: &'static [&'static str] = &["model", "train", "valid"];
     const USES_SEED: bool = true;
+    const USES_PRECISION: bool = true; // trains a model
 
     fn inputs(&self) -> Vec<InputSlot<'_>> {
         vec![

@@ -77,6 +77,7 @@ impl KindParams for Params {
     const VERSION: u32 = 1;
     const INPUT_SLOTS: &'static [&'static str] = &["tokenizer"];
     const USES_SEED: bool = true;
+    const USES_PRECISION: bool = false; // initialises weights; no products
 
     fn inputs(&self) -> Vec<InputSlot<'_>> {
         vec![InputSlot {

@@ -80,6 +80,9 @@ pub trait KindParams: Serialize + JsonSchema + Clone + fmt::Debug {
     const INPUT_SLOTS: &'static [&'static str];
     /// Whether results depend on the experiment seed (then the seed is in the key).
     const USES_SEED: bool;
+    /// Whether results depend on how f32 matrix products are computed (the kind
+    /// runs a model); then the experiment's precision is in the key.
+    const USES_PRECISION: bool;
 
     /// The input references, one entry per slot in `INPUT_SLOTS` that is set.
     fn inputs(&self) -> Vec<InputSlot<'_>>;
@@ -134,6 +137,10 @@ macro_rules! step_kinds {
 
             pub fn uses_seed(&self) -> bool {
                 match self { $(Self::$variant(_) => <$module::Params as KindParams>::USES_SEED),* }
+            }
+
+            pub fn uses_precision(&self) -> bool {
+                match self { $(Self::$variant(_) => <$module::Params as KindParams>::USES_PRECISION),* }
             }
 
             pub fn inputs(&self) -> Vec<InputSlot<'_>> {

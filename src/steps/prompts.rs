@@ -97,6 +97,7 @@ impl KindParams for Params {
     const VERSION: u32 = 3;
     const INPUT_SLOTS: &'static [&'static str] = &["model"];
     const USES_SEED: bool = true;
+    const USES_PRECISION: bool = true; // generates with a model
 
     fn inputs(&self) -> Vec<InputSlot<'_>> {
         vec![InputSlot {

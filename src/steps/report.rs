@@ -53,6 +53,7 @@ impl KindParams for Params {
     const VERSION: u32 = 2;
     const INPUT_SLOTS: &'static [&'static str] = &["evaluations", "training", "answers"];
     const USES_SEED: bool = false;
+    const USES_PRECISION: bool = false; // reads numbers; no model
 
     fn inputs(&self) -> Vec<InputSlot<'_>> {
         [

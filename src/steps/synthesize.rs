@@ -121,6 +121,7 @@ impl KindParams for Params {
     const VERSION: u32 = 3;
     const INPUT_SLOTS: &'static [&'static str] = &["model", "prompts", "real"];
     const USES_SEED: bool = true;
+    const USES_PRECISION: bool = true; // generates with a model
 
     fn inputs(&self) -> Vec<InputSlot<'_>> {
         let mut slots = vec![

@@ -61,6 +61,7 @@ impl KindParams for Params {
     const VERSION: u32 = 1;
     const INPUT_SLOTS: &'static [&'static str] = &["data", "tokenizer"];
     const USES_SEED: bool = false;
+    const USES_PRECISION: bool = false; // no model
 
     fn inputs(&self) -> Vec<InputSlot<'_>> {
         vec![

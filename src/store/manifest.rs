@@ -9,6 +9,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::{BackendKind, Precision};
 use crate::digest::{ContentDigest, StepKey};
 
 use super::error::{StoreError, io_err};
@@ -57,7 +58,9 @@ pub struct ManifestInfo {
     /// Metrics the step reported (may be `null`).
     pub metrics: serde_json::Value,
     /// Backend it ran on (`ndarray`, `cuda`, ...).
-    pub backend: String,
+    pub backend: BackendKind,
+    /// The experiment's precision for f32 products when it ran.
+    pub precision: Precision,
     /// When the step started.
     pub started_at: DateTime<Utc>,
     /// How it ended.
@@ -78,7 +81,13 @@ pub struct Manifest {
     /// Output files by path relative to `out/`, `/`-separated.
     pub outputs: BTreeMap<String, OutputFile>,
     pub metrics: serde_json::Value,
-    pub backend: String,
+    /// Written lowercase (`"ndarray"`, `"cuda"`), as it always was.
+    pub backend: BackendKind,
+    /// The experiment's precision for f32 products (`"f32"`, `"tf32"`). `None` in
+    /// manifests written before it was recorded: those ran with exact f32 products
+    /// on the CPU, but the CUDA backend then used TF32 tensor cores.
+    #[serde(default)]
+    pub precision: Option<Precision>,
     /// Version of xp that published the entry.
     pub xp_version: String,
     pub started_at: DateTime<Utc>,
@@ -113,6 +122,7 @@ impl Manifest {
             outputs,
             metrics: info.metrics,
             backend: info.backend,
+            precision: Some(info.precision),
             xp_version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: info.started_at,
             finished_at,
@@ -202,7 +212,8 @@ mod tests {
             experiment: "mini".into(),
             key_inputs: serde_json::json!({"epochs": 5}),
             metrics: serde_json::Value::Null,
-            backend: "ndarray".into(),
+            backend: BackendKind::Cuda,
+            precision: Precision::Tf32,
             started_at: started,
             outcome: Outcome::Resumed,
         };
@@ -221,8 +232,22 @@ mod tests {
         let json = serde_json::to_string(&m).unwrap();
         assert!(json.contains("\"started_at\":\"2026-01-02T03:04:05Z\""));
         assert!(json.contains("\"outcome\":\"resumed\""));
+        assert!(json.contains("\"backend\":\"cuda\",\"precision\":\"tf32\""));
         let back: Manifest = serde_json::from_str(&json).unwrap();
         assert_eq!(back, m);
         assert_eq!(back.total_size(), 2);
+    }
+
+    #[test]
+    fn manifests_written_before_precision_existed_still_parse() {
+        let old = r#"{"manifest_version":1,"key":"0101010101010101010101010101010101010101010101010101010101010101",
+            "step":"blocks","kind":"tokenize","kind_version":1,"experiment":"mini",
+            "key_inputs":{"block_size":64},"outputs":{},"metrics":null,"backend":"ndarray",
+            "xp_version":"0.1.0","started_at":"2026-01-02T03:04:05Z",
+            "finished_at":"2026-01-02T03:04:06Z","duration_s":1.0,"host":"h","user":"u",
+            "outcome":"completed"}"#;
+        let m: Manifest = serde_json::from_str(old).unwrap();
+        assert_eq!(m.backend, BackendKind::Ndarray);
+        assert_eq!(m.precision, None);
     }
 }

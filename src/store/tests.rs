@@ -23,7 +23,8 @@ fn info(step: &str) -> ManifestInfo {
         experiment: "test".into(),
         key_inputs: serde_json::json!({"block_size": 64}),
         metrics: serde_json::json!({"rows": 3}),
-        backend: "ndarray".into(),
+        backend: crate::backend::BackendKind::Ndarray,
+        precision: crate::backend::Precision::F32,
         started_at: chrono::Utc::now(),
         outcome: Outcome::Completed,
     }

@@ -2,6 +2,7 @@
 //! `[defaults.KIND.resources]` (both merged by the spec), over xp's default
 //! for the kind, turned into `sbatch` options.
 
+use crate::backend::BackendKind;
 use crate::spec::Resources;
 
 /// Kinds that only read and write data: one CPU, little memory, no GPU.
@@ -10,7 +11,7 @@ const DATA_KINDS: &[&str] = &["corpus", "tokenizer", "tokenize"];
 /// xp's resources for a kind when the file says nothing. Data kinds need one
 /// CPU and a little memory; model kinds (training, generation, evaluation) get
 /// one GPU on the `cuda` backend, and on any backend several cores and a day.
-pub fn kind_default(kind: &str, backend: &str) -> Resources {
+pub fn kind_default(kind: &str, backend: BackendKind) -> Resources {
     if DATA_KINDS.contains(&kind) {
         return Resources {
             gpus: Some(0),
@@ -20,7 +21,7 @@ pub fn kind_default(kind: &str, backend: &str) -> Resources {
             ..Resources::default()
         };
     }
-    let gpu = backend == "cuda";
+    let gpu = backend == BackendKind::Cuda;
     Resources {
         gpus: Some(u32::from(gpu)),
         cpus: Some(if gpu { 8 } else { 4 }),
@@ -59,9 +60,9 @@ mod tests {
 
     #[test]
     fn model_kinds_get_a_gpu_only_on_cuda() {
-        assert_eq!(kind_default("finetune", "cuda").gpus, Some(1));
-        assert_eq!(kind_default("finetune", "ndarray").gpus, Some(0));
-        assert_eq!(kind_default("tokenize", "cuda").gpus, Some(0));
+        assert_eq!(kind_default("finetune", BackendKind::Cuda).gpus, Some(1));
+        assert_eq!(kind_default("finetune", BackendKind::Ndarray).gpus, Some(0));
+        assert_eq!(kind_default("tokenize", BackendKind::Cuda).gpus, Some(0));
     }
 
     #[test]
@@ -72,7 +73,7 @@ mod tests {
             sbatch_args: Some(vec!["--qos=high".into()]),
             ..Resources::default()
         };
-        let merged = step.or(&kind_default("finetune", "cuda"));
+        let merged = step.or(&kind_default("finetune", BackendKind::Cuda));
         assert_eq!(
             sbatch_options(&merged),
             [
@@ -84,7 +85,7 @@ mod tests {
                 "--qos=high"
             ]
         );
-        let none = kind_default("corpus", "ndarray");
+        let none = kind_default("corpus", BackendKind::Ndarray);
         assert!(
             !sbatch_options(&none)
                 .iter()

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::commands::{JobId, SlurmCommands, job_comment};
 use super::resources::{kind_default, sbatch_options};
 use super::{SlurmError, Step, StepJob};
+use crate::backend::{BackendKind, Precision};
 use crate::digest::StepKey;
 use crate::exec::events::{EventSink, RunEvent};
 use crate::exec::{ExecError, RunOptions};
@@ -27,7 +28,9 @@ pub struct JobCommand {
     /// recomputes the same keys only with the same overrides.
     pub overrides: Vec<String>,
     /// `--backend` given to the submitting `xp`.
-    pub backend: Option<String>,
+    pub backend: Option<BackendKind>,
+    /// `--precision` given to the submitting `xp`.
+    pub precision: Option<Precision>,
 }
 
 impl JobCommand {
@@ -53,9 +56,13 @@ impl JobCommand {
             words.push("--set".into());
             words.push(quote(set));
         }
-        if let Some(backend) = &self.backend {
+        if let Some(backend) = self.backend {
             words.push("--backend".into());
-            words.push(quote(backend));
+            words.push(quote(backend.as_str()));
+        }
+        if let Some(precision) = self.precision {
+            words.push("--precision".into());
+            words.push(quote(precision.as_str()));
         }
         if forced {
             words.push("--rerun".into());
@@ -167,10 +174,10 @@ pub(super) fn submit_all(
             })
             .collect();
         let decl = plan.decl(index);
-        let backend = &plan.experiment.meta.backend;
-        let resources = decl
-            .resources
-            .or(&kind_default(decl.params.kind(), backend));
+        let resources = decl.resources.or(&kind_default(
+            decl.params.kind(),
+            plan.experiment.meta.backend,
+        ));
         let mut args = vec![
             format!("--job-name={}:{name}", file_safe(experiment)),
             format!("--comment={}", job_comment(&key, store.root())),
@@ -210,7 +217,8 @@ mod tests {
             xp: "/opt/xp/bin/xp".into(),
             file: "/shared/exp's dir/x.toml".into(),
             overrides: vec!["steps.b.block_size=8".into()],
-            backend: Some("cuda".into()),
+            backend: Some(BackendKind::Cuda),
+            precision: Some(Precision::Tf32),
         };
         let key = StepKey([1; 32]);
         let script = job.script(Path::new("/shared/cache"), "gen@1", key, true);
@@ -221,7 +229,7 @@ mod tests {
             format!(
                 "exec '/opt/xp/bin/xp' exec-step '/shared/exp'\\''s dir/x.toml' --step 'gen@1' \
                  --expect-key {} --cache-dir '/shared/cache' --set 'steps.b.block_size=8' \
-                 --backend 'cuda' --rerun",
+                 --backend 'cuda' --precision 'tf32' --rerun",
                 key.to_hex()
             )
         );
