@@ -11,7 +11,7 @@ mod common;
 use std::time::Instant;
 
 use burn::tensor::{Distribution, Int, Tensor};
-use xp::backend::{BackendTask, XpAutodiffBackend, dispatch};
+use xp::backend::{BackendTask, Target, XpAutodiffBackend, dispatch};
 use xp::model::score::causal_lm_loss;
 use xp::model::{Opt, OptConfig};
 use xp::train::{AdamW, AdamWConfig, Gradients};
@@ -70,7 +70,7 @@ impl BackendTask for FinetuneStep {
 fn main() {
     let (kind, label) = common::backend_from_args();
     let iters = common::arg("--iters", 3usize);
-    let seconds = dispatch(kind, 0, FinetuneStep { iters }).expect("backend");
+    let seconds = dispatch(Target::new(kind), FinetuneStep { iters }).expect("backend");
     let tokens = (BATCH * SEQ) as f64;
     println!(
         "xp {label}: optimizer step {seconds:.4} s, {:.0} tokens/s, peak RSS {:.0} MiB",

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 
-use xp::backend::{BackendTask, XpAutodiffBackend, dispatch};
+use xp::backend::{BackendTask, Target, XpAutodiffBackend, dispatch};
 use xp::generate::{GenerationConfig, generate};
 use xp::model::{Opt, OptConfig};
 
@@ -81,7 +81,7 @@ fn main() {
         if !only.is_empty() && only != name {
             continue;
         }
-        let seconds = dispatch(kind, 0, BeamSearch { config, iters }).expect("backend");
+        let seconds = dispatch(Target::new(kind), BeamSearch { config, iters }).expect("backend");
         println!(
             "{name}: xp {label} beam search {:.1} new tokens/s ({seconds:.3} s per call)",
             (PROMPTS * NEW_TOKENS) as f64 / seconds

@@ -2,7 +2,7 @@
 
 use burn::backend::{Autodiff, NdArray};
 
-use super::kind::{BackendError, BackendKind};
+use super::kind::{BackendError, BackendKind, Precision};
 use super::ops::XpAutodiffBackend;
 
 /// The ndarray (CPU) backend with autodiff, f32.
@@ -23,22 +23,37 @@ pub trait BackendTask {
     fn run<B: XpAutodiffBackend>(self, device: B::Device) -> Self::Output;
 }
 
-/// Runs `task` on device `device_index` of the backend `kind` (ndarray has one device;
-/// the index is the GPU ordinal for cuda).
-pub fn dispatch<T: BackendTask>(
-    kind: BackendKind,
-    device_index: usize,
-    task: T,
-) -> Result<T::Output, BackendError> {
-    kind.check_available()?;
-    match kind {
+/// Where backend work runs: which backend, how its f32 products are computed, and
+/// which device (the GPU ordinal; ndarray has one device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub kind: BackendKind,
+    pub precision: Precision,
+    pub device: usize,
+}
+
+impl Target {
+    /// Device 0 of `kind` with exact f32 products.
+    pub fn new(kind: BackendKind) -> Self {
+        Target {
+            kind,
+            precision: Precision::default(),
+            device: 0,
+        }
+    }
+}
+
+/// Runs `task` on `target`.
+pub fn dispatch<T: BackendTask>(target: Target, task: T) -> Result<T::Output, BackendError> {
+    target.kind.check_available()?;
+    match target.kind {
         BackendKind::Ndarray => {
-            let _ = device_index;
+            // The CPU computes exact f32 whatever the precision.
             Ok(task.run::<NdarrayBackend>(burn::backend::ndarray::NdArrayDevice::Cpu))
         }
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => {
-            let device = burn::backend::cuda::CudaDevice::new(device_index);
+            let device = burn::backend::cuda::CudaDevice::new(target.device);
             Ok(task.run::<CudaBackend>(device))
         }
         #[cfg(not(feature = "cuda"))]
@@ -95,10 +110,10 @@ mod tests {
 
     #[test]
     fn dispatch_runs_on_ndarray_and_reports_missing_cuda() {
-        let sum = dispatch(BackendKind::Ndarray, 0, AddOne).unwrap();
+        let sum = dispatch(Target::new(BackendKind::Ndarray), AddOne).unwrap();
         assert_eq!(sum, 5.0);
         if !cfg!(feature = "cuda") {
-            let err = dispatch(BackendKind::Cuda, 0, AddOne).unwrap_err();
+            let err = dispatch(Target::new(BackendKind::Cuda), AddOne).unwrap_err();
             assert!(err.to_string().contains("--features cuda"), "{err}");
         }
     }

@@ -14,7 +14,7 @@ mod ops;
 
 #[cfg(feature = "cuda")]
 pub use dispatch::CudaBackend;
-pub use dispatch::{BackendTask, NdarrayBackend, dispatch, set_cpu_threads};
+pub use dispatch::{BackendTask, NdarrayBackend, Target, dispatch, set_cpu_threads};
 pub use kind::{BackendError, BackendKind, Precision};
 pub use ops::{
     AdamWStep, BeamStep, KvStore, NllStats, TensorCache, XpAutodiffBackend, XpBackend,

@@ -121,6 +121,10 @@ pub trait KvStore<B: Backend>: Clone + Debug + Send {
     fn with_capacity(positions: usize) -> Self;
     /// Filled positions (0 when empty).
     fn len(&self) -> usize;
+    /// Whether nothing is cached.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Rows of the cached tensors, `None` when empty.
     fn rows(&self) -> Option<usize>;
     /// Layers that hold entries.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::backend::{BackendKind, Precision};
+use crate::backend::{BackendKind, Precision, Target};
 use crate::digest::StepKey;
 use crate::exec::events::{EventSink, RunEvent};
 
@@ -79,11 +79,15 @@ impl StepContext<'_> {
         self.inputs.get(slot).map(Vec::as_slice).unwrap_or_default()
     }
 
-    /// The experiment's backend, checked to be runnable here (`xp run` checked it
-    /// before starting; a cluster job's node may still lack it).
-    pub fn backend_kind(&self) -> Result<BackendKind, StepError> {
+    /// Where the step's tensor work runs: the experiment's backend (checked to be
+    /// runnable here: `xp run` checked it before starting, a cluster job's node may
+    /// still lack it) with its precision.
+    pub fn target(&self) -> Result<Target, StepError> {
         self.backend.check_runnable()?;
-        Ok(self.backend)
+        Ok(Target {
+            precision: self.precision,
+            ..Target::new(self.backend)
+        })
     }
 
     /// Reports progress; the reporters rate-limit what they show.

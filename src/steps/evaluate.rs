@@ -174,10 +174,8 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         None => None,
     };
 
-    let kind = ctx.backend_kind()?;
     let perplexities = dispatch(
-        kind,
-        0,
+        ctx.target()?,
         ScoreSets {
             ctx,
             model_dir: &model.path,

@@ -237,7 +237,7 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
     let model_dir = &ctx.input("model")?.path;
     let train_blocks = read_blocks(&ctx.input("train")?.path)?;
     let valid_blocks = read_blocks(&ctx.input("valid")?.path)?;
-    let kind = ctx.backend_kind()?;
+    let target = ctx.target()?;
     let task = FinetuneTask {
         ctx,
         settings: p.settings(ctx.seed),
@@ -245,7 +245,7 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         train: train_blocks,
         valid: valid_blocks,
     };
-    let report = crate::backend::dispatch(kind, 0, task)?.map_err(|e| step_error(ctx.step, e))?;
+    let report = crate::backend::dispatch(target, task)?.map_err(|e| step_error(ctx.step, e))?;
 
     // The selected weights; config.json and the tokenizer files as the input had them.
     let out = ctx.out_path("model");

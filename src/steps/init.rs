@@ -153,10 +153,8 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
     }
     ctx.progress(0, Some(1), "models", "initialising");
     let dir = ctx.out_path("model");
-    let kind = ctx.backend_kind()?;
     let params = crate::backend::dispatch(
-        kind,
-        0,
+        ctx.target()?,
         InitTask {
             config: config.clone(),
             seed: ctx.seed,

@@ -143,7 +143,7 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         config: &config,
         prompts: &prompt_ids,
     };
-    let answers_ids = dispatch(ctx.backend_kind()?, 0, task)??;
+    let answers_ids = dispatch(ctx.target()?, task)??;
     let mut answers = Vec::new();
     for (text, ids) in p.prompts.iter().zip(&answers_ids) {
         let answer = tokenizer

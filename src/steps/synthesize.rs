@@ -399,7 +399,7 @@ fn generate_in_shards(
         shard_size: p.shard_size,
         total,
     };
-    let (new_tokens, seconds) = dispatch(ctx.backend_kind()?, 0, task)??;
+    let (new_tokens, seconds) = dispatch(ctx.target()?, task)??;
     let continuations = results
         .into_iter()
         .flat_map(|s| s.expect("every shard finished").outputs)

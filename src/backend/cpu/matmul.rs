@@ -113,15 +113,12 @@ mod tests {
 
     /// `x · w` (w = the table, or its transpose) and the gradients of a weighted sum
     /// for `x` and the table, through `product`.
-    fn run<B: XpBackend>(
+    fn run<B: XpBackend + burn::tensor::backend::AutodiffBackend>(
         x: Tensor<B, 2>,
         table: Tensor<B, 2>,
         transposed: bool,
         product: impl Fn(Tensor<B, 2>, Tensor<B, 2>) -> Tensor<B, 2>,
-    ) -> Vec<Vec<u32>>
-    where
-        B: burn::tensor::backend::AutodiffBackend,
-    {
+    ) -> Vec<Vec<u32>> {
         let x = x.require_grad();
         let table = table.require_grad();
         let w = if transposed {
