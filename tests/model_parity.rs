@@ -37,6 +37,22 @@ fn logits_match_transformers_on_every_fixture_on_cuda() {
     );
 }
 
+/// The wgpu backend against the same references, on whatever adapter the machine has
+/// (Mesa's lavapipe in CI); skipped with a message when it has none. Its products are
+/// xp's exact f32 kernel (no TF32 on wgpu either way) and its other kernels f32 too,
+/// summing in other orders than PyTorch's: the CPU's bound, 1e-4 absolute.
+#[cfg(feature = "wgpu")]
+#[test]
+fn logits_match_transformers_on_every_fixture_on_wgpu() {
+    use xp::backend::cubecl::{WgpuInner, wgpu_adapter, wgpu_device};
+    let Some(adapter) = wgpu_adapter() else {
+        eprintln!("SKIPPED: no wgpu adapter (on Linux: apt-get install mesa-vulkan-drivers)");
+        return;
+    };
+    eprintln!("wgpu adapter: {adapter}");
+    logits_match_on::<WgpuInner>(&wgpu_device(), Bound::Absolute(LOGITS_ABS_TOL));
+}
+
 /// How far a logit may be from the reference.
 #[derive(Clone, Copy)]
 enum Bound {

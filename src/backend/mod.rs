@@ -2,6 +2,8 @@
 //! the one picked at run time ([`dispatch`]), and the host-memory access the CPU
 //! backend's fast paths use.
 
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub mod cubecl;
 mod dispatch;
 mod kind;
 mod ops;
