@@ -8,14 +8,14 @@ mod dispatch;
 mod kind;
 mod ops;
 
-pub use dispatch::{BackendTask, NdarrayBackend, dispatch, set_cpu_threads};
 #[cfg(feature = "cuda")]
 pub use dispatch::CudaBackend;
+pub use dispatch::{BackendTask, NdarrayBackend, dispatch, set_cpu_threads};
 pub use kind::{BackendError, BackendKind, Precision};
 pub use ops::{
-    AdamWStep, BeamStep, KvStore, NllStats, TensorCache, XpAutodiffBackend, XpBackend, attention,
-    adamw_update_with_tensors, beam_candidates_with_tensors, shifted_nll_backward_with_tensors,
-    shifted_nll_with_tensors,
+    AdamWStep, BeamStep, KvStore, NllStats, TensorCache, XpAutodiffBackend, XpBackend,
+    adamw_update_with_tensors, attention, beam_candidates_with_tensors,
+    shifted_nll_backward_with_tensors, shifted_nll_with_tensors,
 };
 
 /// Whether `B` is the plain ndarray backend, whose float tensors are host arrays
@@ -81,4 +81,3 @@ where
     }
     t.into_data().convert::<f32>().into_vec::<f32>()
 }
-

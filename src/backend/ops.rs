@@ -276,7 +276,13 @@ pub fn beam_candidates_with_tensors<B: Backend>(
     if step.repetition_penalty != 1.0 {
         // Every id of a row's sequence, padded with the row's first id (a repeat
         // marks nothing new), scattered into a [rows, vocab] count.
-        let width = step.sequences.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let width = step
+            .sequences
+            .iter()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0)
+            .max(1);
         let ids: Vec<i64> = step
             .sequences
             .iter()

@@ -92,7 +92,8 @@ pub fn wgpu_adapter() -> Option<String> {
         backends: backend.into(),
         ..wgpu::InstanceDescriptor::new_without_display_handle()
     });
-    let adapters = burn_cubecl::cubecl::future::block_on(instance.enumerate_adapters(backend.into()));
+    let adapters =
+        burn_cubecl::cubecl::future::block_on(instance.enumerate_adapters(backend.into()));
     // cubecl prefers a discrete GPU, then an integrated one, then the rest.
     let rank = |t: wgpu::DeviceType| match t {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -106,6 +107,16 @@ pub fn wgpu_adapter() -> Option<String> {
         .map(|a| a.get_info())
         .min_by_key(|info| rank(info.device_type))
         .map(|info| format!("{} ({:?}, {:?})", info.name, info.device_type, info.backend))
+}
+
+/// The largest tensor, in bytes, that `device` of runtime `R` can hold: cubecl's page
+/// size, on wgpu the device's largest storage-buffer binding. On Mesa's lavapipe it is
+/// 128 MiB, less than OPT-125m's f32 embedding (154 MB); most discrete GPUs allow 2 to
+/// 4 GiB. A bigger tensor makes cubecl's server thread panic, after which results may
+/// be garbage: check a model's largest weight against it before loading.
+pub fn max_tensor_bytes<R: CubeRuntime>(device: &R::Device) -> usize {
+    let bytes = R::client(device).properties().memory.max_page_size;
+    usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
 // --- precision -----------------------------------------------------------------------
@@ -169,8 +180,10 @@ where
 }
 
 /// The exact f32 matrix product `lhs` `[..., m, k]` · `rhs` `[..., k, n]` ->
-/// `[..., m, n]` (equal leading dimensions; any strides, e.g. transposed or narrowed
-/// views), on any cubecl runtime.
+/// `[..., m, n]` on any cubecl runtime. Leading dimensions are equal or 1 (broadcast,
+/// as in burn's `matmul`); the operands may be strided views (transposed, narrowed),
+/// which the kernel reads as they are (a layout it cannot read is made contiguous
+/// first by cubek).
 ///
 /// It runs cubek's `SimpleUnit` routine: each unit of a cube computes a tile of the
 /// output in registers of the operands' type (f32 for f32; `SimpleUnit` never calls
@@ -188,9 +201,13 @@ where
 pub fn exact_matmul<R: CubeRuntime>(lhs: CubeTensor<R>, rhs: CubeTensor<R>) -> CubeTensor<R> {
     let (ls, rs) = (lhs.meta.shape().to_vec(), rhs.meta.shape().to_vec());
     let rank = ls.len();
+    let batch_ok = ls[..rank.saturating_sub(2)]
+        .iter()
+        .zip(&rs)
+        .all(|(&l, &r)| l == r || l == 1 || r == 1);
     assert!(
-        rank >= 2 && rs.len() == rank && ls[..rank - 2] == rs[..rank - 2] && ls[rank - 1] == rs[rank - 2],
-        "exact_matmul: shapes {ls:?} · {rs:?} do not multiply ([..., m, k] · [..., k, n], equal leading dimensions)"
+        rank >= 2 && rs.len() == rank && batch_ok && ls[rank - 1] == rs[rank - 2],
+        "exact_matmul: shapes {ls:?} · {rs:?} do not multiply ([..., m, k] · [..., k, n])"
     );
     let dtype = lhs.dtype;
     let out = init_matmul_output(&lhs, &rhs, dtype);
