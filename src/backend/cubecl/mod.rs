@@ -214,13 +214,13 @@ pub fn exact_matmul<R: CubeRuntime>(lhs: CubeTensor<R>, rhs: CubeTensor<R>) -> C
     let simple_unit = Strategy::SimpleUnit(BlueprintStrategy::Inferred(
         SimpleUnitSelectionArgs::default(),
     ));
-    if let Err(first) = launch_exact(&simple_unit, lhs.clone(), rhs.clone(), out.clone()) {
-        if let Err(second) = launch_exact(&Strategy::Naive, lhs, rhs, out.clone()) {
-            panic!(
-                "exact_matmul: no exact f32 kernel runs {ls:?} · {rs:?}: \
-                 SimpleUnit: {first:?}; Naive: {second:?}"
-            );
-        }
+    if let Err(first) = launch_exact(&simple_unit, lhs.clone(), rhs.clone(), out.clone())
+        && let Err(second) = launch_exact(&Strategy::Naive, lhs, rhs, out.clone())
+    {
+        panic!(
+            "exact_matmul: no exact f32 kernel runs {ls:?} · {rs:?}: \
+             SimpleUnit: {first:?}; Naive: {second:?}"
+        );
     }
     out
 }
