@@ -124,7 +124,24 @@ fn check_on<BB: XpBackend>(name: &str, device: &BB::Device) {
 fn every_case_matches_transformers_on_cuda() {
     let device = Default::default();
     for case in cases() {
-        check_on::<burn::backend::Cuda<f32, i32>>(&case.name, &device);
+        check_on::<xp::backend::cubecl::CudaInner>(&case.name, &device);
+    }
+}
+
+/// Every case on the wgpu backend (Mesa's lavapipe in CI; skipped with a message
+/// without an adapter): exact f32 products, other summation orders, same tokens.
+#[cfg(feature = "wgpu")]
+#[test]
+fn every_case_matches_transformers_on_wgpu() {
+    use xp::backend::cubecl::{WgpuInner, wgpu_adapter, wgpu_device};
+    let Some(adapter) = wgpu_adapter() else {
+        eprintln!("SKIPPED: no wgpu adapter (on Linux: apt-get install mesa-vulkan-drivers)");
+        return;
+    };
+    eprintln!("wgpu adapter: {adapter}");
+    let device = wgpu_device();
+    for case in cases() {
+        check_on::<WgpuInner>(&case.name, &device);
     }
 }
 

@@ -4,12 +4,12 @@
 //! positions are meaningless in HF too); per-sequence loss within 1e-5 relative;
 //! gradients within 1e-4 max abs + 1e-3 relative to the largest reference gradient.
 //!
-//! On CUDA the logits bound is 2e-3 of the largest reference logit: burn 0.21's CUDA
-//! matrix products run f32 inputs through TF32 tensor cores when its autotuner picks
-//! them (cubek-matmul `adjust_dtypes`; there is no switch), which keeps 10 mantissa
-//! bits per operand (relative rounding 2^-11 ≈ 4.9e-4 before accumulation). The
-//! references are full f32 (PyTorch's default `allow_tf32 = False`). A real error
-//! (mask, positions, layout) moves logits by whole units, far above this bound.
+//! The GPU variants (CUDA, wgpu) hold the same 1e-4: their products are xp's exact f32
+//! kernel (src/backend/cubecl/), not burn's default, which on CUDA runs f32 inputs
+//! through TF32 tensor cores (10 mantissa bits per operand; 7.7e-3 from transformers
+//! measured on an H200). The references are full f32 (PyTorch's default
+//! `allow_tf32 = False`). A real error (mask, positions, layout) moves logits by whole
+//! units, far above this bound.
 
 mod model_support;
 
@@ -24,30 +24,36 @@ const LOSS_REL_TOL: f64 = 1e-5;
 
 #[test]
 fn logits_match_transformers_on_every_fixture() {
-    logits_match_on::<B>(&device(), Bound::Absolute(LOGITS_ABS_TOL));
+    logits_match_on::<B>(&device(), LOGITS_ABS_TOL);
 }
 
-/// The CUDA backend against the same references (run on a GPU machine).
+/// The CUDA backend against the same references (run on a GPU machine), in exact f32
+/// (the default precision: cubek's non-tensor-core kernel): the CPU's bound, 1e-4.
+/// With TF32 tensor cores (`precision = "tf32"`) logits were measured 7.7e-3 from
+/// transformers on an H200 (BENCHMARKS.md); that mode is opt-in and not asserted here.
 #[cfg(feature = "cuda")]
 #[test]
 fn logits_match_transformers_on_every_fixture_on_cuda() {
-    logits_match_on::<burn::backend::Cuda<f32, i32>>(
-        &Default::default(),
-        Bound::OfLargestLogit(2e-3),
-    );
+    logits_match_on::<xp::backend::cubecl::CudaInner>(&Default::default(), LOGITS_ABS_TOL);
 }
 
-/// How far a logit may be from the reference.
-#[derive(Clone, Copy)]
-enum Bound {
-    Absolute(f64),
-    /// A fraction of the largest |reference logit| of the fixture (TF32 rounding is
-    /// relative to the operands' magnitude).
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    OfLargestLogit(f64),
+/// The wgpu backend against the same references, on whatever adapter the machine has
+/// (Mesa's lavapipe in CI); skipped with a message when it has none. Its products are
+/// xp's exact f32 kernel (no TF32 on wgpu either way) and its other kernels f32 too,
+/// summing in other orders than PyTorch's: the CPU's bound, 1e-4 absolute.
+#[cfg(feature = "wgpu")]
+#[test]
+fn logits_match_transformers_on_every_fixture_on_wgpu() {
+    use xp::backend::cubecl::{WgpuInner, wgpu_adapter, wgpu_device};
+    let Some(adapter) = wgpu_adapter() else {
+        eprintln!("SKIPPED: no wgpu adapter (on Linux: apt-get install mesa-vulkan-drivers)");
+        return;
+    };
+    eprintln!("wgpu adapter: {adapter}");
+    logits_match_on::<WgpuInner>(&wgpu_device(), LOGITS_ABS_TOL);
 }
 
-fn logits_match_on<BB: xp::backend::XpBackend>(device: &BB::Device, bound: Bound) {
+fn logits_match_on<BB: xp::backend::XpBackend>(device: &BB::Device, tol: f64) {
     for name in FIXTURES {
         let (model, _config) = load_pretrained::<BB>(&fixture_dir(name), device).unwrap();
         let reference = Reference::open(name);
@@ -71,10 +77,6 @@ fn logits_match_on<BB: xp::backend::XpBackend>(device: &BB::Device, bound: Bound
         // The fixtures are not trivially small: logits spread over several units.
         let spread = expected.values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         assert!(spread > 1.0, "{name}: reference logits too flat ({spread})");
-        let tol = match bound {
-            Bound::Absolute(tol) => tol,
-            Bound::OfLargestLogit(fraction) => fraction * spread,
-        };
         eprintln!(
             "{name}: max |logit diff| = {max_diff:.2e} (bound {tol:.2e}, largest logit {spread:.2})"
         );

@@ -8,10 +8,6 @@ use super::ops::XpAutodiffBackend;
 /// The ndarray (CPU) backend with autodiff, f32.
 pub type NdarrayBackend = Autodiff<NdArray<f32>>;
 
-/// The CUDA backend with autodiff, f32 floats and i32 ints.
-#[cfg(feature = "cuda")]
-pub type CudaBackend = Autodiff<burn::backend::Cuda<f32, i32>>;
-
 /// Work that is generic over the backend; [`dispatch`] picks the backend at run time.
 ///
 /// `B` is an autodiff backend: training uses it directly, evaluation uses
@@ -45,7 +41,7 @@ impl Target {
 
 /// Runs `task` on `target`.
 pub fn dispatch<T: BackendTask>(target: Target, task: T) -> Result<T::Output, BackendError> {
-    target.kind.check_available()?;
+    target.kind.check_runnable()?;
     match target.kind {
         BackendKind::Ndarray => {
             // The CPU computes exact f32 whatever the precision.
@@ -53,13 +49,53 @@ pub fn dispatch<T: BackendTask>(target: Target, task: T) -> Result<T::Output, Ba
         }
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => {
+            prepare_gpu(target);
             let device = burn::backend::cuda::CudaDevice::new(target.device);
-            Ok(task.run::<CudaBackend>(device))
+            Ok(task.run::<super::cubecl::CudaBackend>(device))
+        }
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => {
+            prepare_gpu(target);
+            Ok(task.run::<super::cubecl::WgpuBackend>(super::cubecl::wgpu_device()))
         }
         #[cfg(not(feature = "cuda"))]
-        BackendKind::Cuda => unreachable!("check_available refused it"),
-        BackendKind::Wgpu => unreachable!("check_available refused it"),
+        BackendKind::Cuda => unreachable!("check_runnable refused it"),
+        #[cfg(not(feature = "wgpu"))]
+        BackendKind::Wgpu => unreachable!("check_runnable refused it"),
     }
+}
+
+/// Before GPU work: the target's precision for every product of the process, and
+/// cubecl's caches (autotune results, compiled kernels) in [`gpu_cache_dir`], once per
+/// process, so that a second process on the machine skips the tuning.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn prepare_gpu(target: Target) {
+    static CACHES: std::sync::Once = std::sync::Once::new();
+    CACHES.call_once(|| {
+        if let Some(dir) = gpu_cache_dir()
+            && let Err(e) = super::cubecl::configure_caches(&dir)
+        {
+            // Not fatal: cubecl then keeps its caches where it would by default.
+            eprintln!(
+                "warning: cannot keep GPU kernel caches in {}: {e}",
+                dir.display()
+            );
+        }
+    });
+    super::cubecl::set_precision(target.precision);
+}
+
+/// Where cubecl's caches go: `$XP_GPU_CACHE_DIR`, else `xp/cubecl` in the user's cache
+/// directory (`$XDG_CACHE_HOME`, else `~/.cache`); `None` when neither is set.
+pub fn gpu_cache_dir() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if let Some(dir) = std::env::var_os("XP_GPU_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(cache.join("xp").join("cubecl"))
 }
 
 /// Sets the number of threads of the CPU (rayon) pool that burn-ndarray runs on.

@@ -71,6 +71,13 @@ pub enum BackendError {
         /// What building with the feature needs besides, as " (needs ...)" or "".
         needs: &'static str,
     },
+    /// The backend is compiled in, but this machine has no device for it.
+    #[error("no {kind} device on this machine: {hint}")]
+    NoDevice {
+        kind: BackendKind,
+        /// What to install or check.
+        hint: &'static str,
+    },
     /// The CPU thread pool could not be configured (e.g. it was already built).
     #[error("cannot set the CPU thread count to {threads}: {reason}")]
     ThreadPool {
@@ -131,10 +138,20 @@ impl BackendKind {
     /// `Ok` when steps on this backend can run here, in this process; otherwise
     /// the reason, naming what to do. `xp run` asks this once, before it resolves
     /// sources or runs anything (`xp plan` and `xp validate` only warn: the plan
-    /// of a GPU experiment is made anywhere). Today it is [`Self::check_available`];
-    /// a probe for the device belongs here too.
+    /// of a GPU experiment is made anywhere): [`Self::check_available`], then, for
+    /// wgpu, whether the platform's graphics API has an adapter. (A missing CUDA
+    /// device or driver shows when the first step creates its device.)
     pub fn check_runnable(self) -> Result<(), BackendError> {
-        self.check_available()
+        self.check_available()?;
+        #[cfg(feature = "wgpu")]
+        if self == BackendKind::Wgpu && super::cubecl::wgpu_adapter().is_none() {
+            return Err(BackendError::NoDevice {
+                kind: self,
+                hint: "wgpu found no adapter (Vulkan on Linux: install a GPU driver, or \
+                       Mesa's CPU device with `apt-get install mesa-vulkan-drivers`)",
+            });
+        }
+        Ok(())
     }
 }
 

@@ -8,13 +8,13 @@
 
 mod autodiff;
 pub mod cpu;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub mod cubecl;
 mod dispatch;
 mod kind;
 mod ops;
 
-#[cfg(feature = "cuda")]
-pub use dispatch::CudaBackend;
-pub use dispatch::{BackendTask, NdarrayBackend, Target, dispatch, set_cpu_threads};
+pub use dispatch::{BackendTask, NdarrayBackend, Target, dispatch, gpu_cache_dir, set_cpu_threads};
 pub use kind::{BackendError, BackendKind, Precision};
 pub use ops::{
     AdamWStep, BeamStep, KvStore, NllStats, TensorCache, XpAutodiffBackend, XpBackend,

@@ -111,11 +111,12 @@ mod tests {
         assert_eq!(bits(product(h.clone(), head.clone())), bits(h.matmul(head)));
     }
 
-    /// `x · w` (w = the table, or its transpose) and the gradients of a weighted sum
-    /// for `x` and the table, through `product`.
+    /// `x · w` (w = the table, or its transpose) and the gradients of the sum of
+    /// `out * weights` for `x` and the table, through `product`.
     fn run<B: XpBackend + burn::tensor::backend::AutodiffBackend>(
         x: Tensor<B, 2>,
         table: Tensor<B, 2>,
+        weights: Tensor<B, 2>,
         transposed: bool,
         product: impl Fn(Tensor<B, 2>, Tensor<B, 2>) -> Tensor<B, 2>,
     ) -> Vec<Vec<u32>> {
@@ -127,8 +128,6 @@ mod tests {
             table.clone()
         };
         let out = product(x.clone(), w);
-        let weights =
-            Tensor::<B, 2>::random(out.dims(), Distribution::Uniform(0.0, 1.0), &out.device());
         let grads = (out.clone() * weights).sum().backward();
         vec![
             bits(out.inner()),
@@ -141,19 +140,29 @@ mod tests {
     fn training_products_and_their_gradients_are_bitwise_burns() {
         type Ad = Autodiff<Cpu>;
         for (m, k, n, transposed) in [(12, 16, 40, false), (6, 8, 50, true)] {
-            let device = Default::default();
-            <Ad as Backend>::seed(&device, 11);
+            // Drawn once (the generator is shared with tests running in parallel).
             let x = random::<Cpu, 2>([m, k]);
             let table = if transposed {
                 random::<Cpu, 2>([n, k])
             } else {
                 random::<Cpu, 2>([k, n])
             };
+            let weights = random::<Cpu, 2>([m, n]);
             let lift = |t: &Tensor<Cpu, 2>| Tensor::<Ad, 2>::from_inner(t.clone());
-            <Ad as Backend>::seed(&device, 12);
-            let ours = run(lift(&x), lift(&table), transposed, Ad::product);
-            <Ad as Backend>::seed(&device, 12);
-            let burns = run(lift(&x), lift(&table), transposed, |a, b| a.matmul(b));
+            let ours = run(
+                lift(&x),
+                lift(&table),
+                lift(&weights),
+                transposed,
+                Ad::product,
+            );
+            let burns = run(
+                lift(&x),
+                lift(&table),
+                lift(&weights),
+                transposed,
+                |a, b| a.matmul(b),
+            );
             assert_eq!(ours, burns, "{m}x{k}x{n} transposed={transposed}");
         }
     }
