@@ -168,15 +168,15 @@ fn collapse_panels(groups: &[Group<'_>]) -> Vec<Chart> {
             "Distinct n-grams",
             "share distinct",
             vec![
-                ("distinct-1", |r| Some(r.set.distinct_1)),
-                ("distinct-2", |r| Some(r.set.distinct_2)),
-                ("distinct-3", |r| Some(r.set.distinct_3)),
+                ("distinct-1", |r| r.set.distinct_1),
+                ("distinct-2", |r| r.set.distinct_2),
+                ("distinct-3", |r| r.set.distinct_3),
             ],
         ),
         (
             "Repetition rate",
             "rate",
-            vec![("repetition", |r| Some(r.set.repetition_rate))],
+            vec![("repetition", |r| r.set.repetition_rate)],
         ),
         (
             "Unigram KL to reference",
@@ -275,22 +275,26 @@ fn training_panels(inputs: &ReportInputs) -> Vec<Chart> {
     let train: Vec<Series> = runs
         .iter()
         .enumerate()
-        .filter(|(_, (_, t))| !t.train.is_empty())
+        .filter(|(_, (_, t))| t.metrics.train().next().is_some())
         .map(|(i, (g, t))| Series {
             name: run_name(*g, &t.provenance.label),
             colour: colour_of(*g, i),
-            points: t.train.iter().map(|p| (p.step as f64, p.loss)).collect(),
+            points: t.metrics.train().map(|p| (p.step as f64, p.loss)).collect(),
             markers: false,
         })
         .collect();
     let valid: Vec<Series> = runs
         .iter()
         .enumerate()
-        .filter(|(_, (_, t))| !t.valid.is_empty())
+        .filter(|(_, (_, t))| t.metrics.valid().next().is_some())
         .map(|(i, (g, t))| Series {
             name: run_name(*g, &t.provenance.label),
             colour: colour_of(*g, i),
-            points: t.valid.iter().map(|p| (p.epoch as f64, p.loss)).collect(),
+            points: t
+                .metrics
+                .valid()
+                .map(|p| (p.epoch as f64, p.loss))
+                .collect(),
             markers: true,
         })
         .collect();

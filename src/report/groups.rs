@@ -3,7 +3,8 @@
 //! the seed's Figure 1; `blocks.test scored by finetune@*.model`: test
 //! perplexity per generation); within a group, rows are sorted by generation.
 
-use super::data::{ReportInputs, ScoreSet, Scores, generation_of, generation_template};
+use super::data::{ReportInputs, Scores, generation_of, generation_template};
+use crate::artifacts::SetScores;
 
 /// One evaluated set, placed in its group.
 #[derive(Clone, Debug)]
@@ -11,7 +12,7 @@ pub struct SetRow<'a> {
     /// From the set's label, else from the scorer's (`blocks.test` scored by
     /// `finetune@2.model` is generation 2).
     pub generation: Option<u32>,
-    pub set: &'a ScoreSet,
+    pub set: &'a SetScores,
     pub scores: &'a Scores,
 }
 

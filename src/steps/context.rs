@@ -130,6 +130,9 @@ pub enum StepError {
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
     Backend(#[from] crate::backend::BackendError),
+    /// An output file that could not be written, or an input file not in its format.
+    #[error(transparent)]
+    Artifact(#[from] crate::artifacts::ArtifactError),
     /// Input that is well-formed but unusable; the message says what to do.
     #[error("{0}")]
     Invalid(String),
