@@ -3,7 +3,7 @@
 //! of `finetune`, `answers.json` of `prompts`. Each input keeps where it came
 //! from, so every number in the report can name its step and key.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::ReportError;
 use crate::artifacts::{AnswersFile, ArtifactError, ScoresFile, TrainingMetrics};
@@ -19,7 +19,38 @@ pub struct Provenance {
     pub step: Option<String>,
     /// The producing step's key (hex), for step outputs.
     pub key: Option<String>,
+    /// The file read (absolute, this machine's).
     pub path: PathBuf,
+    /// For a step output: the file's path relative to the store's root
+    /// (`entries/<key>/out/scores.json`), what the report prints.
+    pub store_path: Option<PathBuf>,
+}
+
+impl Provenance {
+    /// The file as the report prints it: relative to the store for a step
+    /// output; for a source, its file name (the experiment file says where it is).
+    pub fn shown_path(&self) -> String {
+        match &self.store_path {
+            Some(p) => p.display().to_string(),
+            None => self
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| self.path.display().to_string()),
+        }
+    }
+
+    /// The provenance of `file_name` inside this input, when the input is a directory.
+    fn resolved(self, file_name: &str) -> Provenance {
+        if !self.path.is_dir() {
+            return self;
+        }
+        Provenance {
+            path: self.path.join(file_name),
+            store_path: self.store_path.map(|p| p.join(file_name)),
+            ..self
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -63,16 +94,6 @@ impl ReportInputs {
     }
 }
 
-/// A directory input (a step output that is a folder) holds the file by its
-/// artifact name; a file input is the file itself.
-fn resolve(path: &Path, file_name: &str) -> PathBuf {
-    if path.is_dir() {
-        path.join(file_name)
-    } else {
-        path.to_path_buf()
-    }
-}
-
 fn report_error(e: ArtifactError) -> ReportError {
     match e {
         ArtifactError::Io { path, source } => ReportError::Io { path, source },
@@ -81,30 +102,26 @@ fn report_error(e: ArtifactError) -> ReportError {
 }
 
 pub fn read_scores(provenance: Provenance) -> Result<Scores, ReportError> {
-    let path = resolve(&provenance.path, ScoresFile::FILE_NAME);
-    let file = ScoresFile::read(&path).map_err(report_error)?;
-    Ok(Scores {
-        provenance: Provenance { path, ..provenance },
-        file,
-    })
+    // A directory input (a step output that is a folder) holds the file by its
+    // artifact name; a file input is the file itself.
+    let provenance = provenance.resolved(ScoresFile::FILE_NAME);
+    let file = ScoresFile::read(&provenance.path).map_err(report_error)?;
+    Ok(Scores { provenance, file })
 }
 
 pub fn read_answers(provenance: Provenance) -> Result<Answers, ReportError> {
-    let path = resolve(&provenance.path, AnswersFile::FILE_NAME);
-    let file = AnswersFile::read(&path).map_err(report_error)?;
-    Ok(Answers {
-        provenance: Provenance { path, ..provenance },
-        file,
-    })
+    let provenance = provenance.resolved(AnswersFile::FILE_NAME);
+    let file = AnswersFile::read(&provenance.path).map_err(report_error)?;
+    Ok(Answers { provenance, file })
 }
 
 /// Reads a `metrics.jsonl`; lines of other types are skipped (the format may
 /// grow), malformed lines are errors naming the line.
 pub fn read_training(provenance: Provenance) -> Result<Training, ReportError> {
-    let path = resolve(&provenance.path, TrainingMetrics::FILE_NAME);
-    let metrics = TrainingMetrics::read(&path).map_err(report_error)?;
+    let provenance = provenance.resolved(TrainingMetrics::FILE_NAME);
+    let metrics = TrainingMetrics::read(&provenance.path).map_err(report_error)?;
     Ok(Training {
-        provenance: Provenance { path, ..provenance },
+        provenance,
         metrics,
     })
 }
@@ -168,8 +185,10 @@ mod tests {
             step: None,
             key: None,
             path: dir.path().to_path_buf(),
+            store_path: Some("entries/k/out".into()),
         };
         let t = read_training(provenance.clone()).unwrap();
+        assert_eq!(t.provenance.shown_path(), "entries/k/out/metrics.jsonl");
         assert_eq!(t.metrics.train().count(), 1);
         assert_eq!(t.metrics.valid().next().unwrap().perplexity, 7.39);
         std::fs::write(&path, "{\"type\":\"train\",\"epoch\":1}\n").unwrap();

@@ -213,7 +213,7 @@ pub fn provenance(inputs: &ReportInputs) -> Table {
                 p.slot.clone(),
                 p.step.clone().unwrap_or_else(|| "(source)".into()),
                 p.key.clone().unwrap_or_else(|| "—".into()),
-                p.path.display().to_string(),
+                p.shown_path(),
             ]
         })
         .collect();

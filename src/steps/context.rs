@@ -28,6 +28,9 @@ pub enum InputOrigin {
         step: String,
         output: String,
         key: StepKey,
+        /// The output's path relative to the store's root, for people to read (a
+        /// report prints it rather than this machine's absolute path).
+        store_path: PathBuf,
     },
 }
 
