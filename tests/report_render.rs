@@ -244,6 +244,8 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// `scratch`, killed after two minutes; returns its stdout.
 fn chromium(scratch: &Path, extra: &[String], url: &str) -> String {
     let profile = tempfile::tempdir_in(scratch).unwrap();
+    let stdout_path = profile.path().join("stdout");
+    let stderr_path = profile.path().join("stderr");
     let mut child = Command::new(CHROMIUM)
         .args([
             "--headless",
@@ -260,8 +262,9 @@ fn chromium(scratch: &Path, extra: &[String], url: &str) -> String {
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(extra)
         .arg(url)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        // Files, not pipes: a dumped DOM is larger than a pipe's buffer.
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()
         .expect("start chromium");
     let start = Instant::now();
@@ -272,13 +275,13 @@ fn chromium(scratch: &Path, extra: &[String], url: &str) -> String {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = child.wait_with_output().unwrap();
+    let status = child.wait().unwrap();
     assert!(
-        out.status.success(),
+        status.success(),
         "chromium failed on {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        std::fs::read_to_string(&stderr_path).unwrap_or_default()
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&std::fs::read(&stdout_path).unwrap()).into_owned()
 }
 
 /// The report as a reader sees it: Chromium opens `report.html` in a 1400 × 900
