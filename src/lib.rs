@@ -4,6 +4,7 @@
 //! spec → plan → store → exec → steps → model/train/generate/eval → report.
 
 pub mod alloc;
+pub mod artifacts;
 pub mod backend;
 pub mod cli;
 pub mod data;

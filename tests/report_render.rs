@@ -1,11 +1,14 @@
 //! The `report` kind through the real binary: an experiment whose report step
 //! reads fixture files (tests/fixtures/report/, made by make_fixtures.py in the
-//! formats of ML_CONTRACT.md) renders every figure and table; editing only the
-//! report's parameters reruns only the report.
+//! formats of src/artifacts/) renders every figure and table; editing only the
+//! report's parameters reruns only the report; the page, opened in headless
+//! Chromium (Debian package `chromium`) at 1400 × 900, fits the window.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::{Project, stderr, stdout, steps_with};
 
@@ -231,5 +234,123 @@ fn xp_report_refuses_an_experiment_without_a_report_step() {
         stderr(&out).contains("no step of kind `report`"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// Debian's `chromium` package installs it here.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Runs Chromium headless on `url` with `extra` flags, a fresh profile under
+/// `scratch`, killed after two minutes; returns its stdout.
+fn chromium(scratch: &Path, extra: &[String], url: &str) -> String {
+    let profile = tempfile::tempdir_in(scratch).unwrap();
+    let stdout_path = profile.path().join("stdout");
+    let stderr_path = profile.path().join("stderr");
+    let mut child = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1400,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(url)
+        // Files, not pipes: a dumped DOM is larger than a pipe's buffer.
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("start chromium");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(120) {
+            child.kill().ok();
+            panic!("chromium did not finish within 2 minutes on {url}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "chromium failed on {url}: {}",
+        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+    );
+    String::from_utf8_lossy(&std::fs::read(&stdout_path).unwrap()).into_owned()
+}
+
+/// The report as a reader sees it: Chromium opens `report.html` in a 1400 × 900
+/// window; the page must not scroll sideways (its scroll width is at most the
+/// window's), and a screenshot is kept beside it (`report-1400x900.png` in the
+/// test's directory; set XP_KEEP_REPORT=DIR to keep a copy). Skipped, saying
+/// so, where Chromium is not installed.
+#[test]
+fn the_page_fits_a_1400_pixel_window_in_chromium() {
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!(
+            "SKIPPED the_page_fits_a_1400_pixel_window_in_chromium: {CHROMIUM} not found \
+             (Debian: apt-get install chromium)"
+        );
+        return;
+    }
+    let p = project();
+    p.run_ok("report.toml", &[]);
+    let dir = report_dir(&p, &[]);
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+
+    // A copy that writes the page's widths into the DOM once laid out.
+    let probe = html.replace(
+        "</body>",
+        "<script>document.body.setAttribute('data-xp-widths', [\
+         document.documentElement.scrollWidth, document.documentElement.clientWidth, \
+         window.innerWidth].join(' '));</script>\n</body>",
+    );
+    let probe_path = p.path().join("probe.html");
+    std::fs::write(&probe_path, probe).unwrap();
+    let dom = chromium(
+        p.path(),
+        &["--dump-dom".into()],
+        &format!("file://{}", probe_path.display()),
+    );
+    let widths: Vec<u32> = dom
+        .split("data-xp-widths=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no widths in the dumped DOM:\n{dom}"))
+        .split(' ')
+        .map(|w| w.parse().unwrap())
+        .collect();
+    let (scroll, client, window) = (widths[0], widths[1], widths[2]);
+    assert_eq!(
+        window, 1400,
+        "the window is not 1400 pixels wide: {widths:?}"
+    );
+    assert!(
+        scroll <= client,
+        "the page scrolls sideways: {scroll} px of content in a {client} px window"
+    );
+
+    let shot = p.path().join("report-1400x900.png");
+    chromium(
+        p.path(),
+        &[format!("--screenshot={}", shot.display())],
+        &format!("file://{}", dir.join("report.html").display()),
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let size = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    assert_eq!((size(16), size(20)), (1400, 900), "screenshot size");
+    if let Ok(keep) = std::env::var("XP_KEEP_REPORT") {
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::copy(&shot, Path::new(&keep).join("report-1400x900.png")).unwrap();
+    }
+    eprintln!(
+        "chromium: page {scroll} px wide in a {client} px window; screenshot {}",
+        shot.display()
     );
 }

@@ -239,13 +239,19 @@ fn input_locations(
                     };
                     let key = producer.key.key().ok_or_else(missing)?;
                     let entry = store.lookup(&key)?.hit().ok_or_else(missing)?;
+                    let path = entry.out_dir().join(path);
+                    let store_path = path
+                        .strip_prefix(store.root())
+                        .unwrap_or(&path)
+                        .to_path_buf();
                     locations.push(InputLocation {
-                        path: entry.out_dir().join(path),
+                        path,
                         splits: None,
                         origin: InputOrigin::Output {
                             step: producer.name.clone(),
                             output: output.clone(),
                             key,
+                            store_path,
                         },
                     });
                 }

@@ -1,13 +1,12 @@
-//! The report's inputs, read from the files other kinds write (formats in
-//! ML_CONTRACT.md): `scores.json` of `evaluate`, `metrics.jsonl` of
-//! `finetune`, `answers.json` of `prompts`. Each input keeps where it came
+//! The report's inputs, read from the files other kinds write (their types
+//! are in [`crate::artifacts`]): `scores.json` of `evaluate`, `metrics.jsonl`
+//! of `finetune`, `answers.json` of `prompts`. Each input keeps where it came
 //! from, so every number in the report can name its step and key.
 
-use std::path::{Path, PathBuf};
-
-use serde::Deserialize;
+use std::path::PathBuf;
 
 use super::ReportError;
+use crate::artifacts::{AnswersFile, ArtifactError, ScoresFile, TrainingMetrics};
 
 /// Where one input file came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,50 +19,38 @@ pub struct Provenance {
     pub step: Option<String>,
     /// The producing step's key (hex), for step outputs.
     pub key: Option<String>,
+    /// The file read (absolute, this machine's).
     pub path: PathBuf,
+    /// For a step output: the file's path relative to the store's root
+    /// (`entries/<key>/out/scores.json`), what the report prints.
+    pub store_path: Option<PathBuf>,
 }
 
-/// One evaluated set of `scores.json`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct ScoreSet {
-    /// The set's origin label, e.g. `synthesize@1.blocks`.
-    pub label: String,
-    /// The key of the step that produced the set, when it is a step output.
-    #[serde(default)]
-    pub key: Option<String>,
-    pub blocks: u64,
-    pub tokens: u64,
-    pub per_sample_perplexity: Vec<f64>,
-    /// Token-weighted perplexity over the whole set (the main number).
-    pub corpus_perplexity: f64,
-    /// The authors' variant: exp(mean over batches of the batch mean loss).
-    pub batch_mean_perplexity: f64,
-    pub mean: f64,
-    pub median: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub distinct_1: f64,
-    pub distinct_2: f64,
-    pub distinct_3: f64,
-    pub repetition_rate: f64,
-    #[serde(default)]
-    pub unigram_kl: Option<f64>,
-    #[serde(default)]
-    pub unigram_js: Option<f64>,
-    #[serde(default)]
-    pub tail_coverage: Option<f64>,
-    #[serde(default)]
-    pub tail_mass: Option<f64>,
-}
+impl Provenance {
+    /// The file as the report prints it: relative to the store for a step
+    /// output; for a source, its file name (the experiment file says where it is).
+    pub fn shown_path(&self) -> String {
+        match &self.store_path {
+            Some(p) => p.display().to_string(),
+            None => self
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| self.path.display().to_string()),
+        }
+    }
 
-/// A `scores.json`: one scorer model, several sets.
-#[derive(Clone, Debug, Deserialize)]
-pub struct ScoresFile {
-    /// The scorer's origin label, e.g. `finetune@0.model`.
-    pub model: String,
-    #[serde(default)]
-    pub model_key: Option<String>,
-    pub sets: Vec<ScoreSet>,
+    /// The provenance of `file_name` inside this input, when the input is a directory.
+    fn resolved(self, file_name: &str) -> Provenance {
+        if !self.path.is_dir() {
+            return self;
+        }
+        Provenance {
+            path: self.path.join(file_name),
+            store_path: self.store_path.map(|p| p.join(file_name)),
+            ..self
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -72,42 +59,11 @@ pub struct Scores {
     pub file: ScoresFile,
 }
 
-/// One optimizer step of a `metrics.jsonl`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct TrainPoint {
-    pub epoch: u32,
-    pub step: u64,
-    pub loss: f64,
-}
-
-/// One epoch's validation of a `metrics.jsonl`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ValidPoint {
-    pub epoch: u32,
-    pub loss: f64,
-    pub perplexity: f64,
-}
-
 /// The training curves of one `finetune` step.
 #[derive(Clone, Debug)]
 pub struct Training {
     pub provenance: Provenance,
-    pub train: Vec<TrainPoint>,
-    pub valid: Vec<ValidPoint>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct Answer {
-    pub prompt: String,
-    pub answer: String,
-}
-
-/// An `answers.json`: one model's answers to the fixed prompts.
-#[derive(Clone, Debug, Deserialize)]
-pub struct AnswersFile {
-    /// The answering model's origin label, e.g. `finetune@2.model`.
-    pub model: String,
-    pub answers: Vec<Answer>,
+    pub metrics: TrainingMetrics,
 }
 
 #[derive(Clone, Debug)]
@@ -138,108 +94,35 @@ impl ReportInputs {
     }
 }
 
-fn read_text(path: &Path) -> Result<String, ReportError> {
-    std::fs::read_to_string(path).map_err(|source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// A directory input (a step output that is a folder) holds the file by its
-/// contract name; a file input is the file itself.
-fn resolve(path: &Path, file_name: &str) -> PathBuf {
-    if path.is_dir() {
-        path.join(file_name)
-    } else {
-        path.to_path_buf()
+fn report_error(e: ArtifactError) -> ReportError {
+    match e {
+        ArtifactError::Io { path, source } => ReportError::Io { path, source },
+        ArtifactError::Format { path, what, detail } => ReportError::Format { path, what, detail },
     }
 }
 
 pub fn read_scores(provenance: Provenance) -> Result<Scores, ReportError> {
-    let path = resolve(&provenance.path, "scores.json");
-    let file: ScoresFile =
-        serde_json::from_str(&read_text(&path)?).map_err(|e| ReportError::Format {
-            path: path.clone(),
-            what: "scores.json of an `evaluate` step",
-            detail: e.to_string(),
-        })?;
-    Ok(Scores {
-        provenance: Provenance { path, ..provenance },
-        file,
-    })
+    // A directory input (a step output that is a folder) holds the file by its
+    // artifact name; a file input is the file itself.
+    let provenance = provenance.resolved(ScoresFile::FILE_NAME);
+    let file = ScoresFile::read(&provenance.path).map_err(report_error)?;
+    Ok(Scores { provenance, file })
 }
 
 pub fn read_answers(provenance: Provenance) -> Result<Answers, ReportError> {
-    let path = resolve(&provenance.path, "answers.json");
-    let file: AnswersFile =
-        serde_json::from_str(&read_text(&path)?).map_err(|e| ReportError::Format {
-            path: path.clone(),
-            what: "answers.json of a `prompts` step",
-            detail: e.to_string(),
-        })?;
-    Ok(Answers {
-        provenance: Provenance { path, ..provenance },
-        file,
-    })
-}
-
-#[derive(Deserialize)]
-struct TrainLine {
-    epoch: u32,
-    step: u64,
-    loss: f64,
-}
-
-#[derive(Deserialize)]
-struct ValidLine {
-    epoch: u32,
-    loss: f64,
-    perplexity: f64,
+    let provenance = provenance.resolved(AnswersFile::FILE_NAME);
+    let file = AnswersFile::read(&provenance.path).map_err(report_error)?;
+    Ok(Answers { provenance, file })
 }
 
 /// Reads a `metrics.jsonl`; lines of other types are skipped (the format may
 /// grow), malformed lines are errors naming the line.
 pub fn read_training(provenance: Provenance) -> Result<Training, ReportError> {
-    let path = resolve(&provenance.path, "metrics.jsonl");
-    let text = read_text(&path)?;
-    let mut train = Vec::new();
-    let mut valid = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let bad = |detail: String| ReportError::Format {
-            path: path.clone(),
-            what: "metrics.jsonl of a `finetune` step",
-            detail: format!("line {}: {detail}", index + 1),
-        };
-        let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
-        match value.get("type").and_then(|t| t.as_str()) {
-            Some("train") => {
-                let l: TrainLine = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
-                train.push(TrainPoint {
-                    epoch: l.epoch,
-                    step: l.step,
-                    loss: l.loss,
-                });
-            }
-            Some("valid") => {
-                let l: ValidLine = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
-                valid.push(ValidPoint {
-                    epoch: l.epoch,
-                    loss: l.loss,
-                    perplexity: l.perplexity,
-                });
-            }
-            Some(_) => {}
-            None => return Err(bad("no \"type\" field".into())),
-        }
-    }
+    let provenance = provenance.resolved(TrainingMetrics::FILE_NAME);
+    let metrics = TrainingMetrics::read(&provenance.path).map_err(report_error)?;
     Ok(Training {
-        provenance: Provenance { path, ..provenance },
-        train,
-        valid,
+        provenance,
+        metrics,
     })
 }
 
@@ -302,10 +185,12 @@ mod tests {
             step: None,
             key: None,
             path: dir.path().to_path_buf(),
+            store_path: Some("entries/k/out".into()),
         };
         let t = read_training(provenance.clone()).unwrap();
-        assert_eq!(t.train.len(), 1);
-        assert_eq!(t.valid[0].perplexity, 7.39);
+        assert_eq!(t.provenance.shown_path(), "entries/k/out/metrics.jsonl");
+        assert_eq!(t.metrics.train().count(), 1);
+        assert_eq!(t.metrics.valid().next().unwrap().perplexity, 7.39);
         std::fs::write(&path, "{\"type\":\"train\",\"epoch\":1}\n").unwrap();
         let err = read_training(provenance).unwrap_err().to_string();
         assert!(

@@ -69,12 +69,18 @@ pub fn escape_html(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-const STYLE: &str = "body{font-family:sans-serif;max-width:1700px;margin:2em auto;padding:0 1em;color:#222}\
-table{border-collapse:collapse;margin:1em 0;font-size:90%}\
-th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}\
-th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}\
-figure{margin:1em 0}figure svg{max-width:100%;height:auto}figcaption{color:#555;max-width:60em}\
-code{background:#f6f6f6;padding:0 3px}";
+/// The page fits its window at any width: the body never exceeds it, figures
+/// scale down (their SVG has a viewBox), long cells (64-hex keys, paths, answers)
+/// wrap anywhere, and a table still too wide scrolls inside its own box rather
+/// than the page.
+const STYLE: &str = "*,*::before,*::after{box-sizing:border-box}\
+body{font-family:sans-serif;max-width:1700px;margin:2em auto;padding:0 1em;color:#222}\
+.table{max-width:100%;overflow-x:auto;margin:1em 0}\
+table{border-collapse:collapse;font-size:90%}\
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
+th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums;overflow-wrap:normal}\
+figure{margin:1em 0}figure svg{display:block;max-width:100%;height:auto}figcaption{color:#555;max-width:60em}\
+code{background:#f6f6f6;padding:0 3px;overflow-wrap:anywhere}";
 
 /// Whether a cell is a number (right-aligned).
 fn numeric(text: &str) -> bool {
@@ -93,7 +99,10 @@ pub fn to_html(doc: &Document, svgs: &BTreeMap<String, String>) -> String {
             Block::Heading(text) => out += &format!("<h2>{}</h2>\n", escape_html(text)),
             Block::Paragraph(text) => out += &format!("<p>{}</p>\n", inline_code(text)),
             Block::Table(table) => {
-                out += &format!("<table id=\"table-{}\">\n<thead><tr>", table.id);
+                out += &format!(
+                    "<div class=\"table\">\n<table id=\"table-{}\">\n<thead><tr>",
+                    table.id
+                );
                 for h in &table.header {
                     out += &format!("<th>{}</th>", escape_html(h));
                 }
@@ -106,7 +115,7 @@ pub fn to_html(doc: &Document, svgs: &BTreeMap<String, String>) -> String {
                     }
                     out += "</tr>\n";
                 }
-                out += "</tbody>\n</table>\n";
+                out += "</tbody>\n</table>\n</div>\n";
             }
             Block::Figure { id, caption } => {
                 let svg = svgs.get(id).map(|s| strip_xml_prolog(s)).unwrap_or("");

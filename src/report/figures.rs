@@ -2,10 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::chart::{Chart, FigureSpec, Series};
-use super::data::{ReportInputs, Training, generation_of};
-use super::groups::{Group, SetRow, colour_of};
+use super::chart::{Chart, Colour, FigureSpec, RefLine, Series};
+use super::data::{ReportInputs, Training, generation_of, generation_template};
+use super::groups::{
+    Group, SetRow, colour_of, is_attached, is_real_data, reference_name, references_of,
+};
 use super::kde::{gaussian_kde, padded_range};
+use crate::artifacts::SetScores;
 
 /// The figures a report can hold.
 #[derive(
@@ -44,18 +47,22 @@ impl FigureKind {
     pub fn caption(self) -> &'static str {
         match self {
             FigureKind::Density => {
-                "Density of per-sample perplexity, one curve per generation (seed Figure 1). \
+                "Density of per-sample perplexity, one curve per generation, the real data \
+                 (scored by the same model) as the dashed reference curve (seed Figure 1). \
                  Gaussian kernel density estimate of log10(perplexity), Silverman bandwidth; \
                  the x axis is logarithmic and the density is per log10 unit."
             }
             FigureKind::Perplexity => {
                 "Perplexity against generation: the token-weighted corpus perplexity (main number) \
-                 and the authors' variant, exp(mean over batches of the batch mean loss)."
+                 and the authors' variant, exp(mean over batches of the batch mean loss); the \
+                 dashed line is the real data's corpus perplexity under the same model."
             }
             FigureKind::Collapse => {
-                "Collapse metrics against generation: distinct-n (share of distinct n-grams), \
-                 repetition rate, unigram KL and JS divergence to the reference data, and the \
-                 coverage and mass of the reference's rare-token tail."
+                "Collapse metrics against generation, one panel per metric: distinct-n (share \
+                 of distinct n-grams), repetition rate, unigram KL and JS divergence to the \
+                 reference data, and the coverage and mass of the reference's rare-token tail. \
+                 The dashed line is the real data's value; a set that is the same in every \
+                 generation (the test split) is in the table only."
             }
             FigureKind::Training => {
                 "Training curves per generation: train loss per optimizer step and validation \
@@ -65,66 +72,109 @@ impl FigureKind {
     }
 }
 
-/// Builds the figure of `kind`; `None` when the inputs hold nothing for it.
-pub fn build(kind: FigureKind, inputs: &ReportInputs, groups: &[Group<'_>]) -> Option<FigureSpec> {
-    let panels = match kind {
-        FigureKind::Density => groups.iter().filter_map(density_panel).collect(),
+/// Builds the figure of `kind`, each panel `panel_size` (width, height) pixels
+/// (collapse metrics: smaller panels, four to a row); `None` when the inputs hold
+/// nothing for it.
+pub fn build(
+    kind: FigureKind,
+    inputs: &ReportInputs,
+    groups: &[Group<'_>],
+    panel_size: (u32, u32),
+) -> Option<FigureSpec> {
+    let panels: Vec<Chart> = match kind {
+        FigureKind::Density => density_panels(groups),
         FigureKind::Perplexity => groups
             .iter()
-            .filter(|g| g.has_generations())
-            .map(perplexity_panel)
+            .filter(|g| g.is_series())
+            .map(|g| perplexity_panel(g, groups))
             .collect(),
         FigureKind::Collapse => collapse_panels(groups),
         FigureKind::Training => training_panels(inputs),
     };
-    let panels: Vec<Chart> = panels;
     if panels.is_empty() {
         return None;
     }
-    let columns = match kind {
-        FigureKind::Collapse | FigureKind::Training => 2,
-        _ => 1,
+    let (columns, panel_size) = match kind {
+        FigureKind::Collapse => (4, (panel_size.0 / 2, panel_size.1 * 3 / 4)),
+        FigureKind::Training => (2, panel_size),
+        _ => (1, panel_size),
     };
     Some(FigureSpec {
         id: kind.id().into(),
         columns,
+        panel_size,
         panels,
     })
 }
 
-fn density_panel(group: &Group<'_>) -> Option<Chart> {
-    let logs = |row: &SetRow<'_>| -> Vec<f64> {
-        row.set
-            .per_sample_perplexity
-            .iter()
-            .filter(|p| p.is_finite() && **p > 0.0)
-            .map(|p| p.log10())
-            .collect()
-    };
-    let all: Vec<f64> = group.rows.iter().flat_map(logs).collect();
-    let (lo, hi) = padded_range(&all)?;
-    let series: Vec<Series> = group
-        .rows
+fn log_perplexities(row: &SetRow<'_>) -> Vec<f64> {
+    row.set
+        .per_sample_perplexity
         .iter()
-        .enumerate()
-        .filter_map(|(i, row)| {
-            let density = gaussian_kde(&logs(row), lo, hi, 200)?;
+        .filter(|p| p.is_finite() && **p > 0.0)
+        .map(|p| p.log10())
+        .collect()
+}
+
+/// One panel per series group, its references' densities drawn in it (seed
+/// Figure 1: the real data beside the generations); a set scored once that is no
+/// series' reference gets a panel of its own.
+fn density_panels(groups: &[Group<'_>]) -> Vec<Chart> {
+    let mut panels = Vec::new();
+    for group in groups {
+        let (rows, references): (Vec<&SetRow<'_>>, Vec<&SetRow<'_>>) = if group.is_series() {
+            (group.rows.iter().collect(), references_of(group, groups))
+        } else {
+            match group.single() {
+                Some(row) if !is_attached(row, groups) => (Vec::new(), vec![row]),
+                _ => continue,
+            }
+        };
+        let all: Vec<f64> = rows
+            .iter()
+            .chain(&references)
+            .flat_map(|r| log_perplexities(r))
+            .collect();
+        let Some((lo, hi)) = padded_range(&all) else {
+            continue;
+        };
+        let curve = |row: &SetRow<'_>, name: String, colour: Colour| {
+            let density = gaussian_kde(&log_perplexities(row), lo, hi, 200)?;
             Some(Series {
-                name: row.curve_name(),
-                colour: colour_of(row.generation, i),
+                name,
+                colour,
                 points: density.points,
                 markers: false,
             })
-        })
-        .collect();
-    (!series.is_empty()).then(|| Chart {
-        title: format!("Per-sample perplexity: {}", group.name),
-        x_label: "perplexity (log scale)".into(),
-        y_label: "density (per log10 unit)".into(),
-        x_log10: true,
-        x_integer: false,
-        series,
-    })
+        };
+        let mut series: Vec<Series> = rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, row)| {
+                curve(
+                    row,
+                    row.curve_name(),
+                    Colour::Palette(colour_of(row.generation, i)),
+                )
+            })
+            .collect();
+        series.extend(references.iter().enumerate().filter_map(|(i, row)| {
+            curve(row, reference_name(&row.set.label), Colour::Reference(i))
+        }));
+        if series.is_empty() {
+            continue;
+        }
+        panels.push(Chart {
+            title: format!("Per-sample perplexity: {}", group.name),
+            x_label: "perplexity (log scale)".into(),
+            y_label: "density (per log10 unit)".into(),
+            x_log10: true,
+            x_integer: false,
+            series,
+            ref_lines: Vec::new(),
+        });
+    }
+    panels
 }
 
 fn by_generation(group: &Group<'_>, value: impl Fn(&SetRow<'_>) -> Option<f64>) -> Vec<(f64, f64)> {
@@ -136,7 +186,16 @@ fn by_generation(group: &Group<'_>, value: impl Fn(&SetRow<'_>) -> Option<f64>) 
         .collect()
 }
 
-fn perplexity_panel(group: &Group<'_>) -> Chart {
+fn perplexity_panel(group: &Group<'_>, groups: &[Group<'_>]) -> Chart {
+    let ref_lines = references_of(group, groups)
+        .into_iter()
+        .enumerate()
+        .map(|(i, row)| RefLine {
+            name: format!("{}, corpus", reference_name(&row.set.label)),
+            colour: Colour::Reference(i),
+            y: row.set.corpus_perplexity,
+        })
+        .collect();
     Chart {
         title: format!("Perplexity: {}", group.name),
         x_label: "generation".into(),
@@ -146,109 +205,97 @@ fn perplexity_panel(group: &Group<'_>) -> Chart {
         series: vec![
             Series {
                 name: "corpus (token-weighted)".into(),
-                colour: 0,
+                colour: Colour::Palette(0),
                 points: by_generation(group, |r| Some(r.set.corpus_perplexity)),
                 markers: true,
             },
             Series {
                 name: "batch mean (authors')".into(),
-                colour: 1,
+                colour: Colour::Palette(1),
                 points: by_generation(group, |r| Some(r.set.batch_mean_perplexity)),
                 markers: true,
             },
         ],
+        ref_lines,
     }
 }
 
-type Metric = (&'static str, fn(&SetRow<'_>) -> Option<f64>);
+type Metric = fn(&SetScores) -> Option<f64>;
 
+/// The collapse metrics, one panel each: (title, y label, value).
+const COLLAPSE_METRICS: [(&str, &str, Metric); 8] = [
+    ("Distinct 1-grams", "share distinct", |s| s.distinct_1),
+    ("Distinct 2-grams", "share distinct", |s| s.distinct_2),
+    ("Distinct 3-grams", "share distinct", |s| s.distinct_3),
+    ("Repetition rate", "rate", |s| s.repetition_rate),
+    ("Unigram KL to reference", "KL (nats)", |s| s.unigram_kl),
+    ("Unigram JS to reference", "JS (nats)", |s| s.unigram_js),
+    ("Tail coverage", "share of tail tokens seen", |s| {
+        s.tail_coverage
+    }),
+    ("Tail mass", "probability mass of the tail", |s| s.tail_mass),
+];
+
+/// One panel per metric. The metrics depend on the text alone, so: one series
+/// per set that changes with the generation (`synthesize@*.blocks`, whoever
+/// scored it); a set that is the same in every row (the test split under each
+/// generation's model) would be a flat line and is left out; the real data,
+/// scored once, is a reference line.
 fn collapse_panels(groups: &[Group<'_>]) -> Vec<Chart> {
-    let panels: [(&str, &str, Vec<Metric>); 6] = [
-        (
-            "Distinct n-grams",
-            "share distinct",
-            vec![
-                ("distinct-1", |r| Some(r.set.distinct_1)),
-                ("distinct-2", |r| Some(r.set.distinct_2)),
-                ("distinct-3", |r| Some(r.set.distinct_3)),
-            ],
-        ),
-        (
-            "Repetition rate",
-            "rate",
-            vec![("repetition", |r| Some(r.set.repetition_rate))],
-        ),
-        (
-            "Unigram KL to reference",
-            "KL (nats)",
-            vec![("KL", |r| r.set.unigram_kl)],
-        ),
-        (
-            "Unigram JS to reference",
-            "JS (nats)",
-            vec![("JS", |r| r.set.unigram_js)],
-        ),
-        (
-            "Tail coverage",
-            "share of tail tokens seen",
-            vec![("coverage", |r| r.set.tail_coverage)],
-        ),
-        (
-            "Tail mass",
-            "probability mass of the tail",
-            vec![("mass", |r| r.set.tail_mass)],
-        ),
-    ];
-    let plotted: Vec<&Group<'_>> = groups.iter().filter(|g| g.has_generations()).collect();
+    let mut varying: Vec<&Group<'_>> = Vec::new();
+    for group in groups.iter().filter(|g| g.is_series() && !g.same_set()) {
+        let template = |g: &Group<'_>| generation_template(&g.rows[0].set.label);
+        if !varying.iter().any(|v| template(v) == template(group)) {
+            varying.push(group);
+        }
+    }
+    let mut real: Vec<&SetRow<'_>> = Vec::new();
+    for row in groups.iter().filter_map(Group::single) {
+        if is_real_data(&row.set.label) && !real.iter().any(|r| r.set.label == row.set.label) {
+            real.push(row);
+        }
+    }
+    if varying.is_empty() {
+        return Vec::new();
+    }
     let mut charts = Vec::new();
-    for (title, y_label, metrics) in panels {
-        let mut series = Vec::new();
-        for group in &plotted {
-            for (name, value) in &metrics {
-                let points = by_generation(group, value);
-                if points.is_empty() {
-                    continue;
-                }
-                let name = if plotted.len() > 1 {
-                    format!("{name}: {}", short_group_name(&group.name))
-                } else {
-                    (*name).to_string()
-                };
-                series.push(Series {
-                    colour: series.len(),
-                    name,
-                    points,
-                    markers: true,
-                });
-            }
+    for (title, y_label, value) in COLLAPSE_METRICS {
+        let series: Vec<Series> = varying
+            .iter()
+            .enumerate()
+            .map(|(i, group)| Series {
+                name: generation_template(&group.rows[0].set.label),
+                colour: Colour::Palette(i),
+                points: by_generation(group, |r| value(r.set)),
+                markers: true,
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect();
+        if series.is_empty() {
+            continue;
         }
-        if !series.is_empty() {
-            charts.push(Chart {
-                title: title.into(),
-                x_label: "generation".into(),
-                y_label: y_label.into(),
-                x_log10: false,
-                x_integer: true,
-                series,
-            });
-        }
+        let ref_lines = real
+            .iter()
+            .enumerate()
+            .filter_map(|(i, row)| {
+                Some(RefLine {
+                    name: reference_name(&row.set.label),
+                    colour: Colour::Reference(i),
+                    y: value(row.set).filter(|v| v.is_finite())?,
+                })
+            })
+            .collect();
+        charts.push(Chart {
+            title: title.into(),
+            x_label: "generation".into(),
+            y_label: y_label.into(),
+            x_log10: false,
+            x_integer: true,
+            series,
+            ref_lines,
+        });
     }
     charts
-}
-
-/// `synthesize@*.blocks scored by finetune@0.model` → `synthesize@*.blocks / finetune@0`:
-/// legends stay narrow (the full name is in the tables).
-fn short_group_name(name: &str) -> String {
-    let strip = |label: &str| {
-        label
-            .rsplit_once('.')
-            .map(|(s, _)| s.to_string())
-            .unwrap_or(label.to_string())
-    };
-    match name.split_once(" scored by ") {
-        Some((set, scorer)) => format!("{set} / {}", strip(scorer)),
-        None => name.to_string(),
-    }
 }
 
 /// Training inputs by generation (inputs without one last, in input order).
@@ -275,22 +322,26 @@ fn training_panels(inputs: &ReportInputs) -> Vec<Chart> {
     let train: Vec<Series> = runs
         .iter()
         .enumerate()
-        .filter(|(_, (_, t))| !t.train.is_empty())
+        .filter(|(_, (_, t))| t.metrics.train().next().is_some())
         .map(|(i, (g, t))| Series {
             name: run_name(*g, &t.provenance.label),
-            colour: colour_of(*g, i),
-            points: t.train.iter().map(|p| (p.step as f64, p.loss)).collect(),
+            colour: Colour::Palette(colour_of(*g, i)),
+            points: t.metrics.train().map(|p| (p.step as f64, p.loss)).collect(),
             markers: false,
         })
         .collect();
     let valid: Vec<Series> = runs
         .iter()
         .enumerate()
-        .filter(|(_, (_, t))| !t.valid.is_empty())
+        .filter(|(_, (_, t))| t.metrics.valid().next().is_some())
         .map(|(i, (g, t))| Series {
             name: run_name(*g, &t.provenance.label),
-            colour: colour_of(*g, i),
-            points: t.valid.iter().map(|p| (p.epoch as f64, p.loss)).collect(),
+            colour: Colour::Palette(colour_of(*g, i)),
+            points: t
+                .metrics
+                .valid()
+                .map(|p| (p.epoch as f64, p.loss))
+                .collect(),
             markers: true,
         })
         .collect();
@@ -303,6 +354,7 @@ fn training_panels(inputs: &ReportInputs) -> Vec<Chart> {
             x_log10: false,
             x_integer: false,
             series: train,
+            ref_lines: Vec::new(),
         });
     }
     if !valid.is_empty() {
@@ -313,6 +365,7 @@ fn training_panels(inputs: &ReportInputs) -> Vec<Chart> {
             x_log10: false,
             x_integer: true,
             series: valid,
+            ref_lines: Vec::new(),
         });
     }
     charts

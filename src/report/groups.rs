@@ -3,7 +3,8 @@
 //! the seed's Figure 1; `blocks.test scored by finetune@*.model`: test
 //! perplexity per generation); within a group, rows are sorted by generation.
 
-use super::data::{ReportInputs, ScoreSet, Scores, generation_of, generation_template};
+use super::data::{ReportInputs, Scores, generation_of, generation_template};
+use crate::artifacts::SetScores;
 
 /// One evaluated set, placed in its group.
 #[derive(Clone, Debug)]
@@ -11,7 +12,7 @@ pub struct SetRow<'a> {
     /// From the set's label, else from the scorer's (`blocks.test` scored by
     /// `finetune@2.model` is generation 2).
     pub generation: Option<u32>,
-    pub set: &'a ScoreSet,
+    pub set: &'a SetScores,
     pub scores: &'a Scores,
 }
 
@@ -36,11 +37,82 @@ pub struct Group<'a> {
     pub rows: Vec<SetRow<'a>>,
 }
 
-impl Group<'_> {
+impl<'a> Group<'a> {
     /// Whether any row has a generation (else plotting against generation is moot).
     pub fn has_generations(&self) -> bool {
         self.rows.iter().any(|r| r.generation.is_some())
     }
+
+    /// A series over generations: at least two rows, at least one with a
+    /// generation. A group of one row is a set scored once: a reference, never a
+    /// one-point series.
+    pub fn is_series(&self) -> bool {
+        self.rows.len() >= 2 && self.has_generations()
+    }
+
+    /// The one row of a set scored once.
+    pub fn single(&self) -> Option<&SetRow<'a>> {
+        match self.rows.as_slice() {
+            [row] => Some(row),
+            _ => None,
+        }
+    }
+
+    /// Whether every row scored the same set (the test split under each
+    /// generation's model): its data-only metrics are the same in every row.
+    pub fn same_set(&self) -> bool {
+        let first = self.rows.first().map(|r| r.set.label.as_str());
+        self.rows
+            .iter()
+            .all(|r| Some(r.set.label.as_str()) == first)
+    }
+
+    /// The scorer of every row, when one model scored them all.
+    pub fn shared_scorer(&self) -> Option<&str> {
+        let first = self.rows.first()?.scorer();
+        self.rows
+            .iter()
+            .all(|r| r.scorer() == first)
+            .then_some(first)
+    }
+}
+
+/// A set outside the generations (no `@` in its label: a source or a step
+/// outside the loop, e.g. `blocks.train`) is the real data.
+pub fn is_real_data(label: &str) -> bool {
+    !label.contains('@')
+}
+
+/// How a reference is named in legends: `real data (blocks.train)` for real
+/// data, else its label.
+pub fn reference_name(label: &str) -> String {
+    if is_real_data(label) {
+        format!("real data ({label})")
+    } else {
+        label.to_string()
+    }
+}
+
+/// The sets scored once by the model that scored every row of `series`
+/// (`blocks.train` beside `synthesize@*.blocks`, both scored by
+/// `finetune@0.model`): the references drawn with that series.
+pub fn references_of<'g, 'a>(series: &Group<'a>, groups: &'g [Group<'a>]) -> Vec<&'g SetRow<'a>> {
+    let Some(scorer) = series.shared_scorer() else {
+        return Vec::new();
+    };
+    groups
+        .iter()
+        .filter_map(Group::single)
+        .filter(|row| row.scorer() == scorer)
+        .collect()
+}
+
+/// Whether `row` (a set scored once) is drawn as a reference of some series.
+pub fn is_attached(row: &SetRow<'_>, groups: &[Group<'_>]) -> bool {
+    groups
+        .iter()
+        .filter(|g| g.is_series())
+        .any(|g| g.shared_scorer() == Some(row.scorer()))
 }
 
 /// Groups in order of first appearance; rows by generation (rows without one last,

@@ -102,10 +102,10 @@ pub fn build_report(
         if !options.figures.contains(&kind) {
             return Ok(());
         }
-        let Some(spec) = figures::build(kind, inputs, &groups) else {
+        let Some(spec) = figures::build(kind, inputs, &groups, options.panel_size) else {
             return Ok(());
         };
-        let rendered = chart::render(&spec, options.panel_size)?;
+        let rendered = chart::render(&spec)?;
         write(&figures_dir.join(format!("{}.png", spec.id)), &rendered.png)?;
         write(
             &figures_dir.join(format!("{}.svg", spec.id)),
@@ -158,7 +158,8 @@ pub fn build_report(
     blocks.push(Block::Heading("Provenance".into()));
     blocks.push(Block::Paragraph(
         "Each input of this report, and the step and key that produced it (`(source)`: a file \
-         named under `[sources]`)."
+         named under `[sources]`). A step output's file is given relative to the store's root \
+         (`cache/` by default); a source's by its file name."
             .into(),
     ));
     table(Some(tables::provenance(inputs)), &mut blocks);
@@ -197,6 +198,7 @@ mod tests {
             step: Some(step.into()),
             key: Some(format!("{:0>64}", step.len())),
             path: fixture(file),
+            store_path: None,
         }
     }
 
@@ -253,5 +255,89 @@ mod tests {
         );
         let svg = std::fs::read_to_string(out.path().join("figures/training.svg")).unwrap();
         assert!(svg.contains("gen 0") && svg.contains("gen 2"));
+    }
+
+    fn provenance(slot: &str, label: &str) -> Provenance {
+        Provenance {
+            slot: slot.into(),
+            label: label.into(),
+            step: Some(label.split('.').next().unwrap().into()),
+            key: Some("ab".repeat(32)),
+            path: PathBuf::from("/somewhere/on/this/machine/x.json"),
+            store_path: Some(format!("entries/{}/out/x.json", "ab".repeat(32)).into()),
+        }
+    }
+
+    /// Degenerate artifacts render: a set too short for distinct-3 (null
+    /// metrics), a set scored once, and a generation with no answers.
+    #[test]
+    fn degenerate_inputs_render() {
+        use crate::artifacts::scores::tests::degenerate_set;
+        use crate::artifacts::{Answer, AnswersFile, ScoresFile};
+        let mut inputs = ReportInputs::default();
+        let mut sets = vec![degenerate_set("blocks.train")];
+        for g in 0..2 {
+            sets.push(degenerate_set(&format!("synthesize@{g}.blocks")));
+        }
+        inputs.evaluations.push(data::Scores {
+            provenance: provenance("evaluations", "fig1.scores"),
+            file: ScoresFile {
+                model: "finetune@0.model".into(),
+                model_key: None,
+                sets,
+            },
+        });
+        inputs.evaluations.push(data::Scores {
+            provenance: provenance("evaluations", "once.scores"),
+            file: ScoresFile {
+                model: "other".into(),
+                model_key: None,
+                sets: vec![degenerate_set("blocks.test")],
+            },
+        });
+        for (g, answers) in [(0, 1), (1, 0)] {
+            inputs.answers.push(data::Answers {
+                provenance: provenance("answers", &format!("answers@{g}.answers")),
+                file: AnswersFile {
+                    model: format!("finetune@{g}.model"),
+                    answers: (0..answers)
+                        .map(|_| Answer {
+                            prompt: "p".into(),
+                            answer: "a".into(),
+                            ids: vec![1],
+                        })
+                        .collect(),
+                },
+            });
+        }
+        let out = tempfile::tempdir().unwrap();
+        let options = ReportOptions {
+            title: "t".into(),
+            figures: FigureKind::ALL.to_vec(),
+            panel_size: (400, 300),
+        };
+        let summary = build_report(&inputs, &options, out.path()).unwrap();
+        assert_eq!(summary.figures, ["density", "perplexity", "collapse"]);
+        let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+        // distinct-3 and every metric after it are null: shown as —.
+        assert!(
+            md.contains("| 1 | synthesize@1.blocks | 1.000 | — | — | — | — | — | — | — |"),
+            "{md}"
+        );
+        // The generation without answers has an empty cell, not a missing column.
+        assert!(md.contains("| p | a | — |"), "{md}");
+        // Provenance: relative to the store, never this machine's path.
+        assert!(md.contains("| entries/abab"), "{md}");
+        assert!(!md.contains("/somewhere/on/this/machine"), "{md}");
+        // The real data is the density's reference curve, beside the generations.
+        let density = std::fs::read_to_string(out.path().join("figures/density.svg")).unwrap();
+        assert!(density.contains("real data (blocks.train)"), "{density}");
+        // The set scored once by another model has its own density panel, and no
+        // one-point perplexity panel.
+        assert!(density.contains("real data (blocks.test)"));
+        let perplexity =
+            std::fs::read_to_string(out.path().join("figures/perplexity.svg")).unwrap();
+        assert!(!perplexity.contains("blocks.test"));
+        assert!(perplexity.contains("real data (blocks.train), corpus"));
     }
 }

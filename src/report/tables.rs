@@ -79,10 +79,10 @@ pub fn collapse(groups: &[Group<'_>]) -> Option<Table> {
                 vec![
                     gen_cell(r.generation),
                     s.label.clone(),
-                    num(Some(s.distinct_1)),
-                    num(Some(s.distinct_2)),
-                    num(Some(s.distinct_3)),
-                    num(Some(s.repetition_rate)),
+                    num(s.distinct_1),
+                    num(s.distinct_2),
+                    num(s.distinct_3),
+                    num(s.repetition_rate),
                     num(s.unigram_kl),
                     num(s.unigram_js),
                     num(s.tail_coverage),
@@ -115,18 +115,18 @@ pub fn training(inputs: &ReportInputs) -> Option<Table> {
     let rows: Vec<Vec<String>> = sorted_training(inputs)
         .into_iter()
         .map(|(g, t)| {
-            let best = t.valid.iter().min_by(|a, b| a.loss.total_cmp(&b.loss));
+            let best = t.metrics.valid().min_by(|a, b| a.loss.total_cmp(&b.loss));
             let epochs = t
-                .train
-                .iter()
+                .metrics
+                .train()
                 .map(|p| p.epoch)
-                .chain(t.valid.iter().map(|p| p.epoch))
+                .chain(t.metrics.valid().map(|p| p.epoch))
                 .max();
             vec![
                 run_name(g, &t.provenance.label),
-                t.train.len().to_string(),
+                t.metrics.train().count().to_string(),
                 epochs.map(|e| e.to_string()).unwrap_or_else(|| "—".into()),
-                num(t.train.last().map(|p| p.loss)),
+                num(t.metrics.train().last().map(|p| p.loss)),
                 num(best.map(|p| p.loss)),
                 best.map(|p| p.epoch.to_string())
                     .unwrap_or_else(|| "—".into()),
@@ -213,7 +213,7 @@ pub fn provenance(inputs: &ReportInputs) -> Table {
                 p.slot.clone(),
                 p.step.clone().unwrap_or_else(|| "(source)".into()),
                 p.key.clone().unwrap_or_else(|| "—".into()),
-                p.path.display().to_string(),
+                p.shown_path(),
             ]
         })
         .collect();

@@ -28,6 +28,9 @@ pub enum InputOrigin {
         step: String,
         output: String,
         key: StepKey,
+        /// The output's path relative to the store's root, for people to read (a
+        /// report prints it rather than this machine's absolute path).
+        store_path: PathBuf,
     },
 }
 
@@ -130,6 +133,9 @@ pub enum StepError {
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
     Backend(#[from] crate::backend::BackendError),
+    /// An output file that could not be written, or an input file not in its format.
+    #[error(transparent)]
+    Artifact(#[from] crate::artifacts::ArtifactError),
     /// Input that is well-formed but unusable; the message says what to do.
     #[error("{0}")]
     Invalid(String),

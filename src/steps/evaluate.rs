@@ -1,11 +1,12 @@
 //! `evaluate`: scores block sets with a model (perplexity per block, token-weighted over
 //! the set, and the authors' batch-mean variant) and measures each set's diversity and,
 //! given the real data as `reference`, its unigram divergence and rare-tail coverage.
-//! Definitions: [`crate::eval`]. Output: `scores.json` as ML_CONTRACT.md specifies.
+//! Definitions: [`crate::eval`]. Output: `scores.json`, [`crate::artifacts::ScoresFile`].
 
 use std::path::Path;
 use std::time::Instant;
 
+use crate::artifacts::{ScoresFile, SetScores};
 use crate::backend::XpAutodiffBackend;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -98,54 +99,8 @@ impl KindParams for Params {
     }
 
     fn outputs(&self) -> Vec<(String, String)> {
-        vec![("scores".into(), "scores.json".into())]
+        vec![("scores".into(), ScoresFile::FILE_NAME.into())]
     }
-}
-
-/// `scores.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ScoresFile {
-    /// The scoring model's label (`finetune@0.model`, or a source name).
-    pub model: String,
-    /// The key of the step that made the model; null for a source.
-    pub model_key: Option<String>,
-    pub sets: Vec<SetScores>,
-}
-
-/// One evaluated block set in `scores.json`. Metrics that cannot be computed (no
-/// reference, blocks shorter than n) are null.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SetScores {
-    /// The set's label (`synthesize@1.blocks`, or a source name).
-    pub label: String,
-    /// The key of the step that made the set; null for a source.
-    pub key: Option<String>,
-    pub blocks: usize,
-    /// Tokens in the set (blocks × block size).
-    pub tokens: usize,
-    /// exp(mean loss) of every block, in file order.
-    pub per_sample_perplexity: Vec<f64>,
-    /// exp(Σ nll / Σ predicted tokens): the main number.
-    pub corpus_perplexity: f64,
-    /// The authors' variant: exp(mean over batches of `batch_size` of batch mean loss).
-    pub batch_mean_perplexity: f64,
-    /// Summary of `per_sample_perplexity` (percentiles interpolate linearly, as numpy).
-    pub mean: f64,
-    pub median: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub distinct_1: Option<f64>,
-    pub distinct_2: Option<f64>,
-    pub distinct_3: Option<f64>,
-    pub repetition_rate: Option<f64>,
-    /// KL(reference ‖ set) of smoothed unigram distributions, nats.
-    pub unigram_kl: Option<f64>,
-    /// Jensen–Shannon divergence of the raw unigram distributions, nats (≤ ln 2).
-    pub unigram_js: Option<f64>,
-    /// Share of the reference's rare-tail ids present in the set.
-    pub tail_coverage: Option<f64>,
-    /// Relative frequency of the reference's rare-tail ids in the set.
-    pub tail_mass: Option<f64>,
 }
 
 fn origin_key(origin: &InputOrigin) -> Option<String> {
@@ -202,9 +157,7 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         model_key: origin_key(&model.origin),
         sets: scores,
     };
-    let path = ctx.out_path("scores.json");
-    let text = serde_json::to_string_pretty(&file).expect("scores serialise");
-    std::fs::write(&path, text + "\n").map_err(StepError::io(&path))?;
+    file.write(&ctx.out_path(ScoresFile::FILE_NAME))?;
     Ok(StepOutcome {
         metrics: manifest_metrics(&file),
     })

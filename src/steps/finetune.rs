@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use crate::artifacts::TrainingMetrics;
 use crate::backend::XpAutodiffBackend;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -133,7 +134,7 @@ impl KindParams for Params {
     fn outputs(&self) -> Vec<(String, String)> {
         vec![
             ("model".into(), "model".into()),
-            ("metrics".into(), "metrics.jsonl".into()),
+            ("metrics".into(), TrainingMetrics::FILE_NAME.into()),
         ]
     }
 }
@@ -269,10 +270,16 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
             copy(&from, &out.join(name))?;
         }
     }
-    let metrics_path = ctx.out_path("metrics.jsonl");
-    let mut text = report.state.metrics.join("\n");
-    text.push('\n');
-    std::fs::write(&metrics_path, text).map_err(StepError::io(&metrics_path))?;
+    // The trainer keeps its lines as text (they live in its resumable state);
+    // parsing them here holds them to the artifact's type before they are written.
+    let metrics_path = ctx.out_path(TrainingMetrics::FILE_NAME);
+    let text: String = report
+        .state
+        .metrics
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    TrainingMetrics::parse(&text, &metrics_path)?.write(&metrics_path)?;
 
     let best_loss = report.best_valid_loss();
     Ok(StepOutcome {

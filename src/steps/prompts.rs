@@ -1,9 +1,11 @@
 //! `prompts`: a model answers a fixed list of text prompts (the seed paper's Table 1:
-//! each generation's answer to the same prompts), written to `answers.json` for the
-//! report.
+//! each generation's answer to the same prompts), written to `answers.json`
+//! ([`crate::artifacts::AnswersFile`]) for the report.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::artifacts::{Answer, AnswersFile};
 
 use super::context::{StepContext, StepError, StepOutcome};
 use super::synthesize::{decode, decoding, default_one, default_top_k, generation_error};
@@ -107,7 +109,7 @@ impl KindParams for Params {
     }
 
     fn outputs(&self) -> Vec<(String, String)> {
-        vec![("answers".into(), "answers.json".into())]
+        vec![("answers".into(), AnswersFile::FILE_NAME.into())]
     }
 }
 
@@ -149,12 +151,17 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         let answer = tokenizer
             .decode(ids, true)
             .or_else(|_| decode(&tokenizer, ids, step))?;
-        answers.push(serde_json::json!({"prompt": text, "answer": answer, "ids": ids}));
+        answers.push(Answer {
+            prompt: text.clone(),
+            answer,
+            ids: ids.clone(),
+        });
     }
-    let doc = serde_json::json!({"model": model.origin.label(), "answers": answers});
-    let path = ctx.out_path("answers.json");
-    let text = serde_json::to_string_pretty(&doc).expect("answers serialise");
-    std::fs::write(&path, text + "\n").map_err(StepError::io(&path))?;
+    let file = AnswersFile {
+        model: model.origin.label(),
+        answers,
+    };
+    file.write(&ctx.out_path(AnswersFile::FILE_NAME))?;
     Ok(StepOutcome {
         metrics: serde_json::json!({"prompts": p.prompts.len()}),
     })

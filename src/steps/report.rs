@@ -50,7 +50,9 @@ fn default_height() -> u32 {
 
 impl KindParams for Params {
     const KIND: &'static str = "report";
-    const VERSION: u32 = 2;
+    /// 3: figures one panel per metric with the real data as reference, provenance
+    /// paths relative to the store, a page that fits the window.
+    const VERSION: u32 = 3;
     const INPUT_SLOTS: &'static [&'static str] = &["evaluations", "training", "answers"];
     const USES_SEED: bool = false;
     const USES_PRECISION: bool = false; // reads numbers; no model
@@ -76,9 +78,18 @@ impl KindParams for Params {
 }
 
 fn provenance(slot: &str, input: &InputLocation) -> Provenance {
-    let (step, key) = match &input.origin {
-        InputOrigin::Source { .. } => (None, None),
-        InputOrigin::Output { step, key, .. } => (Some(step.clone()), Some(key.to_hex())),
+    let (step, key, store_path) = match &input.origin {
+        InputOrigin::Source { .. } => (None, None, None),
+        InputOrigin::Output {
+            step,
+            key,
+            store_path,
+            ..
+        } => (
+            Some(step.clone()),
+            Some(key.to_hex()),
+            Some(store_path.clone()),
+        ),
     };
     Provenance {
         slot: slot.to_string(),
@@ -86,6 +97,7 @@ fn provenance(slot: &str, input: &InputLocation) -> Provenance {
         step,
         key,
         path: input.path.clone(),
+        store_path,
     }
 }
 

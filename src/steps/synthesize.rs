@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::context::{StepContext, StepError, StepOutcome};
 use super::{InputRef, InputSlot, KindParams};
+use crate::artifacts::Sample;
 use crate::backend::{BackendTask, dispatch};
 use crate::data::{Blocks, read_blocks, write_blocks};
 use crate::generate::{GenerateError, GenerationConfig, Strategy, check_fits, generate};
@@ -146,7 +147,7 @@ impl KindParams for Params {
     fn outputs(&self) -> Vec<(String, String)> {
         vec![
             ("blocks".into(), "synthetic.blocks".into()),
-            ("samples".into(), "samples.jsonl".into()),
+            ("samples".into(), Sample::FILE_NAME.into()),
         ]
     }
 }
@@ -298,7 +299,7 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
 
     // Assemble: generated continuations padded to new_tokens, or the original block.
     let mut blocks = Blocks::empty(p.new_tokens)?;
-    let mut samples = String::new();
+    let mut samples = Vec::with_capacity(n);
     let mut generated = to_generate.iter().zip(&outputs.continuations);
     for i in 0..n {
         let prompt = prompts.block(i);
@@ -314,20 +315,17 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         let mut block = ids.clone();
         block.resize(p.new_tokens, config.pad_token_id);
         blocks.push(&block)?;
-        let line = serde_json::json!({
-            "index": i,
-            "prompt_ids": prompt,
-            "ids": ids,
-            "prompt": decode(&tokenizer, prompt, step)?,
-            "text": decode(&tokenizer, &ids, step)?,
-            "real": is_real,
+        samples.push(Sample {
+            index: i,
+            prompt_ids: prompt.to_vec(),
+            prompt: decode(&tokenizer, prompt, step)?,
+            text: decode(&tokenizer, &ids, step)?,
+            ids,
+            real: is_real,
         });
-        samples.push_str(&line.to_string());
-        samples.push('\n');
     }
     write_blocks(&ctx.out_path("synthetic.blocks"), &blocks)?;
-    let path = ctx.out_path("samples.jsonl");
-    std::fs::write(&path, samples).map_err(StepError::io(&path))?;
+    Sample::write_all(&samples, &ctx.out_path(Sample::FILE_NAME))?;
     Ok(StepOutcome {
         metrics: serde_json::json!({
             "blocks": n,
