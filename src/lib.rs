@@ -9,6 +9,7 @@ pub mod cli;
 pub mod data;
 pub mod digest;
 pub mod eval;
+pub mod events;
 pub mod exec;
 pub mod generate;
 pub mod model;
