@@ -2,8 +2,12 @@
 //!
 //! The modules follow the flow of data:
 //! spec → plan → store → exec → steps → model/train/generate/eval → report.
+//! Which module may import which is written down in ARCHITECTURE.md and
+//! checked by `architecture`'s tests.
 
 pub mod alloc;
+#[cfg(test)]
+mod architecture;
 pub mod backend;
 pub mod cli;
 pub mod data;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::context::{StepContext, StepError, StepOutcome};
 use super::dataset::{read_split, splits_of};
-use super::{InputRef, InputSlot, KindParams};
+use super::{InputRef, KindParams, ResourceHint};
 use crate::data::{DataStats, GroupMode, group_into_blocks, write_blocks};
 use crate::tokenizer::{encode_rows, load_tokenizer};
 
@@ -19,6 +19,7 @@ pub enum Grouping {
     Batched,
 }
 
+/// Dataset rows → token ids → fixed-size blocks, one block file per split.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
@@ -59,22 +60,10 @@ fn default_rows_per_batch() -> usize {
 impl KindParams for Params {
     const KIND: &'static str = "tokenize";
     const VERSION: u32 = 1;
-    const INPUT_SLOTS: &'static [&'static str] = &["data", "tokenizer"];
     const USES_SEED: bool = false;
     const USES_PRECISION: bool = false; // no model
-
-    fn inputs(&self) -> Vec<InputSlot<'_>> {
-        vec![
-            InputSlot {
-                slot: "data",
-                refs: vec![&self.data],
-            },
-            InputSlot {
-                slot: "tokenizer",
-                refs: vec![&self.tokenizer],
-            },
-        ]
-    }
+    const RESOURCES: ResourceHint = ResourceHint::DATA;
+    input_slots!(data, tokenizer);
 
     fn outputs(&self) -> Vec<(String, String)> {
         let mut outputs: Vec<(String, String)> = self

@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use super::context::{StepContext, StepError, StepOutcome};
 use super::dataset::{read_split, splits_of};
-use super::{InputRef, InputSlot, KindParams};
+use super::{InputRef, KindParams, ResourceHint};
 use crate::tokenizer::{load_tokenizer, save_tokenizer, train_bpe};
 
+/// A tokenizer: loaded from an HF model or tokenizer (`tokenizer.json`, or `vocab.json`
+/// + `merges.txt` as OPT ships it), or a byte-level BPE trained on a dataset.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
@@ -44,26 +46,10 @@ pub(crate) fn default_text_field() -> String {
 impl KindParams for Params {
     const KIND: &'static str = "tokenizer";
     const VERSION: u32 = 1;
-    const INPUT_SLOTS: &'static [&'static str] = &["from", "train_on"];
     const USES_SEED: bool = false;
     const USES_PRECISION: bool = false; // no model
-
-    fn inputs(&self) -> Vec<InputSlot<'_>> {
-        let mut slots = Vec::new();
-        if let Some(r) = &self.from {
-            slots.push(InputSlot {
-                slot: "from",
-                refs: vec![r],
-            });
-        }
-        if let Some(r) = &self.train_on {
-            slots.push(InputSlot {
-                slot: "train_on",
-                refs: vec![r],
-            });
-        }
-        slots
-    }
+    const RESOURCES: ResourceHint = ResourceHint::DATA;
+    input_slots!(from, train_on);
 
     fn outputs(&self) -> Vec<(String, String)> {
         vec![("tokenizer".into(), "tokenizer".into())]

@@ -178,7 +178,7 @@ pub(super) fn submit_all(
             .collect();
         let decl = plan.decl(index);
         let resources = decl.resources.or(&kind_default(
-            decl.params.kind(),
+            decl.params.resources(),
             plan.experiment.meta.backend,
         ));
         let mut args = vec![
