@@ -137,7 +137,7 @@ fn example(
     slots: &[&str],
 ) -> Option<StepParams> {
     let mut table = Map::new();
-    for name in required {
+    for name in required.iter().filter(|n| **n != "kind") {
         if !slots.contains(name) {
             return None;
         }

@@ -194,3 +194,41 @@ mod tests {
         assert!(none.config("s", LENGTH, 0).is_err());
     }
 }
+
+#[cfg(test)]
+mod flatten_tests {
+    use crate::steps::{prompts, synthesize};
+
+    /// Flattened, the decoding parameters are written in the step's table as before
+    /// (`beams = 5`, not `decoding.beams`), and serialise as before, so the keys of
+    /// existing `synthesize` and `prompts` steps are unchanged.
+    #[test]
+    fn decoding_parameters_stay_top_level_keys() {
+        let p: synthesize::Params = serde_json::from_value(
+            serde_json::json!({"model": "m", "prompts": "p.blocks", "beams": 1, "sample": true}),
+        )
+        .unwrap();
+        assert_eq!((p.decoding.beams, p.decoding.sample), (1, true));
+        let value = serde_json::to_value(&p).unwrap();
+        assert!(value.get("decoding").is_none());
+        for key in [
+            "beams",
+            "repetition_penalty",
+            "length_penalty",
+            "early_stopping",
+        ] {
+            assert!(value.get(key).is_some(), "{key}");
+        }
+        assert_eq!(value["top_k"], 50);
+        assert_eq!(value["new_tokens"], 64);
+        let p: prompts::Params = serde_json::from_value(serde_json::json!({"model": "m"})).unwrap();
+        let value = serde_json::to_value(&p).unwrap();
+        assert_eq!(value["beams"], 5);
+        assert_eq!(value["new_tokens"], 32);
+        // An unknown key is still an error.
+        let unknown = serde_json::from_value::<prompts::Params>(
+            serde_json::json!({"model": "m", "beamz": 2}),
+        );
+        assert!(unknown.is_err());
+    }
+}

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::context::{StepContext, StepError, StepOutcome};
 use super::dataset::{read_split, splits_of};
 use super::{InputRef, KindParams, ResourceHint};
+use crate::data::{LineMode, RowOptions};
 use crate::tokenizer::{load_tokenizer, save_tokenizer, train_bpe};
 
 /// A tokenizer: loaded from an HF model or tokenizer (`tokenizer.json`, or `vocab.json`
@@ -31,6 +32,14 @@ pub struct Params {
     /// The column or JSON field holding the text when training.
     #[serde(default = "default_text_field")]
     pub text_field: String,
+    /// How the lines of a local `.txt` / `.raw` file become rows when training (`.jsonl` and
+    /// `.parquet` rows are taken as they are): `text` (default; `datasets`' `text`
+    /// loader: line endings dropped), `keep_linebreaks` (each row keeps its `"\n"`)
+    /// or `wikitext` (the `wikitext` loading script: rows keep their `"\n"`, a
+    /// whitespace-only line is `""`), which makes a local `wiki.train.raw` give the
+    /// same rows, and blocks, as the Hub's parquet files.
+    #[serde(default, skip_serializing_if = "LineMode::is_default")]
+    pub line_mode: LineMode,
 }
 
 fn default_vocab_size() -> usize {
@@ -78,7 +87,11 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         }
         (None, Some(_)) => {
             let splits = splits_of(ctx.input("train_on")?)?;
-            let rows = read_split(&splits, "train", &p.text_field, ctx.step)?;
+            let options = RowOptions {
+                text_field: p.text_field.clone(),
+                line_mode: p.line_mode,
+            };
+            let rows = read_split(&splits, "train", &options, ctx.step)?;
             ctx.progress(
                 0,
                 None,
