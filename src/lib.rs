@@ -2,14 +2,19 @@
 //!
 //! The modules follow the flow of data:
 //! spec → plan → store → exec → steps → model/train/generate/eval → report.
+//! Which module may import which is written down in ARCHITECTURE.md and
+//! checked by `architecture`'s tests.
 
 pub mod alloc;
 pub mod artifacts;
+#[cfg(test)]
+mod architecture;
 pub mod backend;
 pub mod cli;
 pub mod data;
 pub mod digest;
 pub mod eval;
+pub mod events;
 pub mod exec;
 pub mod generate;
 pub mod model;

@@ -1,5 +1,5 @@
 //! The README's experiment example stays valid (the quick start's experiment
-//! is run end to end by tests/mini_e2e.rs).
+//! is run end to end by tests/mini_e2e.rs), and its kind table lists every kind.
 
 mod common;
 
@@ -17,4 +17,31 @@ fn the_readme_example_validates() {
     p.write("readme.toml", &body[open..close]);
     let out = p.run(&["validate", "readme.toml"]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn the_readme_kind_table_lists_every_kind() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("| kind | inputs | outputs |")
+        .expect("the kind table");
+    let rows: Vec<&str> = readme[start..]
+        .lines()
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .filter_map(|l| l.split('`').nth(1))
+        .collect();
+    for kind in xp::steps::KIND_NAMES {
+        assert!(
+            rows.contains(kind),
+            "README.md's kind table has no row for `{kind}`"
+        );
+    }
+    for row in &rows {
+        assert!(
+            xp::steps::KIND_NAMES.contains(row),
+            "README.md's kind table lists `{row}`, which is not a kind"
+        );
+    }
 }

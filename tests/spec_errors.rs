@@ -382,3 +382,16 @@ fn an_unreadable_file_is_a_read_error() {
         "{error}"
     );
 }
+
+/// `prompts` and `synthesize` take their decoding parameters as one flattened group:
+/// an unknown key is still placed on its line and the kind's keys are listed.
+#[test]
+fn an_unknown_key_next_to_flattened_parameters_is_placed_and_explained() {
+    let text = format!("{BASE}\n[steps.answers]\nkind = \"prompts\"\nmodel = \"opt\"\nbeamz = 2\n");
+    let err = error_of(&text, &[]);
+    let rendered = err.to_string();
+    assert!(rendered.contains("unknown field `beamz`"), "{rendered}");
+    assert!(rendered.contains("expected one of"), "{rendered}");
+    assert!(rendered.contains("`beams`"), "{rendered}");
+    assert!(rendered.contains("x.toml:17:1"), "{rendered}");
+}

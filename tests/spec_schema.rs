@@ -1,5 +1,6 @@
-//! `schemas/experiment.schema.json` must be what `xp::spec::json_schema()` says.
-//! To regenerate it: `XP_BLESS=1 cargo test --test spec_schema`
+//! `schemas/experiment.schema.json` must be what `xp::spec::json_schema()` says,
+//! and `docs/kinds.md` what `xp::spec::kinds_reference()` says (both from the same
+//! Rust types). To regenerate both: `XP_BLESS=1 cargo test --test spec_schema`
 //! (or `cargo run -- schema > schemas/experiment.schema.json`).
 
 use std::path::Path;
@@ -16,6 +17,22 @@ fn spec_schema_file_matches_the_rust_types() {
     let expected = rendered();
     if std::env::var_os("XP_BLESS").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &expected).unwrap();
+        return;
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == expected,
+        "{} is out of date with the Rust types; regenerate it with\n  XP_BLESS=1 cargo test --test spec_schema",
+        path.display()
+    );
+}
+
+#[test]
+fn kinds_reference_matches_the_rust_types() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/kinds.md");
+    let expected = xp::spec::kinds_reference();
+    if std::env::var_os("XP_BLESS").is_some() {
         std::fs::write(&path, &expected).unwrap();
         return;
     }

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 
 use crate::exec::RunOptions;
 use crate::plan::key::KeyInputs;
+use crate::plan::sources::LocalOracle;
 use crate::plan::why;
 use crate::plan::{KeyState, Plan, PlannedInput, SourceState};
-use crate::source::oracle::LocalOracle;
 use crate::spec::{self, Experiment};
 use crate::store::Store;
 

@@ -11,7 +11,7 @@ use super::reporter;
 use super::{CliError, ExperimentArgs, StoreArgs};
 use crate::exec::{self, ExecError};
 use crate::plan::Plan;
-use crate::source::oracle;
+use crate::plan::sources;
 
 #[derive(Debug, Args)]
 pub struct ExecStepArgs {
@@ -34,7 +34,7 @@ pub struct ExecStepArgs {
 
 pub fn run(args: ExecStepArgs) -> Result<Success, CliError> {
     let experiment = common::load_experiment(&args.experiment)?;
-    let resolved = oracle::resolve_sources(&experiment)
+    let resolved = sources::resolve_sources(&experiment)
         .map_err(|e| CliError::SourceUnavailable(format!("error: {e}")))?;
     let plan = Plan::build(experiment, &resolved)?;
     let index = plan.index_of(&args.step).ok_or_else(|| {

@@ -1,4 +1,5 @@
-//! `xp report FILE`: where the report of each `report` step is, or how to build it.
+//! `xp report FILE`: where the document of each step whose kind writes one (the
+//! `report` kind; see `steps::Document`) is, or how to build it.
 
 use clap::Args;
 use serde_json::json;
@@ -6,6 +7,7 @@ use serde_json::json;
 use super::common;
 use super::exit::Success;
 use super::{CliError, ExperimentArgs, StoreArgs};
+use crate::steps::StepParams;
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -13,7 +15,7 @@ pub struct ReportArgs {
     pub experiment: ExperimentArgs,
     #[command(flatten)]
     pub store: StoreArgs,
-    /// One JSON object per report step: step, key, built, html, markdown, dir.
+    /// One JSON object per report step: step, key, built, html, markdown, dir, figures.
     #[arg(long)]
     pub json: bool,
 }
@@ -25,28 +27,37 @@ pub fn run(args: ReportArgs) -> Result<Success, CliError> {
     let store = common::open_store_if_exists(&args.store)?;
     let mut rows = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
-        let decl = plan.decl(i);
-        if decl.params.kind() != "report" {
+        let params = &plan.decl(i).params;
+        let Some(document) = params.document() else {
             continue;
-        }
+        };
+        let output = params
+            .outputs()
+            .into_iter()
+            .find(|(name, _)| name == document.output)
+            .map(|(_, path)| path)
+            .unwrap_or_else(|| document.output.to_string());
         let key = step.key.key();
         let entry = match (&store, key) {
             (Some(store), Some(key)) => store.lookup(&key)?.hit(),
             _ => None,
         };
-        let dir = entry.as_ref().map(|e| e.out_dir().join("report"));
+        let dir = entry.as_ref().map(|e| e.out_dir().join(&output));
         rows.push(json!({
             "step": step.name,
             "key": key.map(|k| k.to_hex()),
             "built": dir.is_some(),
             "dir": dir.as_ref().map(|d| d.display().to_string()),
-            "html": dir.as_ref().map(|d| d.join("report.html").display().to_string()),
-            "markdown": dir.as_ref().map(|d| d.join("report.md").display().to_string()),
+            "html": dir.as_ref().map(|d| d.join(document.html).display().to_string()),
+            "markdown": dir.as_ref().map(|d| d.join(document.markdown).display().to_string()),
+            "figures": dir.as_ref().map(|d| d.join(document.figures).display().to_string()),
         }));
     }
     if rows.is_empty() {
+        let kinds = StepParams::document_kinds();
+        let kind = kinds.first().copied().unwrap_or_default();
         return Err(CliError::Usage(format!(
-            "error: {} has no step of kind `report`; add one, e.g.\n\n[steps.report]\nkind = \"report\"\nevaluations = [\"evaluate.scores\"]",
+            "error: {} has no step of kind `{kind}`; add one, e.g.\n\n[steps.{kind}]\nkind = \"{kind}\"\nevaluations = [\"evaluate.scores\"]",
             args.experiment.file.display()
         )));
     }
@@ -66,8 +77,8 @@ pub fn run(args: ReportArgs) -> Result<Success, CliError> {
                         row["markdown"].as_str().unwrap_or_default()
                     );
                     println!(
-                        "    figures:  {}/figures",
-                        row["dir"].as_str().unwrap_or_default()
+                        "    figures:  {}",
+                        row["figures"].as_str().unwrap_or_default()
                     );
                 }
                 None => println!(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::exec::events::{EventSink, RunEvent, RunReason};
+use crate::events::{EventSink, RunEvent, RunReason};
 
 /// Picks the reporter: JSON when asked, bars on a terminal, plain lines otherwise.
 pub fn for_output(json: bool) -> Box<dyn EventSink> {

@@ -6,12 +6,12 @@ use super::common;
 use super::exit::Success;
 use super::reporter;
 use super::{CliError, ExperimentArgs, StoreArgs};
+use crate::events::RunEvent;
 use crate::exec::Executor;
-use crate::exec::events::RunEvent;
 use crate::exec::local::LocalExecutor;
 use crate::exec::slurm::{JobCommand, SlurmExecutor};
 use crate::plan::Plan;
-use crate::source::oracle;
+use crate::plan::sources;
 
 /// Where steps run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,7 +67,7 @@ pub fn run(args: RunArgs) -> Result<Success, CliError> {
             }
         }
     }
-    let resolved = oracle::resolve_sources(&experiment)
+    let resolved = sources::resolve_sources(&experiment)
         .map_err(|e| CliError::SourceUnavailable(format!("error: {e}")))?;
     for warning in &resolved.warnings {
         eprintln!("warning: {warning}");

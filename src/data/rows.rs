@@ -75,7 +75,9 @@ impl RowFormat {
 }
 
 /// How a `.txt` / `.raw` file's lines become rows (see the module docs).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum LineMode {
     /// `datasets`' `text` loader defaults: the line ending is dropped.
@@ -85,8 +87,16 @@ pub enum LineMode {
     /// (except a last line that had no ending).
     KeepLinebreaks,
     /// The `wikitext` loading script: like `keep_linebreaks`, but a line of
-    /// only whitespace is the empty row `""`.
+    /// only whitespace is the empty row `""`. A local `wiki.*.raw` read this way
+    /// gives the rows of the Hub's `Salesforce/wikitext` parquet files.
     Wikitext,
+}
+
+impl LineMode {
+    /// Whether this is the default (`text`); the default stays out of keys.
+    pub fn is_default(&self) -> bool {
+        *self == LineMode::Text
+    }
 }
 
 /// Options of [`read_rows_with`].

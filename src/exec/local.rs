@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::events::{EventSink, RunEvent};
 use super::{
     ExecError, Executor, RunOptions, RunSummary, SourceLocations, StepResult, execute_step,
 };
+use crate::events::{EventSink, RunEvent};
 use crate::plan::Plan;
 use crate::store::Store;
 

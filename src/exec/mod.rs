@@ -3,7 +3,6 @@
 //! call it through `xp exec-step` on another node). Executors decide only
 //! where and in which order steps run.
 
-pub mod events;
 pub mod local;
 pub mod slurm;
 
@@ -14,10 +13,10 @@ use std::time::Instant;
 use chrono::Utc;
 
 use crate::digest::StepKey;
+use crate::events::{EventSink, RunEvent, RunReason};
 use crate::plan::{KeyState, Plan, PlannedInput};
 use crate::steps::context::{InputLocation, InputOrigin, StepContext};
 use crate::store::{Begin, LookupOutcome, ManifestInfo, Outcome, Store, StoreError};
-use events::{EventSink, RunEvent, RunReason};
 
 /// Which steps to execute even when cached.
 #[derive(Clone, Debug, Default)]

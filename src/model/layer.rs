@@ -32,6 +32,12 @@ pub struct OptDecoderLayer<B: Backend> {
 }
 
 impl<B: Backend> OptDecoderLayer<B> {
+    /// The probability of the dropout on the attention and FFN outputs.
+    #[cfg(test)]
+    pub(crate) fn dropout_prob(&self) -> f64 {
+        self.dropout.prob
+    }
+
     pub(crate) fn build<S: ParamSource<B>>(src: &mut S, index: usize, config: &OptConfig) -> Self {
         let p = format!("decoder.layers.{index}");
         let (d, f, eps) = (config.hidden_size, config.ffn_dim, config.layer_norm_eps);

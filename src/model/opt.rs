@@ -314,3 +314,123 @@ fn attention_blocked<B: Backend>(
         .expand([batch, 1, seq, total]);
     future.bool_or(padded)
 }
+
+#[cfg(test)]
+mod dropout_tests {
+    //! Dropout as transformers applies it (`OPTDecoderLayer`): on the attention output
+    //! and on the FFN output, with the config's `dropout`, in training only; nowhere
+    //! else (no embedding dropout in `OPTDecoder`). Evaluation and generation load
+    //! the model on the inner (non-autodiff) backend, where it is off.
+
+    use burn::module::AutodiffModule;
+    use burn::tensor::{Int, Tensor, TensorData};
+
+    use super::*;
+    use crate::backend::NdarrayBackend;
+    use crate::model::params::{Init, RandomInit};
+
+    type Train = NdarrayBackend;
+
+    /// Random weights, except zeros for the keys `zero` picks.
+    struct ZeroSome {
+        inner: RandomInit<Train>,
+        zero: fn(&str) -> bool,
+    }
+
+    impl ParamSource<Train> for ZeroSome {
+        fn tensor<const D: usize>(
+            &mut self,
+            key: &str,
+            hf_shape: [usize; D],
+            init: Init,
+            transpose: bool,
+        ) -> Tensor<Train, D> {
+            let t = self.inner.tensor(key, hf_shape, init, transpose);
+            if (self.zero)(key) { t.zeros_like() } else { t }
+        }
+
+        fn device(&self) -> burn::tensor::Device<Train> {
+            self.inner.device
+        }
+    }
+
+    fn config(dropout: f64) -> OptConfig {
+        let mut config = OptConfig::tiny(64, 16, 2, 2, 32, 16);
+        config.dropout = dropout;
+        config.attention_dropout = 0.0;
+        config
+    }
+
+    fn model(dropout: f64, zero: fn(&str) -> bool) -> Opt<Train> {
+        let device = Default::default();
+        <Train as Backend>::seed(&device, 3);
+        let mut src = ZeroSome {
+            inner: RandomInit { device },
+            zero,
+        };
+        Opt::build(&mut src, &config(dropout))
+    }
+
+    fn ids<B: Backend>() -> Tensor<B, 2, Int> {
+        Tensor::from_data(
+            TensorData::new((1..=8).collect::<Vec<i64>>(), [1, 8]),
+            &Default::default(),
+        )
+    }
+
+    /// Logits in training mode (autodiff backend: dropout on).
+    fn train(m: &Opt<Train>) -> Vec<f32> {
+        let out = m.forward(ids(), None, None).unwrap();
+        out.into_data().to_vec::<f32>().unwrap()
+    }
+
+    /// Logits as evaluation and generation compute them (inner backend).
+    fn eval(m: &Opt<Train>) -> Vec<f32> {
+        let out = m.valid().forward(ids(), None, None).unwrap();
+        out.into_data().to_vec::<f32>().unwrap()
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn training_applies_the_configs_dropout_and_evaluation_does_not() {
+        let m = model(0.1, |_| false);
+        for layer in &m.layers {
+            assert_eq!(layer.dropout_prob(), 0.1);
+        }
+        // Training: two passes draw different masks.
+        assert!(max_diff(&train(&m), &train(&m)) > 1e-4);
+        // Evaluation / generation: deterministic, and the same as training with p = 0.
+        let eval1 = eval(&m);
+        assert_eq!(eval1, eval(&m));
+        let off = model(0.0, |_| false);
+        assert!(max_diff(&train(&off), &eval(&off)) < 1e-5);
+        assert!(
+            max_diff(&eval1, &eval(&off)) < 1e-5,
+            "same weights, no dropout"
+        );
+    }
+
+    #[test]
+    fn dropout_sits_on_the_attention_and_ffn_outputs_only() {
+        let attention_out = |k: &str| k.contains("self_attn.out_proj");
+        let ffn_out = |k: &str| k.contains(".fc2.");
+        // Both outputs zero: dropout has nothing to drop, so training = evaluation;
+        // dropout anywhere else (embeddings, LayerNorms, logits) would show here.
+        let both = model(0.5, |k| {
+            k.contains("self_attn.out_proj") || k.contains(".fc2.")
+        });
+        assert!(max_diff(&train(&both), &eval(&both)) < 1e-5);
+        // Only the FFN output zero: the attention output's dropout shows.
+        let m = model(0.5, ffn_out);
+        assert!(max_diff(&train(&m), &eval(&m)) > 1e-3);
+        // Only the attention output zero: the FFN output's dropout shows.
+        let m = model(0.5, attention_out);
+        assert!(max_diff(&train(&m), &eval(&m)) > 1e-3);
+    }
+}

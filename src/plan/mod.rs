@@ -3,6 +3,7 @@
 //! never touches the store; `why` compares a plan with what the store holds.
 
 pub mod key;
+pub mod sources;
 pub mod why;
 
 use std::cmp::Reverse;

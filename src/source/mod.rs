@@ -192,4 +192,3 @@ fn absolute(path: &Path, base_dir: &Path) -> PathBuf {
         base_dir.join(path)
     }
 }
-pub mod oracle;

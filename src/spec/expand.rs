@@ -434,12 +434,31 @@ fn typed(
         )),
         Err(error) => error,
     };
-    let message = error.message().to_string();
+    let mut message = error.message().to_string();
     // A missing key has no place of its own (serde gives the whole table): point at the step's name.
-    let span = match error.span() {
+    let mut span = match error.span() {
         Some(span) if !message.starts_with("missing field") && span != step.table_span => span,
         _ => step.name.span.clone(),
     };
+    // Keys of a flattened group (synthesize's and prompts' decoding parameters) reach
+    // serde without their places and its message without the expected keys: an
+    // unknown key is found by name, and the kind's keys are listed.
+    if let Some(unknown) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_string)
+    {
+        if let Some((_, key_span, _)) = keys.iter().find(|(k, _, _)| *k == unknown) {
+            span = key_span.clone();
+        }
+        if !message.contains("expected") {
+            let fields = super::schema::kind_fields(&step.kind.text);
+            message = format!(
+                "unknown field `{unknown}`, expected one of {}",
+                super::error::list(&fields)
+            );
+        }
+    }
     let key = keys
         .iter()
         .find(|(_, k, v)| {

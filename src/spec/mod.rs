@@ -24,12 +24,14 @@ mod expand;
 mod location;
 mod overrides;
 mod raw;
+mod reference;
 mod resources;
 mod schema;
 mod validate;
 
 pub use error::{Diagnostic, Problem, SpecError};
 pub use location::{Location, Snippet};
+pub use reference::kinds_reference;
 pub use resources::Resources;
 pub use schema::json_schema;
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::backend::{BackendKind, Precision, Target};
 use crate::digest::StepKey;
-use crate::exec::events::{EventSink, RunEvent};
+use crate::events::{EventSink, RunEvent};
 
 /// One resolved input: a path (file or directory). A dataset source from the Hub
 /// also lists its files by split, since its snapshot directory may hold others.

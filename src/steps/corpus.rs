@@ -12,8 +12,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::context::{StepContext, StepError, StepOutcome};
-use super::{InputSlot, KindParams};
+use super::{KindParams, ResourceHint};
 
+/// English-like text from a seeded grammar with Zipf-distributed word frequencies (rare
+/// words exist; their true probabilities are in `truth.json`): data that needs nothing
+/// outside the repository.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
@@ -52,13 +55,10 @@ fn default_empty_rows() -> f64 {
 impl KindParams for Params {
     const KIND: &'static str = "corpus";
     const VERSION: u32 = 1;
-    const INPUT_SLOTS: &'static [&'static str] = &[];
     const USES_SEED: bool = true;
     const USES_PRECISION: bool = false; // no model
-
-    fn inputs(&self) -> Vec<InputSlot<'_>> {
-        Vec::new()
-    }
+    const RESOURCES: ResourceHint = ResourceHint::DATA;
+    input_slots!();
 
     fn outputs(&self) -> Vec<(String, String)> {
         vec![

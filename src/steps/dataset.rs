@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::context::{InputLocation, StepError};
+use crate::data::{RowOptions, read_rows_with};
 use crate::source::{self, SourceSpec};
 
 /// The data files of each split of a dataset input.
@@ -28,7 +29,7 @@ pub fn splits_of(input: &InputLocation) -> Result<BTreeMap<String, Vec<PathBuf>>
 pub fn read_split(
     splits: &BTreeMap<String, Vec<PathBuf>>,
     split: &str,
-    text_field: &str,
+    options: &RowOptions,
     step: &str,
 ) -> Result<Vec<String>, StepError> {
     let files = splits.get(split).ok_or_else(|| {
@@ -39,7 +40,7 @@ pub fn read_split(
     })?;
     let mut rows = Vec::new();
     for file in files {
-        rows.extend(crate::data::read_rows(file, text_field)?);
+        rows.extend(read_rows_with(file, options)?);
     }
     Ok(rows)
 }

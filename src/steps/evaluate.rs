@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::context::{InputLocation, InputOrigin, StepContext, StepError, StepOutcome};
-use super::{InputRef, InputSlot, KindParams};
+use super::{InputRef, KindParams, ResourceHint};
 use crate::backend::{BackendTask, dispatch};
 use crate::data::{Blocks, read_blocks};
 use crate::eval::{
@@ -21,6 +21,9 @@ use crate::eval::{
 };
 use crate::model::load_pretrained;
 
+/// Scores block sets with a model (perplexity per block and per set) and measures each
+/// set's diversity and, given the real data, its unigram divergence and rare-tail
+/// coverage.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
@@ -74,29 +77,10 @@ fn default_tail_fraction() -> f64 {
 impl KindParams for Params {
     const KIND: &'static str = "evaluate";
     const VERSION: u32 = 1;
-    const INPUT_SLOTS: &'static [&'static str] = &["model", "data", "reference"];
     const USES_SEED: bool = false;
     const USES_PRECISION: bool = true; // scores with a model
-
-    fn inputs(&self) -> Vec<InputSlot<'_>> {
-        let mut slots = vec![
-            InputSlot {
-                slot: "model",
-                refs: vec![&self.model],
-            },
-            InputSlot {
-                slot: "data",
-                refs: self.data.iter().collect(),
-            },
-        ];
-        if let Some(r) = &self.reference {
-            slots.push(InputSlot {
-                slot: "reference",
-                refs: vec![r],
-            });
-        }
-        slots
-    }
+    const RESOURCES: ResourceHint = ResourceHint::MODEL;
+    input_slots!(model, data, reference);
 
     fn outputs(&self) -> Vec<(String, String)> {
         vec![("scores".into(), ScoresFile::FILE_NAME.into())]

@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::context::{StepContext, StepError, StepOutcome};
-use super::{InputRef, InputSlot, KindParams};
+use super::{InputRef, KindParams, ResourceHint};
 use crate::backend::BackendTask;
 use crate::data::read_blocks;
 use crate::model::TOKENIZER_FILES;
@@ -21,6 +21,9 @@ use crate::train::{
     AdamWConfig, Select, TrainError, TrainEvent, TrainReport, TrainSettings, train,
 };
 
+/// Trains an OPT model on token blocks with the authors' protocol: AdamW as torch's, a
+/// cosine schedule per epoch, seeded shuffles, validation every epoch, the best (or
+/// last) checkpoint; resumes after a crash.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
@@ -110,26 +113,10 @@ impl KindParams for Params {
     /// 2: on the CPU the loss and its gradient are one fused operation
     /// (model/host_loss.rs), which rounds differently in the last bits.
     const VERSION: u32 = 2;
-    const INPUT_SLOTS: &'static [&'static str] = &["model", "train", "valid"];
     const USES_SEED: bool = true;
     const USES_PRECISION: bool = true; // trains a model
-
-    fn inputs(&self) -> Vec<InputSlot<'_>> {
-        vec![
-            InputSlot {
-                slot: "model",
-                refs: vec![&self.model],
-            },
-            InputSlot {
-                slot: "train",
-                refs: vec![&self.train],
-            },
-            InputSlot {
-                slot: "valid",
-                refs: vec![&self.valid],
-            },
-        ]
-    }
+    const RESOURCES: ResourceHint = ResourceHint::MODEL;
+    input_slots!(model, train, valid);
 
     fn outputs(&self) -> Vec<(String, String)> {
         vec![

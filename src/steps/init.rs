@@ -9,11 +9,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::context::{StepContext, StepError, StepOutcome};
-use super::{InputRef, InputSlot, KindParams};
+use super::{InputRef, KindParams, ResourceHint};
 use crate::backend::BackendTask;
 use crate::model::{Opt, OptConfig, save_pretrained};
 use crate::tokenizer::load_tokenizer;
 
+/// A freshly initialised OPT (as HF initialises one, seeded), with the tokenizer's
+/// vocabulary: for training from scratch.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
@@ -75,16 +77,10 @@ fn d_init_std() -> f64 {
 impl KindParams for Params {
     const KIND: &'static str = "init";
     const VERSION: u32 = 1;
-    const INPUT_SLOTS: &'static [&'static str] = &["tokenizer"];
     const USES_SEED: bool = true;
     const USES_PRECISION: bool = false; // initialises weights; no products
-
-    fn inputs(&self) -> Vec<InputSlot<'_>> {
-        vec![InputSlot {
-            slot: "tokenizer",
-            refs: vec![&self.tokenizer],
-        }]
-    }
+    const RESOURCES: ResourceHint = ResourceHint::MODEL;
+    input_slots!(tokenizer);
 
     fn outputs(&self) -> Vec<(String, String)> {
         vec![("model".into(), "model".into())]

@@ -2,16 +2,35 @@
 //! kind's defaults), its declared inputs and outputs, and its `run`.
 //!
 //! Adding a kind: write the module, then add one line to `step_kinds!` below.
-//! The enum, the JSON schema, the parser dispatch and the key all follow from it.
+//! The enum, the JSON schema, the parser dispatch, the key, the cluster
+//! resources and docs/kinds.md all follow from it (see ARCHITECTURE.md).
 
 use std::fmt;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// Declares a kind's input slots, once: `INPUT_SLOTS` (the names) and `inputs()`
+/// (the references they hold) both follow from the list. Each named field is an
+/// [`InputRef`], an `Option<InputRef>` or a `Vec<InputRef>`; an unset option and
+/// an empty list are left out of `inputs()`. Used inside `impl KindParams`.
+macro_rules! input_slots {
+    ($($field:ident),* $(,)?) => {
+        const INPUT_SLOTS: &'static [&'static str] = &[$(stringify!($field)),*];
+
+        fn inputs(&self) -> Vec<$crate::steps::InputSlot<'_>> {
+            #[allow(unused_mut)]
+            let mut slots = Vec::new();
+            $($crate::steps::push_slot(&mut slots, stringify!($field), &self.$field);)*
+            slots
+        }
+    };
+}
+
 pub mod context;
 pub mod corpus;
 mod dataset;
+pub mod decoding;
 pub mod evaluate;
 pub mod finetune;
 pub mod init;
@@ -68,6 +87,75 @@ pub struct InputSlot<'a> {
     pub refs: Vec<&'a InputRef>,
 }
 
+/// A field that holds input references: one, maybe one, or a list.
+pub trait SlotRefs {
+    fn refs(&self) -> Vec<&InputRef>;
+}
+
+impl SlotRefs for InputRef {
+    fn refs(&self) -> Vec<&InputRef> {
+        vec![self]
+    }
+}
+
+impl SlotRefs for Option<InputRef> {
+    fn refs(&self) -> Vec<&InputRef> {
+        self.iter().collect()
+    }
+}
+
+impl SlotRefs for Vec<InputRef> {
+    fn refs(&self) -> Vec<&InputRef> {
+        self.iter().collect()
+    }
+}
+
+/// Adds slot `slot` to `slots` when `value` holds a reference (for [`input_slots!`]).
+pub fn push_slot<'a>(slots: &mut Vec<InputSlot<'a>>, slot: &'static str, value: &'a impl SlotRefs) {
+    let refs = value.refs();
+    if !refs.is_empty() {
+        slots.push(InputSlot { slot, refs });
+    }
+}
+
+/// What a step of a kind asks a cluster node for when the experiment file says
+/// nothing (`[steps.NAME.resources]` and `[defaults.KIND.resources]` override it).
+/// Declared by every kind, so a new kind cannot silently inherit another's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResourceHint {
+    /// The kind runs a model: it gets one GPU when the experiment's backend is a
+    /// GPU backend (and the executor's larger CPU and memory share for GPU jobs).
+    /// Otherwise one CPU and a little memory.
+    pub gpu: bool,
+    /// Wall-clock limit, as Slurm writes it (`H:MM:SS`).
+    pub time: &'static str,
+}
+
+impl ResourceHint {
+    /// Reads and writes data: one CPU, an hour.
+    pub const DATA: ResourceHint = ResourceHint {
+        gpu: false,
+        time: "1:00:00",
+    };
+    /// Trains, generates with or scores with a model: a GPU where there is one, a day.
+    pub const MODEL: ResourceHint = ResourceHint {
+        gpu: true,
+        time: "24:00:00",
+    };
+}
+
+/// A document for people that a kind writes (the report): `xp report` lists where
+/// it is. Paths are relative to the directory of output `output`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Document {
+    /// The output (a directory) that holds the document.
+    pub output: &'static str,
+    pub html: &'static str,
+    pub markdown: &'static str,
+    /// The figures' directory.
+    pub figures: &'static str,
+}
+
 /// What every kind declares about itself. Implemented by each kind's `Params`.
 pub trait KindParams: Serialize + JsonSchema + Clone + fmt::Debug {
     /// The `kind = "..."` name in the experiment file.
@@ -76,15 +164,21 @@ pub trait KindParams: Serialize + JsonSchema + Clone + fmt::Debug {
     /// its results: it is part of every key of this kind.
     const VERSION: u32;
     /// Names of the parameters that are input references (their values are
-    /// rewritten by loop expansion and replaced by digests in the key).
+    /// rewritten by loop expansion and replaced by digests in the key). Declared
+    /// with [`input_slots!`], which also writes `inputs()`.
     const INPUT_SLOTS: &'static [&'static str];
     /// Whether results depend on the experiment seed (then the seed is in the key).
     const USES_SEED: bool;
     /// Whether results depend on how f32 matrix products are computed (the kind
     /// runs a model); then the experiment's precision is in the key.
     const USES_PRECISION: bool;
+    /// What a cluster job of this kind asks for by default.
+    const RESOURCES: ResourceHint;
+    /// The document for people this kind writes, if any (`xp report` finds it).
+    const DOCUMENT: Option<Document> = None;
 
-    /// The input references, one entry per slot in `INPUT_SLOTS` that is set.
+    /// The input references, one entry per slot in `INPUT_SLOTS` that is set
+    /// (written by [`input_slots!`]).
     fn inputs(&self) -> Vec<InputSlot<'_>>;
 
     /// Declared outputs: (name used in references, path relative to the entry's
@@ -141,6 +235,25 @@ macro_rules! step_kinds {
 
             pub fn uses_precision(&self) -> bool {
                 match self { $(Self::$variant(_) => <$module::Params as KindParams>::USES_PRECISION),* }
+            }
+
+            /// What a cluster job of this step asks for when the file says nothing.
+            pub fn resources(&self) -> ResourceHint {
+                match self { $(Self::$variant(_) => <$module::Params as KindParams>::RESOURCES),* }
+            }
+
+            /// The document for people this step writes, if any.
+            pub fn document(&self) -> Option<Document> {
+                match self { $(Self::$variant(_) => <$module::Params as KindParams>::DOCUMENT),* }
+            }
+
+            /// The kinds that write a document for people (for messages).
+            pub fn document_kinds() -> Vec<&'static str> {
+                let mut kinds = Vec::new();
+                $(if <$module::Params as KindParams>::DOCUMENT.is_some() {
+                    kinds.push(<$module::Params as KindParams>::KIND);
+                })*
+                kinds
             }
 
             pub fn inputs(&self) -> Vec<InputSlot<'_>> {

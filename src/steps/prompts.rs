@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::artifacts::{Answer, AnswersFile};
 
 use super::context::{StepContext, StepError, StepOutcome};
-use super::synthesize::{decode, decoding, default_one, default_top_k, generation_error};
-use super::{InputRef, InputSlot, KindParams};
+use super::decoding::{Decoding, Length, generation_error};
+use super::synthesize::decode;
+use super::{InputRef, KindParams, ResourceHint};
 use crate::backend::{BackendTask, dispatch};
 use crate::generate::{GenerationConfig, check_fits, generate};
 use crate::model::load_pretrained;
@@ -29,6 +30,8 @@ pub const DEFAULT_PROMPTS: [&str; 7] = [
     "The river flows through the valley and",
 ];
 
+/// A model answers a fixed list of text prompts (the seed paper's Table 1), for the
+/// report.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
@@ -39,9 +42,6 @@ pub struct Params {
     /// another's answer).
     #[serde(default = "default_prompts")]
     pub prompts: Vec<String>,
-    /// Beams (1 = greedy, or sampling with `sample`). Default: synthesize's beam search.
-    #[serde(default = "default_beams")]
-    pub beams: usize,
     /// New tokens per answer. Default 32 rather than synthesize's 64: answers are read
     /// by people in a table per generation, and 32 tokens (~25 words) already show
     /// the drift, while halving the cost of the step.
@@ -51,43 +51,18 @@ pub struct Params {
     /// synthesize, so answers have a fixed length and differ only in content.
     #[serde(default = "default_new_tokens")]
     pub min_new_tokens: usize,
-    /// transformers' `repetition_penalty` (default: synthesize's 3.0).
-    #[serde(default = "default_repetition_penalty")]
-    pub repetition_penalty: f32,
-    /// transformers' `length_penalty`.
-    #[serde(default = "default_one")]
-    pub length_penalty: f32,
-    /// transformers' `early_stopping`.
-    #[serde(default)]
-    pub early_stopping: bool,
-    /// transformers' `no_repeat_ngram_size` (0 = off).
-    #[serde(default)]
-    pub no_repeat_ngram_size: usize,
-    /// Sample instead of searching (needs `beams = 1`); seeded by the experiment seed.
-    #[serde(default)]
-    pub sample: bool,
-    /// Sampling temperature.
-    #[serde(default = "default_one")]
-    pub temperature: f32,
-    /// Sampling: keep the k most likely tokens (0 = all).
-    #[serde(default = "default_top_k")]
-    pub top_k: usize,
-    /// Sampling: nucleus mass (1.0 = off).
-    #[serde(default = "default_one")]
-    pub top_p: f32,
+    /// How tokens are chosen, as in `synthesize` (same parameters, same defaults:
+    /// its beam search): `beams`, `repetition_penalty`, `length_penalty`,
+    /// `early_stopping`, `no_repeat_ngram_size`, `sample`, `temperature`, `top_k`, `top_p`.
+    #[serde(flatten)]
+    pub decoding: Decoding,
 }
 
 fn default_prompts() -> Vec<String> {
     DEFAULT_PROMPTS.iter().map(|s| s.to_string()).collect()
 }
-fn default_beams() -> usize {
-    5
-}
 fn default_new_tokens() -> usize {
     32
-}
-fn default_repetition_penalty() -> f32 {
-    3.0
 }
 
 impl KindParams for Params {
@@ -97,16 +72,10 @@ impl KindParams for Params {
     /// 3: decoding steps on the CPU attend over the host KV cache
     /// (model/host_cache.rs: its own dot products and softmax sums).
     const VERSION: u32 = 3;
-    const INPUT_SLOTS: &'static [&'static str] = &["model"];
     const USES_SEED: bool = true;
     const USES_PRECISION: bool = true; // generates with a model
-
-    fn inputs(&self) -> Vec<InputSlot<'_>> {
-        vec![InputSlot {
-            slot: "model",
-            refs: vec![&self.model],
-        }]
-    }
+    const RESOURCES: ResourceHint = ResourceHint::MODEL;
+    input_slots!(model);
 
     fn outputs(&self) -> Vec<(String, String)> {
         vec![("answers".into(), AnswersFile::FILE_NAME.into())]
@@ -115,20 +84,11 @@ impl KindParams for Params {
 
 pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
     let step = ctx.step;
-    let sample = p
-        .sample
-        .then_some((p.temperature, p.top_k, p.top_p, ctx.seed));
-    let config = decoding(
-        step,
-        p.beams,
-        p.new_tokens,
-        p.min_new_tokens,
-        p.repetition_penalty,
-        p.length_penalty,
-        p.early_stopping,
-        p.no_repeat_ngram_size,
-        sample,
-    )?;
+    let length = Length {
+        new_tokens: p.new_tokens,
+        min_new_tokens: p.min_new_tokens,
+    };
+    let config = p.decoding.config(step, length, ctx.seed)?;
     let model = ctx.input("model")?;
     let tokenizer = load_tokenizer(&model.path)?;
     let mut prompt_ids = Vec::with_capacity(p.prompts.len());

@@ -5,9 +5,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::context::{InputLocation, InputOrigin, StepContext, StepError, StepOutcome};
-use super::{InputRef, InputSlot, KindParams};
+use super::{Document, InputRef, KindParams, ResourceHint};
 use crate::report::{self, FigureKind, Provenance, ReportError, ReportInputs, ReportOptions};
 
+/// The experiment's report: figures, tables and provenance as `report.md` and a self-
+/// contained `report.html`.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
@@ -53,24 +55,16 @@ impl KindParams for Params {
     /// 3: figures one panel per metric with the real data as reference, provenance
     /// paths relative to the store, a page that fits the window.
     const VERSION: u32 = 3;
-    const INPUT_SLOTS: &'static [&'static str] = &["evaluations", "training", "answers"];
     const USES_SEED: bool = false;
     const USES_PRECISION: bool = false; // reads numbers; no model
-
-    fn inputs(&self) -> Vec<InputSlot<'_>> {
-        [
-            ("evaluations", &self.evaluations),
-            ("training", &self.training),
-            ("answers", &self.answers),
-        ]
-        .into_iter()
-        .filter(|(_, refs)| !refs.is_empty())
-        .map(|(slot, refs)| InputSlot {
-            slot,
-            refs: refs.iter().collect(),
-        })
-        .collect()
-    }
+    const RESOURCES: ResourceHint = ResourceHint::DATA;
+    const DOCUMENT: Option<Document> = Some(Document {
+        output: "report",
+        html: "report.html",
+        markdown: "report.md",
+        figures: "figures",
+    });
+    input_slots!(evaluations, training, answers);
 
     fn outputs(&self) -> Vec<(String, String)> {
         vec![("report".into(), "report".into())]

@@ -19,14 +19,18 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::context::{StepContext, StepError, StepOutcome};
-use super::{InputRef, InputSlot, KindParams};
+use super::decoding::{Decoding, Length, generation_error};
+use super::{InputRef, KindParams, ResourceHint};
 use crate::artifacts::Sample;
 use crate::backend::{BackendTask, dispatch};
 use crate::data::{Blocks, read_blocks, write_blocks};
-use crate::generate::{GenerateError, GenerationConfig, Strategy, check_fits, generate};
+use crate::generate::{GenerationConfig, check_fits, generate};
 use crate::model::load_pretrained;
 use crate::tokenizer::load_tokenizer;
 
+/// The next generation's training data: the model continues every prompt block (by
+/// default the paper's beam search); a seeded `keep_real` share of blocks stays
+/// original data.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
@@ -40,9 +44,6 @@ pub struct Params {
     /// `i`); without it the prompts themselves are the original data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub real: Option<InputRef>,
-    /// Beams of the beam search (`num_beams`); 1 = greedy (or sampling with `sample`).
-    #[serde(default = "default_beams")]
-    pub beams: usize,
     /// Tokens generated per prompt (`max_new_tokens`); also the output block size.
     #[serde(default = "default_new_tokens")]
     pub new_tokens: usize,
@@ -51,30 +52,11 @@ pub struct Params {
     /// transformers pads a batch.
     #[serde(default = "default_new_tokens")]
     pub min_new_tokens: usize,
-    /// transformers' `repetition_penalty` (1.0 = off).
-    #[serde(default = "default_repetition_penalty")]
-    pub repetition_penalty: f32,
-    /// transformers' `length_penalty` for finished beam hypotheses.
-    #[serde(default = "default_length_penalty")]
-    pub length_penalty: f32,
-    /// transformers' `early_stopping` (true, or false = its heuristic).
-    #[serde(default)]
-    pub early_stopping: bool,
-    /// transformers' `no_repeat_ngram_size` (0 = off).
-    #[serde(default)]
-    pub no_repeat_ngram_size: usize,
-    /// Sample instead of beam/greedy search (needs `beams = 1`); seeded by the experiment seed.
-    #[serde(default)]
-    pub sample: bool,
-    /// Sampling temperature.
-    #[serde(default = "default_one")]
-    pub temperature: f32,
-    /// Sampling: keep the k most likely tokens (0 = all).
-    #[serde(default = "default_top_k")]
-    pub top_k: usize,
-    /// Sampling: nucleus mass (1.0 = off).
-    #[serde(default = "default_one")]
-    pub top_p: f32,
+    /// How tokens are chosen: `beams`, `repetition_penalty`, `length_penalty`,
+    /// `early_stopping`, `no_repeat_ngram_size`, `sample`, `temperature`, `top_k`,
+    /// `top_p` (shared with `prompts`; written directly in the step's table).
+    #[serde(flatten)]
+    pub decoding: Decoding,
     /// Prompts generated together (rows = batch_size × beams). Changes speed, not tokens.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
@@ -88,23 +70,8 @@ pub struct Params {
     pub keep_real: f64,
 }
 
-fn default_beams() -> usize {
-    5
-}
 fn default_new_tokens() -> usize {
     64
-}
-fn default_repetition_penalty() -> f32 {
-    3.0
-}
-fn default_length_penalty() -> f32 {
-    1.0
-}
-pub(crate) fn default_one() -> f32 {
-    1.0
-}
-pub(crate) fn default_top_k() -> usize {
-    50
 }
 fn default_batch_size() -> usize {
     8
@@ -120,93 +87,16 @@ impl KindParams for Params {
     /// 3: decoding steps on the CPU attend over the host KV cache
     /// (model/host_cache.rs: its own dot products and softmax sums).
     const VERSION: u32 = 3;
-    const INPUT_SLOTS: &'static [&'static str] = &["model", "prompts", "real"];
     const USES_SEED: bool = true;
     const USES_PRECISION: bool = true; // generates with a model
-
-    fn inputs(&self) -> Vec<InputSlot<'_>> {
-        let mut slots = vec![
-            InputSlot {
-                slot: "model",
-                refs: vec![&self.model],
-            },
-            InputSlot {
-                slot: "prompts",
-                refs: vec![&self.prompts],
-            },
-        ];
-        if let Some(r) = &self.real {
-            slots.push(InputSlot {
-                slot: "real",
-                refs: vec![r],
-            });
-        }
-        slots
-    }
+    const RESOURCES: ResourceHint = ResourceHint::MODEL;
+    input_slots!(model, prompts, real);
 
     fn outputs(&self) -> Vec<(String, String)> {
         vec![
             ("blocks".into(), "synthetic.blocks".into()),
             ("samples".into(), Sample::FILE_NAME.into()),
         ]
-    }
-}
-
-/// The decoding settings shared by `synthesize` and `prompts`, as a [`GenerationConfig`]
-/// with OPT's special ids (eos 2, pad 1).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn decoding(
-    step: &str,
-    beams: usize,
-    new_tokens: usize,
-    min_new_tokens: usize,
-    repetition_penalty: f32,
-    length_penalty: f32,
-    early_stopping: bool,
-    no_repeat_ngram_size: usize,
-    sample: Option<(f32, usize, f32, u64)>,
-) -> Result<GenerationConfig, StepError> {
-    let strategy = match (sample, beams) {
-        (_, 0) => {
-            return Err(StepError::Invalid(format!(
-                "step `{step}`: beams must be at least 1"
-            )));
-        }
-        (Some(_), b) if b > 1 => {
-            return Err(StepError::Invalid(format!(
-                "step `{step}`: sampling with beams = {b} (beam sampling) is not implemented; set beams = 1"
-            )));
-        }
-        (Some((temperature, top_k, top_p, seed)), _) => Strategy::Sample {
-            temperature,
-            top_k,
-            top_p,
-            seed,
-        },
-        (None, 1) => Strategy::Greedy,
-        (None, num_beams) => Strategy::Beam {
-            num_beams,
-            length_penalty,
-            early_stopping,
-        },
-    };
-    let config = GenerationConfig {
-        strategy,
-        max_new_tokens: new_tokens,
-        min_new_tokens,
-        repetition_penalty,
-        no_repeat_ngram_size,
-        eos_token_id: Some(2),
-        pad_token_id: 1,
-    };
-    config.validate().map_err(|e| generation_error(step, e))?;
-    Ok(config)
-}
-
-pub(crate) fn generation_error(step: &str, e: GenerateError) -> StepError {
-    match e {
-        GenerateError::Model(m) => StepError::Model(m),
-        other => StepError::Invalid(format!("step `{step}`: {other}")),
     }
 }
 
@@ -258,20 +148,11 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
             "step `{step}`: batch_size and shard_size must be at least 1"
         )));
     }
-    let sample = p
-        .sample
-        .then_some((p.temperature, p.top_k, p.top_p, ctx.seed));
-    let config = decoding(
-        step,
-        p.beams,
-        p.new_tokens,
-        p.min_new_tokens,
-        p.repetition_penalty,
-        p.length_penalty,
-        p.early_stopping,
-        p.no_repeat_ngram_size,
-        sample,
-    )?;
+    let length = Length {
+        new_tokens: p.new_tokens,
+        min_new_tokens: p.min_new_tokens,
+    };
+    let config = p.decoding.config(step, length, ctx.seed)?;
     let model_dir = ctx.input("model")?.path.clone();
     let tokenizer = load_tokenizer(&model_dir)?;
     let prompts = read_blocks(&ctx.input("prompts")?.path)?;

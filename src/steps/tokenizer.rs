@@ -7,9 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use super::context::{StepContext, StepError, StepOutcome};
 use super::dataset::{read_split, splits_of};
-use super::{InputRef, InputSlot, KindParams};
+use super::{InputRef, KindParams, ResourceHint};
+use crate::data::{LineMode, RowOptions};
 use crate::tokenizer::{load_tokenizer, save_tokenizer, train_bpe};
 
+/// A tokenizer: loaded from an HF model or tokenizer (`tokenizer.json`, or `vocab.json`
+/// + `merges.txt` as OPT ships it), or a byte-level BPE trained on a dataset.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
@@ -29,6 +32,14 @@ pub struct Params {
     /// The column or JSON field holding the text when training.
     #[serde(default = "default_text_field")]
     pub text_field: String,
+    /// How the lines of a local `.txt` / `.raw` file become rows when training (`.jsonl` and
+    /// `.parquet` rows are taken as they are): `text` (default; `datasets`' `text`
+    /// loader: line endings dropped), `keep_linebreaks` (each row keeps its `"\n"`)
+    /// or `wikitext` (the `wikitext` loading script: rows keep their `"\n"`, a
+    /// whitespace-only line is `""`), which makes a local `wiki.train.raw` give the
+    /// same rows, and blocks, as the Hub's parquet files.
+    #[serde(default, skip_serializing_if = "LineMode::is_default")]
+    pub line_mode: LineMode,
 }
 
 fn default_vocab_size() -> usize {
@@ -44,26 +55,10 @@ pub(crate) fn default_text_field() -> String {
 impl KindParams for Params {
     const KIND: &'static str = "tokenizer";
     const VERSION: u32 = 1;
-    const INPUT_SLOTS: &'static [&'static str] = &["from", "train_on"];
     const USES_SEED: bool = false;
     const USES_PRECISION: bool = false; // no model
-
-    fn inputs(&self) -> Vec<InputSlot<'_>> {
-        let mut slots = Vec::new();
-        if let Some(r) = &self.from {
-            slots.push(InputSlot {
-                slot: "from",
-                refs: vec![r],
-            });
-        }
-        if let Some(r) = &self.train_on {
-            slots.push(InputSlot {
-                slot: "train_on",
-                refs: vec![r],
-            });
-        }
-        slots
-    }
+    const RESOURCES: ResourceHint = ResourceHint::DATA;
+    input_slots!(from, train_on);
 
     fn outputs(&self) -> Vec<(String, String)> {
         vec![("tokenizer".into(), "tokenizer".into())]
@@ -92,7 +87,11 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         }
         (None, Some(_)) => {
             let splits = splits_of(ctx.input("train_on")?)?;
-            let rows = read_split(&splits, "train", &p.text_field, ctx.step)?;
+            let options = RowOptions {
+                text_field: p.text_field.clone(),
+                line_mode: p.line_mode,
+            };
+            let rows = read_split(&splits, "train", &options, ctx.step)?;
             ctx.progress(
                 0,
                 None,

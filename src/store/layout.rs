@@ -80,6 +80,26 @@ impl Layout {
         self.scratch_root().join(key.to_hex())
     }
 
+    /// `<executor>/<group>/`: where a cluster executor's jobs write their logs
+    /// (e.g. `slurm/<experiment>/`), on the store's filesystem so that the
+    /// submitting host reads what a node wrote. `group` must be one path component.
+    pub(crate) fn job_logs_dir(&self, executor: &str, group: &str) -> PathBuf {
+        self.root.join(executor).join(group)
+    }
+
+    /// `<executor>/<group>/<step>.<key12>.<job>.log`: the log of one job.
+    pub(crate) fn job_log(
+        &self,
+        executor: &str,
+        group: &str,
+        step: &str,
+        key: &StepKey,
+        job: &str,
+    ) -> PathBuf {
+        self.job_logs_dir(executor, group)
+            .join(format!("{step}.{}.{job}.log", key.short()))
+    }
+
     pub(crate) fn lock_file(&self, key: &StepKey) -> PathBuf {
         self.locks_dir().join(format!("{}.lock", key.to_hex()))
     }

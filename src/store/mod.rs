@@ -20,6 +20,7 @@
 //!                                  kept across crashes, removed after publish
 //!   locks/<key-hex>.lock           per-key lock files (flock), holding the holder's pid/host/time
 //!   quarantine/<key-hex>.<UTC timestamp>/  corrupt entries moved aside
+//!   <executor>/<group>/<step>.<key12>.<job>.log   a cluster job's log (`slurm/<experiment>/...`)
 //! ```
 //!
 //! # Guarantees
@@ -165,6 +166,25 @@ impl Store {
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         self.layout.root()
+    }
+
+    /// Where a cluster executor's jobs of one group (an experiment) write their
+    /// logs: `<root>/<executor>/<group>/`. `group` must be one path component.
+    pub fn job_logs_dir(&self, executor: &str, group: &str) -> PathBuf {
+        self.layout.job_logs_dir(executor, group)
+    }
+
+    /// The log of job `job` (e.g. Slurm's id, or its `%j` pattern) of `step`:
+    /// `<root>/<executor>/<group>/<step>.<key12>.<job>.log`.
+    pub fn job_log(
+        &self,
+        executor: &str,
+        group: &str,
+        step: &str,
+        key: &StepKey,
+        job: &str,
+    ) -> PathBuf {
+        self.layout.job_log(executor, group, step, key, job)
     }
 
     /// Looks `key` up. A hit's files are checked cheaply (size and mtime; a

@@ -9,7 +9,7 @@ use super::commands::{JobState, SlurmCommands};
 use super::progress;
 use super::submit::log_path;
 use super::{Step, StepJob};
-use crate::exec::events::{EventSink, RunEvent, RunReason};
+use crate::events::{EventSink, RunEvent, RunReason};
 use crate::exec::{ExecError, RunSummary};
 use crate::plan::Plan;
 use crate::store::{LookupOutcome, Store};

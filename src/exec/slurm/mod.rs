@@ -29,9 +29,9 @@ use commands::{JobId, SlurmCommands};
 pub use follow::{LOG_TAIL_LINES, log_tail};
 pub use submit::{JobCommand, log_dir, log_path};
 
-use super::events::{EventSink, RunEvent};
 use super::{ExecError, Executor, RunOptions, RunSummary, SourceLocations};
 use crate::digest::StepKey;
+use crate::events::{EventSink, RunEvent};
 use crate::plan::Plan;
 use crate::store::Store;
 

@@ -6,7 +6,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use crate::exec::events::{EventSink, RunEvent};
+use crate::events::{EventSink, RunEvent};
 
 /// Reads `log` from `*offset`, emits the progress of its new complete lines,
 /// and moves `*offset` past them. A log not written yet is no news.

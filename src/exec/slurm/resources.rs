@@ -1,23 +1,22 @@
 //! What a step's job asks Slurm for: the step's `resources` table over
-//! `[defaults.KIND.resources]` (both merged by the spec), over xp's default
-//! for the kind, turned into `sbatch` options.
+//! `[defaults.KIND.resources]` (both merged by the spec), over the kind's own
+//! [`ResourceHint`], turned into `sbatch` options.
 
 use crate::backend::BackendKind;
 use crate::spec::Resources;
+use crate::steps::ResourceHint;
 
-/// Kinds that only read and write data: one CPU, little memory, no GPU.
-const DATA_KINDS: &[&str] = &["corpus", "tokenizer", "tokenize"];
-
-/// xp's resources for a kind when the file says nothing. Data kinds need one
-/// CPU and a little memory; model kinds (training, generation, evaluation) get
-/// one GPU on the `cuda` backend, and on any backend several cores and a day.
-pub fn kind_default(kind: &str, backend: BackendKind) -> Resources {
-    if DATA_KINDS.contains(&kind) {
+/// xp's resources for a kind (its [`ResourceHint`]) when the file says nothing.
+/// A kind that runs no model gets one CPU and a little memory; one that runs a
+/// model gets one GPU on the `cuda` backend, and on any backend several cores.
+/// The time limit is the kind's.
+pub fn kind_default(hint: ResourceHint, backend: BackendKind) -> Resources {
+    if !hint.gpu {
         return Resources {
             gpus: Some(0),
             cpus: Some(1),
             mem: Some("2G".into()),
-            time: Some("1:00:00".into()),
+            time: Some(hint.time.into()),
             ..Resources::default()
         };
     }
@@ -26,7 +25,7 @@ pub fn kind_default(kind: &str, backend: BackendKind) -> Resources {
         gpus: Some(u32::from(gpu)),
         cpus: Some(if gpu { 8 } else { 4 }),
         mem: Some(if gpu { "32G" } else { "16G" }.into()),
-        time: Some("24:00:00".into()),
+        time: Some(hint.time.into()),
         ..Resources::default()
     }
 }
@@ -57,12 +56,20 @@ pub fn sbatch_options(resources: &Resources) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::steps::{KindParams, finetune, report, tokenize};
+
+    const FINETUNE: ResourceHint = <finetune::Params as KindParams>::RESOURCES;
+    const TOKENIZE: ResourceHint = <tokenize::Params as KindParams>::RESOURCES;
 
     #[test]
     fn model_kinds_get_a_gpu_only_on_cuda() {
-        assert_eq!(kind_default("finetune", BackendKind::Cuda).gpus, Some(1));
-        assert_eq!(kind_default("finetune", BackendKind::Ndarray).gpus, Some(0));
-        assert_eq!(kind_default("tokenize", BackendKind::Cuda).gpus, Some(0));
+        assert_eq!(kind_default(FINETUNE, BackendKind::Cuda).gpus, Some(1));
+        assert_eq!(kind_default(FINETUNE, BackendKind::Ndarray).gpus, Some(0));
+        assert_eq!(kind_default(TOKENIZE, BackendKind::Cuda).gpus, Some(0));
+        // The report reads numbers and draws: no GPU, no day-long limit.
+        let report = kind_default(<report::Params as KindParams>::RESOURCES, BackendKind::Cuda);
+        assert_eq!(report.gpus, Some(0));
+        assert_eq!(report.time.as_deref(), Some("1:00:00"));
     }
 
     #[test]
@@ -73,7 +80,7 @@ mod tests {
             sbatch_args: Some(vec!["--qos=high".into()]),
             ..Resources::default()
         };
-        let merged = step.or(&kind_default("finetune", BackendKind::Cuda));
+        let merged = step.or(&kind_default(FINETUNE, BackendKind::Cuda));
         assert_eq!(
             sbatch_options(&merged),
             [
@@ -85,7 +92,7 @@ mod tests {
                 "--qos=high"
             ]
         );
-        let none = kind_default("corpus", BackendKind::Ndarray);
+        let none = kind_default(ResourceHint::DATA, BackendKind::Ndarray);
         assert!(
             !sbatch_options(&none)
                 .iter()

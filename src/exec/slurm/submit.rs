@@ -10,7 +10,7 @@ use super::resources::{kind_default, sbatch_options};
 use super::{SlurmError, Step, StepJob};
 use crate::backend::{BackendKind, Precision};
 use crate::digest::StepKey;
-use crate::exec::events::{EventSink, RunEvent};
+use crate::events::{EventSink, RunEvent};
 use crate::exec::{ExecError, RunOptions};
 use crate::plan::{KeyState, Plan};
 use crate::store::{LookupOutcome, Store};
@@ -84,13 +84,16 @@ fn quote(word: &str) -> String {
 /// (`job` may be Slurm's `%j`). The store is on the shared filesystem, so
 /// the submitting host reads what the node wrote.
 pub fn log_path(store: &Store, experiment: &str, step: &str, key: StepKey, job: &str) -> PathBuf {
-    log_dir(store, experiment).join(format!("{step}.{}.{job}.log", key.short()))
+    store.job_log(EXECUTOR, &file_safe(experiment), step, &key, job)
 }
 
 /// `<store>/slurm/<experiment>/`.
 pub fn log_dir(store: &Store, experiment: &str) -> PathBuf {
-    store.root().join("slurm").join(file_safe(experiment))
+    store.job_logs_dir(EXECUTOR, &file_safe(experiment))
 }
+
+/// This executor's directory in the store (see [`Store::job_logs_dir`]).
+const EXECUTOR: &str = "slurm";
 
 /// The experiment name as one path component and one job-name word.
 pub(super) fn file_safe(name: &str) -> String {
@@ -175,7 +178,7 @@ pub(super) fn submit_all(
             .collect();
         let decl = plan.decl(index);
         let resources = decl.resources.or(&kind_default(
-            decl.params.kind(),
+            decl.params.resources(),
             plan.experiment.meta.backend,
         ));
         let mut args = vec![

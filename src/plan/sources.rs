@@ -1,17 +1,16 @@
-//! Sources as the planner and the executor see them: the planner asks only
+//! Source resolution, owned by the plan: sources as the planner and the executor see them: the planner asks only
 //! what is on this machine ([`LocalOracle`]); a run first resolves (and
 //! downloads) every source used ([`resolve_sources`]).
 
 use std::collections::BTreeMap;
 
+use super::{SourceOracle, SourceState};
 use crate::digest::ContentDigest;
-use crate::plan::{SourceOracle, SourceState};
-use crate::spec::Experiment;
-use crate::steps::context::{InputLocation, InputOrigin};
-
-use super::{
+use crate::source::{
     PlanStatus, ResolveOptions, SourceError, SourceIdentity, SourceSpec, plan_status, resolve,
 };
+use crate::spec::Experiment;
+use crate::steps::context::{InputLocation, InputOrigin};
 
 /// Answers from the local disk and the HF cache only; never the network.
 pub struct LocalOracle;
