@@ -6,9 +6,9 @@
 //! checked by `architecture`'s tests.
 
 pub mod alloc;
-pub mod artifacts;
 #[cfg(test)]
 mod architecture;
+pub mod artifacts;
 pub mod backend;
 pub mod cli;
 pub mod data;

@@ -60,6 +60,7 @@ min_new_tokens = 8
 batch_size = 4
 shard_size = 12
 keep_real = 0.25
+real = "blocks.train"
 
 [steps.answers]
 kind = "prompts"
@@ -179,4 +180,24 @@ fn killed_after_a_shard_resumes_to_identical_outputs() {
     assert_eq!(answers["answers"].as_array().unwrap().len(), 2);
     assert_eq!(answers["answers"][0]["prompt"], "the model learns");
     assert_eq!(answers["answers"][0]["ids"].as_array().unwrap().len(), 6);
+}
+
+/// `keep_real` without `real` is refused before anything is generated: from
+/// generation 1 on, the prompts are the previous generation's text, so keeping
+/// "original" blocks from them would silently keep synthetic data.
+#[test]
+fn keep_real_without_the_real_input_is_refused() {
+    let models = tempfile::tempdir().unwrap();
+    make_model(models.path());
+    let toml = experiment(&models.path().join("model")).replace("real = \"blocks.train\"\n", "");
+    let p = Project::new(40);
+    p.write("x.toml", &toml);
+    let out = p.run(&["run", "x.toml"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("keep_real = 0.25 needs the `real` input") && stderr.contains("synth"),
+        "{stderr}"
+    );
+    assert!(find(&p.cache().join("entries"), "synthetic.blocks").is_empty());
 }

@@ -41,7 +41,7 @@ pub struct Params {
     /// generation's `synthesize@g.blocks`).
     pub prompts: InputRef,
     /// Blocks file of original data for `keep_real` (block `i` replaces generated block
-    /// `i`); without it the prompts themselves are the original data.
+    /// `i`); required when `keep_real > 0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub real: Option<InputRef>,
     /// Tokens generated per prompt (`max_new_tokens`); also the output block size.
@@ -148,6 +148,16 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
             "step `{step}`: batch_size and shard_size must be at least 1"
         )));
     }
+    // Without `real`, the kept blocks would be copies of the prompts: the real data at
+    // generation 0, but the previous generation's text from generation 1 on.
+    if p.keep_real > 0.0 && ctx.optional_input("real").is_none() {
+        return Err(StepError::Invalid(format!(
+            "step `{step}`: keep_real = {} needs the `real` input, the original blocks to \
+             keep (e.g. `real = \"blocks.train\"`); without it generations after the first \
+             would keep the previous generation's text",
+            p.keep_real
+        )));
+    }
     let length = Length {
         new_tokens: p.new_tokens,
         min_new_tokens: p.min_new_tokens,
@@ -163,7 +173,9 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         None => None,
     };
     if !kept.is_empty() {
-        let source = real.as_ref().unwrap_or(&prompts);
+        let source = real
+            .as_ref()
+            .expect("checked above: keep_real needs `real`");
         if source.block_size() != p.new_tokens || source.len() < n {
             return Err(StepError::Invalid(format!(
                 "step `{step}`: keep_real needs original blocks of new_tokens = {} tokens, at least \
@@ -185,7 +197,9 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
     for i in 0..n {
         let prompt = prompts.block(i);
         let (ids, is_real): (Vec<u32>, bool) = if kept.contains(&i) {
-            let source = real.as_ref().unwrap_or(&prompts);
+            let source = real
+                .as_ref()
+                .expect("checked above: keep_real needs `real`");
             (source.block(i).to_vec(), true)
         } else {
             let (_, ids) = generated
