@@ -3,7 +3,7 @@
 //! formats of ML_CONTRACT.md) renders every figure and table; editing only the
 //! report's parameters reruns only the report.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
