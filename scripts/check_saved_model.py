@@ -2,7 +2,7 @@
 """Open a directory written by xp's `save_pretrained` with transformers and check it.
 
 Usage:
-  XP_KEEP_SAVED=/tmp/xp-saved cargo test --test model_checkpoint save_pretrained_round_trips
+  XP_KEEP_SAVED=/tmp/xp-saved cargo test --test ml model_checkpoint::save_pretrained_round_trips
   python3 scripts/check_saved_model.py /tmp/xp-saved
 
 The test saves the `post_ln_proj` fixture model (post-LN, project_in/out, from bf16);

@@ -28,7 +28,7 @@ if [ ! -e "$built_at" ]; then mkdir -p "$(dirname "$built_at")" && ln -s "$PWD" 
 source "$(dirname "$0")/unpack.sh"
 
 log logits parity on cuda
-within 90 .gpu/model_parity cuda --nocapture --test-threads 1 2>&1 | tail -12
+within 90 .gpu/ml model_parity::logits_match_transformers_on_every_fixture_on_cuda --nocapture --test-threads 1 2>&1 | tail -12
 log training step, OPT-125m batch 8x64
 within 60 .gpu/finetune_step --backend cuda --iters 20
 within 60 python3 scripts/bench_torch_train.py --device cuda --iters 20
@@ -36,8 +36,8 @@ log beam search, 4 prompts x 64, 5 beams, 64 new tokens
 within 90 .gpu/generate_beam --backend cuda --iters 3
 within 60 python3 scripts/bench_generate_torch.py --device cuda --iters 3
 log generation and AdamW parity on cuda
-within 60 .gpu/generate_parity cuda --nocapture --test-threads 1 2>&1 | tail -8
-within 60 .gpu/finetune_parity cuda --nocapture --test-threads 1 2>&1 | tail -8
+within 60 .gpu/ml generate_parity::every_case_matches_transformers_on_cuda --nocapture --test-threads 1 2>&1 | tail -8
+within 60 .gpu/ml finetune_parity::three_adamw_steps_match_pytorch_on_cuda --nocapture --test-threads 1 2>&1 | tail -8
 log mini.toml on cuda
 t0=$(date +%s)
 within 150 .gpu/xp run experiments/mini.toml --backend cuda --cache-dir /tmp/xp-cache 2>&1 \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/slurm/start.sh - a real single-node Slurm cluster on loopback, without systemd,
-# for the Slurm executor tests (`.ci/run` starts it, runs tests/slurm_*.rs, stops it).
+# for the Slurm executor tests (`.ci/run` starts it, runs tests/slurm/, stops it).
 # Target: Debian 12 (bookworm), Debian packages slurm-wlm 22.05 + munge 0.5.15, run as root.
 #
 # Idempotent: installs the packages if missing, writes the config (only while no Slurm

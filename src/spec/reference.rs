@@ -1,7 +1,7 @@
 //! docs/kinds.md: a reference of every step kind (its parameters, their types and
 //! defaults, its inputs and outputs), generated from the same types as the JSON
 //! schema, so it cannot say what the code does not do. A test compares the file
-//! with this rendering (`XP_BLESS=1 cargo test --test spec_schema` rewrites it).
+//! with this rendering (`XP_BLESS=1 cargo test --test cli spec_schema::` rewrites it).
 
 use serde_json::{Map, Value};
 
@@ -14,7 +14,7 @@ pub fn kinds_reference() -> String {
     let mut out = String::from(
         "# Step kinds\n\n\
          <!-- Generated from the Rust types (src/spec/reference.rs); do not edit.\n     \
-         Regenerate with `XP_BLESS=1 cargo test --test spec_schema`. -->\n\n\
+         Regenerate with `XP_BLESS=1 cargo test --test cli spec_schema::`. -->\n\n\
          Every step of an experiment has a `kind`; this page lists each kind's parameters\n\
          with their types and defaults (a step states only what differs), the parameters\n\
          that are references to other steps' outputs or to sources (its inputs), and the\n\

@@ -5,7 +5,7 @@
 //! `xp run` refuses before resolving any source while `xp plan` and `xp validate`
 //! warn and succeed.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

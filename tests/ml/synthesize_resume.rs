@@ -2,7 +2,7 @@
 //! contract's formats, `keep_real`, and a SIGKILL after a finished shard followed by a
 //! rerun that resumes and gives byte-identical files to an uninterrupted run.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

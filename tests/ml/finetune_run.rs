@@ -1,7 +1,7 @@
 //! `init` and `finetune` through the real binary: outputs, manifest metrics, and a
 //! SIGKILLed run that resumes from its epoch checkpoint to the same weights.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! `schemas/experiment.schema.json` must be what `xp::spec::json_schema()` says,
 //! and `docs/kinds.md` what `xp::spec::kinds_reference()` says (both from the same
-//! Rust types). To regenerate both: `XP_BLESS=1 cargo test --test spec_schema`
+//! Rust types). To regenerate both: `XP_BLESS=1 cargo test --test cli spec_schema::`
 //! (or `cargo run -- schema > schemas/experiment.schema.json`).
 
 use std::path::Path;
@@ -23,7 +23,7 @@ fn spec_schema_file_matches_the_rust_types() {
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         on_disk == expected,
-        "{} is out of date with the Rust types; regenerate it with\n  XP_BLESS=1 cargo test --test spec_schema",
+        "{} is out of date with the Rust types; regenerate it with\n  XP_BLESS=1 cargo test --test cli spec_schema::",
         path.display()
     );
 }

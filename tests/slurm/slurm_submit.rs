@@ -2,7 +2,7 @@
 //! `sbatch`/`squeue` scripts on PATH (no cluster needed), and the resources
 //! table's place outside the key.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

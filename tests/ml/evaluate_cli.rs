@@ -1,7 +1,7 @@
 //! The `evaluate` kind through the real binary: corpus → tokenizer → tokenize → evaluate
 //! with a tiny random OPT written here as a local model source.
 
-mod common;
+use crate::common;
 
 use burn::backend::NdArray;
 use burn::tensor::backend::Backend;

@@ -3,16 +3,14 @@
 //! Slurm cancels, a rerun that submits only what is missing, `--detach`.
 //! Skipped (with a message) unless XP_SLURM_TESTS=1 and `sinfo` answers.
 
-mod common;
-#[path = "common/slurm.rs"]
-mod slurm;
+use crate::{cluster, common};
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use cluster::{cluster_available, jobs_of, unique_name};
 use common::{Project, events, stderr, stdout, steps_with};
 use serde_json::Value;
-use slurm::{cluster_available, jobs_of, unique_name};
 
 /// Two chains: generated corpus → tokenizer → blocks, and a local source →
 /// tokenizer → blocks; `text` is the local source directory.

@@ -1,6 +1,6 @@
 //! Bad experiment files fail with exit code 2 and a message naming file:line:col.
 
-mod common;
+use crate::common;
 
 use common::{Project, THREE_LEVELS, stderr};
 

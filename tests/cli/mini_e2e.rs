@@ -2,7 +2,7 @@
 //! quick start runs it: every step executes, the report shows collapse, and a
 //! second run executes nothing.
 
-mod common;
+use crate::common;
 
 use common::{Project, stdout, steps_with};
 

@@ -1,7 +1,7 @@
 //! The README's experiment example stays valid (the quick start's experiment
-//! is run end to end by tests/mini_e2e.rs), and its kind table lists every kind.
+//! is run end to end by tests/cli/mini_e2e.rs), and its kind table lists every kind.
 
-mod common;
+use crate::common;
 
 use common::{Project, stderr};
 

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 
-const VALID: &str = include_str!("fixtures/spec/loop.toml");
+const VALID: &str = include_str!("../fixtures/spec/loop.toml");
 
 /// One way to damage a file.
 #[derive(Clone, Debug)]

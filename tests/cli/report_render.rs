@@ -4,7 +4,7 @@
 //! report's parameters reruns only the report; the page, opened in headless
 //! Chromium (Debian package `chromium`) at 1400 × 900, fits the window.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Loop expansion as `xp dag` and `xp plan` show it, and raising the number
 //! of generations adds exactly the new steps.
 
-mod common;
+use crate::common;
 
 use common::{Project, stdout, steps_with};
 

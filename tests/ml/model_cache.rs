@@ -1,7 +1,7 @@
 //! The KV cache: incremental decoding equals a full forward, reordering by beam index
 //! equals recomputing, truncate/reset. Tolerance: 1e-5 max abs on last-position logits.
 
-mod model_support;
+use crate::model_support;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use model_support::{B, Reference, device, fixture_dir, values};

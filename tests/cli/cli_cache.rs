@@ -1,7 +1,7 @@
 //! The cache as a user meets it through the real binary: cached reruns,
 //! parameter changes, crashes, concurrent runs, corruption.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

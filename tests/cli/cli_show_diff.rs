@@ -1,7 +1,7 @@
 //! `xp show` (metrics table) and `xp diff` (two runs side by side), through the
 //! real binary on cheap `corpus` steps.
 
-mod common;
+use crate::common;
 
 use common::{Project, stderr, stdout};
 use serde_json::Value;

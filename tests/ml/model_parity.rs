@@ -11,7 +11,7 @@
 //! `allow_tf32 = False`). A real error (mask, positions, layout) moves logits by whole
 //! units, far above this bound.
 
-mod model_support;
+use crate::model_support;
 
 use burn::backend::Autodiff;
 use burn::tensor::Tensor;

@@ -4,7 +4,7 @@
 //! Set XP_KEEP_SAVED=<dir> to keep the saved directory (scripts/check_saved_model.py
 //! opens it with transformers).
 
-mod model_support;
+use crate::model_support;
 
 use std::collections::HashMap;
 use std::path::Path;
