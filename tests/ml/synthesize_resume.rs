@@ -201,3 +201,79 @@ fn keep_real_without_the_real_input_is_refused() {
     );
     assert!(find(&p.cache().join("entries"), "synthetic.blocks").is_empty());
 }
+
+/// `keep_real` across generations: at generation 0 the prompts are the real data, at
+/// generation 1 they are generation 0's text; in both, every kept block is the real
+/// training block of its index (as the samples file marks it), and the other blocks
+/// are generated text.
+#[test]
+fn kept_blocks_are_the_original_data_at_every_generation() {
+    let models = tempfile::tempdir().unwrap();
+    make_model(models.path());
+    let toml = format!(
+        r#"
+[experiment]
+name = "keep-real"
+seed = 0
+
+[sources]
+corpus = "corpus"
+m = "{}"
+
+[steps.blocks]
+kind = "tokenize"
+data = "corpus"
+tokenizer = "m"
+block_size = 8
+splits = ["train"]
+
+[loop.gen]
+count = 2
+carry = {{ data = "blocks.train" }}
+next = {{ data = "synth.blocks" }}
+
+[loop.gen.steps.synth]
+kind = "synthesize"
+model = "m"
+prompts = "carry.data"
+real = "blocks.train"
+keep_real = 0.25
+beams = 2
+new_tokens = 8
+min_new_tokens = 8
+"#,
+        models.path().join("model").display()
+    );
+    let p = Project::new(24);
+    p.write("x.toml", &toml);
+    p.run_ok("x.toml", &[]);
+    let entries = p.cache().join("entries");
+    let train = xp::data::read_blocks(&one(&p, "train.blocks")).unwrap();
+    let outputs = find(&entries, "synthetic.blocks");
+    assert_eq!(outputs.len(), 2, "one per generation");
+    for blocks_path in outputs {
+        let blocks = xp::data::read_blocks(&blocks_path).unwrap();
+        let samples = std::fs::read_to_string(blocks_path.with_file_name("samples.jsonl")).unwrap();
+        let kept: Vec<usize> = samples
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|s| s["real"] == true)
+            .map(|s| s["index"].as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(kept.len(), (0.25 * train.len() as f64).round() as usize);
+        for &i in &kept {
+            assert_eq!(
+                blocks.block(i),
+                train.block(i),
+                "kept block {i} of {blocks_path:?}"
+            );
+        }
+        let generated = (0..blocks.len()).filter(|i| !kept.contains(i));
+        assert!(
+            generated
+                .into_iter()
+                .any(|i| blocks.block(i) != train.block(i)),
+            "{blocks_path:?}: the other blocks are written by the model"
+        );
+    }
+}
