@@ -414,13 +414,18 @@ impl<B: Backend> KvStore<B> for TensorCache<B> {
     }
 
     fn reorder(&mut self, indices: &[usize]) {
+        let Some(first) = self.layers.first() else {
+            return;
+        };
+        // One upload per reorder (every token of beam search), shared by the layers.
+        let index: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+        let index = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(index, [indices.len()]),
+            &first.key.device(),
+        );
         for layer in &mut self.layers {
-            let device = layer.key.device();
-            let index: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-            let index =
-                Tensor::<B, 1, Int>::from_data(TensorData::new(index, [indices.len()]), &device);
             layer.key = layer.key.clone().select(0, index.clone());
-            layer.value = layer.value.clone().select(0, index);
+            layer.value = layer.value.clone().select(0, index.clone());
         }
     }
 
