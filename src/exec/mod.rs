@@ -13,7 +13,7 @@ use std::time::Instant;
 use chrono::Utc;
 
 use crate::digest::StepKey;
-use crate::events::{EventSink, RunEvent, RunReason};
+use crate::events::{EventSink, RunEvent, RunReason, WorkClock};
 use crate::plan::{KeyState, Plan, PlannedInput};
 use crate::steps::context::{InputLocation, InputOrigin, StepContext};
 use crate::store::{Begin, LookupOutcome, ManifestInfo, Outcome, Store, StoreError};
@@ -159,6 +159,7 @@ pub fn execute_step(
         backend: plan.experiment.meta.backend,
         precision: plan.experiment.meta.precision,
         events,
+        work: WorkClock::start(),
     };
     // A panic in a step is a bug, but it must fail the step, not the store.
     let result = catch_unwind(AssertUnwindSafe(|| decl.params.run(&ctx)));
@@ -180,6 +181,8 @@ pub fn execute_step(
         }
     };
     let duration = clock.elapsed();
+    let timing = ctx.work.timing();
+    drop(ctx);
     staging.publish(ManifestInfo {
         step: step.clone(),
         kind: decl.params.kind().to_string(),
@@ -190,6 +193,7 @@ pub fn execute_step(
         backend: plan.experiment.meta.backend,
         precision: plan.experiment.meta.precision,
         started_at,
+        timing,
         outcome: Outcome::Completed,
     })?;
     events.emit(RunEvent::StepFinished {

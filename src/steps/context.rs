@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::backend::{BackendKind, Precision, Target};
 use crate::digest::StepKey;
-use crate::events::{EventSink, RunEvent};
+use crate::events::{EventSink, RunEvent, WorkClock};
 
 /// One resolved input: a path (file or directory). A dataset source from the Hub
 /// also lists its files by split, since its snapshot directory may hold others.
@@ -59,6 +59,8 @@ pub struct StepContext<'a> {
     /// [`crate::backend::dispatch`]. It is in the key of every kind that uses it.
     pub precision: Precision,
     pub events: &'a dyn EventSink,
+    /// Steps with units of work (training steps, batches) report each one here.
+    pub work: WorkClock,
 }
 
 impl StepContext<'_> {

@@ -194,10 +194,15 @@ impl BackendTask for ScoreSets<'_, '_> {
         ctx.progress(0, Some(total as u64), "blocks", "loading the model");
         let (model, config) = load_pretrained::<B::InnerBackend>(self.model_dir, &device)?;
         let start = Instant::now();
+        let mut batch_start = start;
         let mut before = 0usize;
         let mut results = Vec::with_capacity(self.sets.len());
         for (label, _, blocks) in self.sets {
             let on_batch = |done: usize| {
+                let now = Instant::now();
+                ctx.work
+                    .unit_took("batches", (now - batch_start).as_secs_f64());
+                batch_start = now;
                 let done = before + done;
                 let elapsed = start.elapsed().as_secs_f64();
                 let eta = elapsed / done as f64 * (total - done) as f64;

@@ -171,16 +171,20 @@ impl BackendTask for FinetuneTask<'_> {
                 step,
                 total_steps,
                 loss,
+                seconds,
                 tokens_per_s,
                 eta_s,
-            } => ctx.progress(
-                step,
-                Some(total_steps),
-                "steps",
-                format!(
-                    "epoch {epoch}/{epochs} loss {loss:.4} {tokens_per_s:.0} tok/s ETA {eta_s:.0}s"
-                ),
-            ),
+            } => {
+                ctx.work.unit_took("training steps", seconds);
+                ctx.progress(
+                    step,
+                    Some(total_steps),
+                    "steps",
+                    format!(
+                        "epoch {epoch}/{epochs} loss {loss:.4} {tokens_per_s:.0} tok/s ETA {eta_s:.0}s"
+                    ),
+                )
+            }
             TrainEvent::Epoch {
                 epoch, valid_loss, ..
             } => ctx.progress(

@@ -2,6 +2,8 @@
 //! each generation's answer to the same prompts), written to `answers.json`
 //! ([`crate::artifacts::AnswersFile`]) for the report.
 
+use std::time::Instant;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -151,6 +153,7 @@ impl BackendTask for AnswerTask<'_, '_> {
         for (i, prompt) in self.prompts.iter().enumerate() {
             self.ctx
                 .progress(i as u64, Some(total), "prompts", "answering");
+            let started = Instant::now();
             let answer = generate(
                 &model,
                 std::slice::from_ref(prompt),
@@ -159,6 +162,9 @@ impl BackendTask for AnswerTask<'_, '_> {
                 &device,
             )
             .map_err(|e| generation_error(step, e))?;
+            self.ctx
+                .work
+                .unit_took("prompts", started.elapsed().as_secs_f64());
             out.extend(answer);
         }
         self.ctx.progress(total, Some(total), "prompts", "done");

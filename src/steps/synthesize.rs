@@ -358,8 +358,12 @@ impl BackendTask for ShardTask<'_, '_> {
                 // Sampling seeds follow the position among the generated prompts, so
                 // shards and batches do not matter.
                 let first = (s * self.shard_size + b * self.batch_size) as u64;
+                let batch_start = Instant::now();
                 let out = generate(&model, &batch_prompts, self.config, first, &device)
                     .map_err(|e| generation_error(step, e))?;
+                self.ctx
+                    .work
+                    .unit_took("batches", batch_start.elapsed().as_secs_f64());
                 new_tokens += out.iter().map(|o| o.len() as u64).sum::<u64>();
                 generated_prompts += batch.len() as u64;
                 done += batch.len() as u64;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{BackendKind, Precision};
 use crate::digest::{ContentDigest, StepKey};
+use crate::events::WorkTiming;
 
 use super::error::{StoreError, io_err};
 
@@ -63,6 +64,8 @@ pub struct ManifestInfo {
     pub precision: Precision,
     /// When the step started.
     pub started_at: DateTime<Utc>,
+    /// Its setup, first unit of work and steady state, when it has units of work.
+    pub timing: Option<WorkTiming>,
     /// How it ended.
     pub outcome: Outcome,
 }
@@ -93,6 +96,11 @@ pub struct Manifest {
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub duration_s: f64,
+    /// Where the time went: setup, the first unit of work (on a GPU, with the
+    /// kernels' compilation and autotuning) and the steady state. Absent for steps
+    /// without units of work and in manifests written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<WorkTiming>,
     pub host: String,
     pub user: String,
     pub outcome: Outcome,
@@ -127,6 +135,7 @@ impl Manifest {
             started_at: info.started_at,
             finished_at,
             duration_s,
+            timing: info.timing,
             host,
             user: current_user(),
             outcome: info.outcome,
@@ -215,6 +224,14 @@ mod tests {
             backend: BackendKind::Cuda,
             precision: Precision::Tf32,
             started_at: started,
+            timing: Some(WorkTiming {
+                unit: "training steps".into(),
+                units: 3,
+                setup_s: 0.25,
+                first_unit_s: 0.75,
+                steady_unit_s: Some(0.25),
+                warmup_s: Some(0.5),
+            }),
             outcome: Outcome::Resumed,
         };
         let mut outputs = BTreeMap::new();
@@ -249,5 +266,6 @@ mod tests {
         let m: Manifest = serde_json::from_str(old).unwrap();
         assert_eq!(m.backend, BackendKind::Ndarray);
         assert_eq!(m.precision, None);
+        assert_eq!(m.timing, None);
     }
 }

@@ -26,6 +26,7 @@ fn info(step: &str) -> ManifestInfo {
         backend: crate::backend::BackendKind::Ndarray,
         precision: crate::backend::Precision::F32,
         started_at: chrono::Utc::now(),
+        timing: None,
         outcome: Outcome::Completed,
     }
 }

@@ -54,6 +54,8 @@ pub enum TrainEvent {
         step: u64,
         total_steps: u64,
         loss: f64,
+        /// This optimizer step's own time (not validation's or a checkpoint's).
+        seconds: f64,
         tokens_per_s: f64,
         eta_s: f64,
     },
@@ -242,6 +244,7 @@ pub fn train<B: XpAutodiffBackend>(
                 step,
                 total_steps,
                 loss: loss_value,
+                seconds,
                 tokens_per_s,
                 eta_s,
             });

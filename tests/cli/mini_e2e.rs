@@ -17,6 +17,15 @@ fn mini_runs_end_to_end_and_shows_collapse() {
     let show: serde_json::Value =
         serde_json::from_str(&stdout(&p.run(&["show", mini, "--json"]))).unwrap();
     let steps = show.as_array().unwrap();
+    // Every step that runs the model has its first unit of work apart from the rest.
+    for step in steps {
+        let units = match step["kind"].as_str().unwrap() {
+            "finetune" => "training steps",
+            "synthesize" | "evaluate" => "batches",
+            _ => continue,
+        };
+        assert_eq!(step["timing"]["unit"], units, "{step}");
+    }
     let test_perplexity = |g: usize| {
         let step = steps
             .iter()

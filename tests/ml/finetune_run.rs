@@ -159,6 +159,26 @@ fn init_and_finetune_publish_a_model_metrics_and_key_figures() {
     };
     assert!(lr(1) > lr(2) && lr(2) > lr(3));
     assert!(m["best_valid_loss"].as_f64().unwrap() <= valid[0]["loss"].as_f64().unwrap());
+
+    // The manifest separates the first optimizer step (where a GPU compiles and
+    // tunes its kernels) from the steady state.
+    let timing = &ft["timing"];
+    assert_eq!(timing["unit"], "training steps", "{timing}");
+    assert_eq!(timing["units"].as_u64().unwrap(), train.len() as u64);
+    let first = timing["first_unit_s"].as_f64().unwrap();
+    let steady = timing["steady_unit_s"].as_f64().unwrap();
+    assert!(first > 0.0 && steady > 0.0, "{timing}");
+    assert_eq!(
+        timing["warmup_s"].as_f64().unwrap(),
+        (first - steady).max(0.0)
+    );
+    let setup = timing["setup_s"].as_f64().unwrap();
+    assert!(
+        setup >= 0.0 && setup < ft["duration_s"].as_f64().unwrap(),
+        "{timing}"
+    );
+    // Steps without units of work have none.
+    assert_eq!(show(&p, "blocks")["timing"], Value::Null);
 }
 
 #[test]
