@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::StepKey;
 
 /// Why a step is executed rather than taken from the cache.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum RunReason {
     /// No entry with this key (the plan explains the difference).
@@ -20,7 +20,9 @@ pub enum RunReason {
     Corrupt { files: Vec<String> },
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// Serialised as the JSON reporter's lines, which `xp run --jobs N` reads back
+/// from each step's `xp exec-step --json` child.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RunEvent {
     /// The run starts: how many steps, how many will execute.
@@ -170,11 +172,16 @@ fn median(values: &[f64]) -> Option<f64> {
 }
 
 mod secs {
-    use serde::Serializer;
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let seconds = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(seconds).map_err(serde::de::Error::custom)
     }
 }
 

@@ -101,6 +101,14 @@ impl BackendKind {
         }
     }
 
+    /// Whether the backend runs on a GPU (one device, which one step owns at a time).
+    pub fn is_gpu(self) -> bool {
+        match self {
+            BackendKind::Ndarray => false,
+            BackendKind::Cuda | BackendKind::Wgpu => true,
+        }
+    }
+
     /// The cargo feature that compiles the backend in (`None`: always there).
     pub fn cargo_feature(self) -> Option<&'static str> {
         match self {

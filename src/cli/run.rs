@@ -8,8 +8,10 @@ use super::reporter;
 use super::{CliError, ExperimentArgs, StoreArgs};
 use crate::events::RunEvent;
 use crate::exec::Executor;
+use crate::exec::StepCommand;
 use crate::exec::local::LocalExecutor;
-use crate::exec::slurm::{JobCommand, SlurmExecutor};
+use crate::exec::parallel::ParallelExecutor;
+use crate::exec::slurm::SlurmExecutor;
 use crate::plan::Plan;
 use crate::plan::sources;
 
@@ -46,9 +48,21 @@ pub struct RunArgs {
     /// them (a later `xp run` or `xp plan` sees what finished).
     #[arg(long)]
     pub detach: bool,
+    /// Run up to N independent steps at once (local executor), each in its own
+    /// process with an equal share of the CPU cores; at most one step at a time
+    /// uses a GPU. Results are the same as with one job.
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 1, env = "XP_JOBS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: u64,
 }
 
 pub fn run(args: RunArgs) -> Result<Success, CliError> {
+    if args.jobs > 1 && args.executor != ExecutorName::Local {
+        return Err(CliError::Usage(
+            "error: --jobs applies to the local executor (Slurm runs every ready step at once)"
+                .into(),
+        ));
+    }
     if args.detach && args.executor != ExecutorName::Slurm {
         return Err(CliError::Usage(
             "error: --detach needs --executor slurm (a local run cannot outlive xp)".into(),
@@ -88,6 +102,15 @@ pub fn run(args: RunArgs) -> Result<Success, CliError> {
         to_run,
     });
     let summary = match args.executor {
+        ExecutorName::Local if args.jobs > 1 => {
+            ParallelExecutor::new(step_command(&args)?, args.jobs as usize).run(
+                &plan,
+                &store,
+                &resolved.locations,
+                &options,
+                events.as_ref(),
+            )?
+        }
         ExecutorName::Local => LocalExecutor.run(
             &plan,
             &store,
@@ -96,7 +119,7 @@ pub fn run(args: RunArgs) -> Result<Success, CliError> {
             events.as_ref(),
         )?,
         ExecutorName::Slurm => {
-            let slurm = SlurmExecutor::new(job_command(&args)?);
+            let slurm = SlurmExecutor::new(step_command(&args)?);
             if args.detach {
                 let submission = slurm.submit(&plan, &store, &options, events.as_ref())?;
                 if !args.json {
@@ -130,9 +153,9 @@ pub fn run(args: RunArgs) -> Result<Success, CliError> {
     }
 }
 
-/// What a job runs: this very `xp` binary on this file, with the same
-/// overrides, every path absolute.
-fn job_command(args: &RunArgs) -> Result<JobCommand, CliError> {
+/// What a job or a child process runs: this very `xp` binary on this file, with
+/// the same overrides, every path absolute.
+fn step_command(args: &RunArgs) -> Result<StepCommand, CliError> {
     let xp = std::env::current_exe().map_err(|source| CliError::Io {
         context: "cannot find the path of the running xp binary (jobs run it)".into(),
         source,
@@ -144,7 +167,7 @@ fn job_command(args: &RunArgs) -> Result<JobCommand, CliError> {
         ),
         source,
     })?;
-    Ok(JobCommand {
+    Ok(StepCommand {
         xp,
         file,
         overrides: args.experiment.set.clone(),

@@ -3,8 +3,12 @@
 //! call it through `xp exec-step` on another node). Executors decide only
 //! where and in which order steps run.
 
+mod command;
 pub mod local;
+pub mod parallel;
 pub mod slurm;
+
+pub use command::StepCommand;
 
 use std::collections::{BTreeMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -26,7 +30,7 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    fn forced(&self, step: &str) -> bool {
+    pub(crate) fn forced(&self, step: &str) -> bool {
         self.rerun_all || self.rerun.contains(step)
     }
 }
@@ -42,6 +46,11 @@ pub enum ExecError {
     Slurm(#[from] slurm::SlurmError),
     #[error("step `{step}` cannot run yet: its key depends on sources that must be fetched first: {}", .missing.join(", "))]
     UnknownKey { step: String, missing: Vec<String> },
+    #[error("cannot start {}: {source}", .program.display())]
+    Spawn {
+        program: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("step `{step}` failed: {message}")]
     StepFailed { step: String, message: String },
     #[error(

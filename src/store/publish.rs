@@ -21,7 +21,9 @@ use super::layout::{Layout, MANIFEST_FILE, OUT_DIR};
 use super::lock::{KeyLock, LockWait};
 use super::manifest::{Manifest, ManifestInfo, OutputFile};
 
-/// Result of [`Store::begin`](super::Store::begin).
+/// Result of [`Store::begin`](super::Store::begin). One per step executed, so the
+/// size of the entry (its whole manifest) in the enum costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Begin {
     /// The entry exists (possibly finished by someone else while we waited
@@ -32,6 +34,7 @@ pub enum Begin {
 }
 
 /// Result of [`Store::try_begin`](super::Store::try_begin).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum TryBegin {
     Published(Entry),

@@ -1,7 +1,8 @@
 //! The model and its kinds: OPT against transformers (`model_*`, `generate_parity`,
 //! `evaluate_parity`), AdamW and the training loop (`finetune_*`), the data-only
 //! metrics (`evaluate_metrics`), and the model kinds through the real binary
-//! (`evaluate_cli`, `finetune_run`, `synthesize_resume`).
+//! (`evaluate_cli`, `finetune_run`, `synthesize_resume`), and `xp run --jobs`
+//! (`run_jobs`).
 //!
 //! One test binary; each module was one test file and keeps its name:
 //! `cargo test --test ml` runs them all, `cargo test --test ml generate_parity::` one
@@ -22,4 +23,5 @@ mod generate_parity;
 mod model_cache;
 mod model_checkpoint;
 mod model_parity;
+mod run_jobs;
 mod synthesize_resume;

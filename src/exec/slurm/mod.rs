@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 
 use commands::{JobId, SlurmCommands};
 pub use follow::{LOG_TAIL_LINES, log_tail};
-pub use submit::{JobCommand, log_dir, log_path};
+pub use submit::{log_dir, log_path};
 
-use super::{ExecError, Executor, RunOptions, RunSummary, SourceLocations};
+use super::{ExecError, Executor, RunOptions, RunSummary, SourceLocations, StepCommand};
 use crate::digest::StepKey;
 use crate::events::{EventSink, RunEvent};
 use crate::plan::Plan;
@@ -63,7 +63,7 @@ pub enum SlurmError {
 /// Runs a plan as Slurm jobs.
 #[derive(Clone, Debug)]
 pub struct SlurmExecutor {
-    pub job: JobCommand,
+    pub job: StepCommand,
     /// How often to ask Slurm about the jobs while following them.
     pub poll: Duration,
     pub slurm: SlurmCommands,
@@ -125,7 +125,7 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(3);
 impl SlurmExecutor {
     /// An executor whose jobs run `job`, polling every `XP_SLURM_POLL_MS`
     /// milliseconds (default 3 s: squeue is cheap, but a cluster has many users).
-    pub fn new(job: JobCommand) -> Self {
+    pub fn new(job: StepCommand) -> Self {
         let poll = std::env::var("XP_SLURM_POLL_MS")
             .ok()
             .and_then(|ms| ms.parse().ok())

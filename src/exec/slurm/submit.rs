@@ -8,76 +8,39 @@ use std::path::{Path, PathBuf};
 use super::commands::{JobId, SlurmCommands, job_comment};
 use super::resources::{kind_default, sbatch_options};
 use super::{SlurmError, Step, StepJob};
-use crate::backend::{BackendKind, Precision};
 use crate::digest::StepKey;
 use crate::events::{EventSink, RunEvent};
-use crate::exec::{ExecError, RunOptions};
+use crate::exec::{ExecError, RunOptions, StepCommand};
 use crate::plan::{KeyState, Plan};
 use crate::store::{LookupOutcome, Store};
 
-/// How a job runs xp on its node: every path absolute, so the job does not
-/// depend on the directory it starts in (all must be on a filesystem every
-/// node mounts).
-#[derive(Clone, Debug)]
-pub struct JobCommand {
-    /// The `xp` binary (the submitting one: `std::env::current_exe()`).
-    pub xp: PathBuf,
-    /// The experiment file.
-    pub file: PathBuf,
-    /// `--set PATH=VALUE` given to the submitting `xp`, in order: the job
-    /// recomputes the same keys only with the same overrides.
-    pub overrides: Vec<String>,
-    /// `--backend` given to the submitting `xp`.
-    pub backend: Option<BackendKind>,
-    /// `--precision` given to the submitting `xp`.
-    pub precision: Option<Precision>,
+/// The batch script of one step: `exec` of `xp exec-step`.
+pub fn script(
+    command: &StepCommand,
+    store: &Path,
+    step: &str,
+    key: StepKey,
+    forced: bool,
+) -> String {
+    let words: Vec<String> = std::iter::once(command.xp.to_string_lossy().into_owned())
+        .chain(command.args(store, step, key, forced))
+        .map(|w| quote(&w))
+        .collect();
+    format!(
+        "#!/bin/sh\n# xp: step `{step}` (key {})\nexec {}\n",
+        key.to_hex(),
+        words.join(" ")
+    )
 }
 
-impl JobCommand {
-    /// The experiment file's directory, where jobs start.
-    pub fn dir(&self) -> &Path {
-        self.file.parent().unwrap_or(Path::new("/"))
-    }
-
-    /// The batch script of one step: `exec` of `xp exec-step`.
-    pub fn script(&self, store: &Path, step: &str, key: StepKey, forced: bool) -> String {
-        let mut words = vec![
-            quote(&self.xp.to_string_lossy()),
-            "exec-step".into(),
-            quote(&self.file.to_string_lossy()),
-            "--step".into(),
-            quote(step),
-            "--expect-key".into(),
-            key.to_hex(),
-            "--cache-dir".into(),
-            quote(&store.to_string_lossy()),
-        ];
-        for set in &self.overrides {
-            words.push("--set".into());
-            words.push(quote(set));
-        }
-        if let Some(backend) = self.backend {
-            words.push("--backend".into());
-            words.push(quote(backend.as_str()));
-        }
-        if let Some(precision) = self.precision {
-            words.push("--precision".into());
-            words.push(quote(precision.as_str()));
-        }
-        if forced {
-            words.push("--rerun".into());
-        }
-        format!(
-            "#!/bin/sh\n# xp: step `{step}` (key {})\nexec {}\n",
-            key.to_hex(),
-            words.join(" ")
-        )
-    }
-}
-
-/// A word for `sh`, single-quoted.
+/// A word for `sh`: as it is when every character is plain, else single-quoted.
 fn quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_=./:".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 /// Where the log of `step`'s job `job` goes: `<store>/slurm/<experiment>/<step>.<key12>.<job>.log`
@@ -115,7 +78,7 @@ pub(super) fn submit_all(
     plan: &Plan,
     store: &Store,
     options: &RunOptions,
-    job: &JobCommand,
+    job: &StepCommand,
     slurm: &SlurmCommands,
     events: &dyn EventSink,
 ) -> Result<Vec<Step>, ExecError> {
@@ -195,7 +158,7 @@ pub(super) fn submit_all(
             args.push(format!("--dependency=afterok:{}", parents.join(":")));
         }
         args.extend(sbatch_options(&resources));
-        let script = job.script(store.root(), name, key, forced);
+        let script = script(job, store.root(), name, key, forced);
         let id = slurm.sbatch(&args, &script)?;
         events.emit(RunEvent::StepWaiting {
             step: name.clone(),
@@ -213,10 +176,11 @@ pub(super) fn submit_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{BackendKind, Precision};
 
     #[test]
     fn the_script_runs_exec_step_with_absolute_quoted_paths() {
-        let job = JobCommand {
+        let job = StepCommand {
             xp: "/opt/xp/bin/xp".into(),
             file: "/shared/exp's dir/x.toml".into(),
             overrides: vec!["steps.b.block_size=8".into()],
@@ -224,15 +188,15 @@ mod tests {
             precision: Some(Precision::Tf32),
         };
         let key = StepKey([1; 32]);
-        let script = job.script(Path::new("/shared/cache"), "gen@1", key, true);
+        let script = script(&job, Path::new("/shared/cache"), "gen@1", key, true);
         assert!(script.starts_with("#!/bin/sh\n"));
         let exec = script.lines().last().unwrap();
         assert_eq!(
             exec,
             format!(
-                "exec '/opt/xp/bin/xp' exec-step '/shared/exp'\\''s dir/x.toml' --step 'gen@1' \
-                 --expect-key {} --cache-dir '/shared/cache' --set 'steps.b.block_size=8' \
-                 --backend 'cuda' --precision 'tf32' --rerun",
+                "exec /opt/xp/bin/xp exec-step '/shared/exp'\\''s dir/x.toml' --step 'gen@1' \
+                 --expect-key {} --cache-dir /shared/cache --set steps.b.block_size=8 \
+                 --backend cuda --precision tf32 --rerun",
                 key.to_hex()
             )
         );

@@ -1,0 +1,64 @@
+//! The command line that runs one step of this experiment in another process:
+//! `xp exec-step` of the same file with the same overrides, so the child
+//! recomputes the same keys. Slurm jobs run it on a node; `xp run --jobs N`
+//! runs it as a child process.
+
+use std::path::{Path, PathBuf};
+
+use crate::backend::{BackendKind, Precision};
+use crate::digest::StepKey;
+
+/// How another process runs a step of this experiment: every path absolute, so
+/// it does not depend on the directory it starts in.
+#[derive(Clone, Debug)]
+pub struct StepCommand {
+    /// The `xp` binary (the running one: `std::env::current_exe()`).
+    pub xp: PathBuf,
+    /// The experiment file.
+    pub file: PathBuf,
+    /// `--set PATH=VALUE` given to the running `xp`, in order: the child
+    /// recomputes the same keys only with the same overrides.
+    pub overrides: Vec<String>,
+    /// `--backend` given to the running `xp`.
+    pub backend: Option<BackendKind>,
+    /// `--precision` given to the running `xp`.
+    pub precision: Option<Precision>,
+}
+
+impl StepCommand {
+    /// The experiment file's directory, where children start.
+    pub fn dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("/"))
+    }
+
+    /// The arguments after the binary: `exec-step FILE --step STEP --expect-key
+    /// KEY --cache-dir STORE [--set ...] [--backend ...] [--precision ...] [--rerun]`.
+    pub fn args(&self, store: &Path, step: &str, key: StepKey, forced: bool) -> Vec<String> {
+        let mut words = vec![
+            "exec-step".to_string(),
+            self.file.to_string_lossy().into_owned(),
+            "--step".into(),
+            step.to_string(),
+            "--expect-key".into(),
+            key.to_hex(),
+            "--cache-dir".into(),
+            store.to_string_lossy().into_owned(),
+        ];
+        for set in &self.overrides {
+            words.push("--set".into());
+            words.push(set.clone());
+        }
+        if let Some(backend) = self.backend {
+            words.push("--backend".into());
+            words.push(backend.as_str().into());
+        }
+        if let Some(precision) = self.precision {
+            words.push("--precision".into());
+            words.push(precision.as_str().into());
+        }
+        if forced {
+            words.push("--rerun".into());
+        }
+        words
+    }
+}
