@@ -69,30 +69,65 @@ pub struct Params {
 }
 
 /// One declared output: a path, or a path and a format.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum OutputDecl {
     /// A path inside the output folder (a file or a folder), in any format.
     Path(String),
     /// A path and the format xp checks before publishing.
-    Typed {
-        path: String,
-        #[serde(default)]
-        format: OutputFormat,
-    },
+    Typed(TypedOutput),
+}
+
+/// `{ path = "kept.blocks", format = "blocks" }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TypedOutput {
+    /// A path inside the output folder.
+    pub path: String,
+    #[serde(default)]
+    pub format: OutputFormat,
+}
+
+/// Written by hand: serde's untagged enums say only that no variant matched.
+impl<'de> Deserialize<'de> for OutputDecl {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OutputDecl;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a path (`\"kept.jsonl\"`) or a table (`{ path = \"kept.blocks\", format = \"blocks\" }`)",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, path: &str) -> Result<OutputDecl, E> {
+                Ok(OutputDecl::Path(path.to_string()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<OutputDecl, A::Error> {
+                let de = serde::de::value::MapAccessDeserializer::new(map);
+                TypedOutput::deserialize(de).map(OutputDecl::Typed)
+            }
+        }
+        de.deserialize_any(Visitor)
+    }
 }
 
 impl OutputDecl {
     pub fn path(&self) -> &str {
         match self {
-            OutputDecl::Path(path) | OutputDecl::Typed { path, .. } => path,
+            OutputDecl::Path(path) | OutputDecl::Typed(TypedOutput { path, .. }) => path,
         }
     }
 
     fn format(&self) -> OutputFormat {
         match self {
             OutputDecl::Path(_) => OutputFormat::Any,
-            OutputDecl::Typed { format, .. } => *format,
+            OutputDecl::Typed(typed) => typed.format,
         }
     }
 }

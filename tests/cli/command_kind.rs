@@ -203,6 +203,30 @@ outputs = { x = "x.txt" }
 }
 
 #[test]
+fn a_program_that_cannot_start_is_named() {
+    let p = project(
+        r#"[experiment]
+name = "absent"
+
+[steps.absent]
+kind = "command"
+argv = ["xp-no-such-program", "--flag"]
+"#,
+    );
+    let out = p.run(&["run", "x.toml", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ev = events(&out);
+    let failure = ev.iter().find(|e| e["event"] == "step_failed").unwrap();
+    let error = failure["error"].as_str().unwrap();
+    assert!(
+        error.contains("cannot start `xp-no-such-program`"),
+        "{error}"
+    );
+    assert!(error.contains("is it installed and on PATH"), "{error}");
+    assert!(p.entries().is_empty());
+}
+
+#[test]
 fn a_missing_declared_output_fails_the_step_and_publishes_nothing() {
     let p = project(
         r#"[experiment]
@@ -510,6 +534,25 @@ fn mistakes_are_errors_at_their_line_when_the_file_is_loaded() {
             format!("{head}argv = []\n"),
             "x.toml:6:",
             "`argv` needs at least the program",
+        ),
+        (
+            format!(
+                "{head}argv = [\"true\"]\noutputs = {{ x = {{ path = \"x\", fromat = \"blocks\" }} }}\n"
+            ),
+            "x.toml:7:",
+            "unknown field `fromat`",
+        ),
+        (
+            format!(
+                "{head}argv = [\"true\"]\noutputs = {{ x = {{ path = \"x\", format = \"blocs\" }} }}\n"
+            ),
+            "x.toml:7:",
+            "unknown variant `blocs`",
+        ),
+        (
+            format!("{head}argv = [\"true\"]\noutputs = {{ x = 3 }}\n"),
+            "x.toml:7:",
+            "expected a path",
         ),
         (
             format!("{head}argv = [\"true\"]\ninputs = {{ s = \"blokcs.train\" }}\n"),
