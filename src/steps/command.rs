@@ -147,6 +147,16 @@ pub enum OutputFormat {
     Model,
 }
 
+impl OutputFormat {
+    fn as_str(self) -> &'static str {
+        match self {
+            OutputFormat::Any => "any",
+            OutputFormat::Blocks => "blocks",
+            OutputFormat::Model => "model",
+        }
+    }
+}
+
 impl KindParams for Params {
     const KIND: &'static str = "command";
     const VERSION: u32 = 1;
@@ -172,20 +182,34 @@ impl KindParams for Params {
             let message = "`argv` needs at least the program: `argv = [\"python3\", \"{repo}/scripts/x.py\"]`";
             return Err(problem("argv", message.into()));
         }
-        for name in self.inputs.keys() {
-            check_name(name, "input").map_err(|m| problem("inputs", m))?;
-        }
-        for name in self.params.keys() {
-            check_name(name, "parameter").map_err(|m| problem("params", m))?;
-        }
-        let mut variables = BTreeMap::new();
-        for name in self.params.keys() {
-            if let Some(other) = variables.insert(param_variable(name), name) {
-                let message = format!(
-                    "parameters `{other}` and `{name}` would both be ${}; rename one",
-                    param_variable(name)
-                );
-                return Err(problem("params", message));
+        let groups = [
+            ("inputs", "input", "XP_INPUT_", names(self.inputs.keys())),
+            (
+                "params",
+                "parameter",
+                "XP_PARAM_",
+                names(self.params.keys()),
+            ),
+            (
+                "outputs",
+                "output",
+                "XP_OUTPUT_",
+                names(self.outputs.keys()),
+            ),
+        ];
+        for (key, what, prefix, names) in groups {
+            // Each name becomes a variable: two that differ only in case or in
+            // `-` against `_` would be one.
+            let mut variables = BTreeMap::new();
+            for name in names {
+                check_name(name, what).map_err(|m| problem(key, m))?;
+                let variable = format!("{prefix}{}", variable_part(name));
+                if let Some(other) = variables.insert(variable.clone(), name) {
+                    let message = format!(
+                        "{what}s `{other}` and `{name}` would both be ${variable}; rename one"
+                    );
+                    return Err(problem(key, message));
+                }
             }
         }
         self.check_outputs().map_err(|m| problem("outputs", m))?;
@@ -215,6 +239,10 @@ impl KindParams for Params {
         }
         Ok(())
     }
+}
+
+fn names<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<&'a str> {
+    keys.map(String::as_str).collect()
 }
 
 /// Input, output and parameter names go into placeholders and variable names.
@@ -266,7 +294,6 @@ fn path_within(inner: &str, outer: &str) -> bool {
 impl Params {
     fn check_outputs(&self) -> Result<(), String> {
         for (name, decl) in &self.outputs {
-            check_name(name, "output")?;
             if name == LOG_OUTPUT {
                 return Err(format!(
                     "output `{LOG_OUTPUT}` is the program's log ({LOG_FILE}); name yours differently"
@@ -413,11 +440,7 @@ impl Bindings<'_> {
 /// The program's environment: nothing of xp's but PATH (to find programs) and
 /// HOME (which many tools need to start); the rest is declared, so two runs of
 /// the same key see the same variables.
-fn environment(
-    p: &Params,
-    b: &Bindings<'_>,
-    param_json: &Map<String, Value>,
-) -> Result<BTreeMap<String, String>, StepError> {
+fn environment(p: &Params, b: &Bindings<'_>) -> Result<BTreeMap<String, String>, StepError> {
     let mut env = BTreeMap::new();
     for name in ["PATH", "HOME"] {
         if let Some(value) = std::env::var_os(name) {
@@ -444,7 +467,7 @@ fn environment(
     for (name, output) in &b.outputs {
         env.insert(format!("XP_OUTPUT_{}", variable_part(name)), path(output));
     }
-    for (name, value) in param_json {
+    for (name, value) in &p.params {
         let text = match value {
             Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -502,7 +525,7 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         .iter()
         .map(|a| bindings.fill(a))
         .collect::<Result<_, _>>()?;
-    let env = environment(p, &bindings, &p.params)?;
+    let env = environment(p, &bindings)?;
 
     let log_path = ctx.out_path(LOG_FILE);
     let log = File::create(&log_path).map_err(StepError::io(&log_path))?;
@@ -556,10 +579,10 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         let from = &bindings.outputs[name.as_str()];
         check_format(decl.format(), from).map_err(|why| {
             StepError::Invalid(format!(
-                "step `{}`: output `{name}` ({}) was declared as {:?} but {why}",
+                "step `{}`: output `{name}` ({}) has `format = \"{}\"` but {why}",
                 ctx.step,
                 decl.path(),
-                decl.format()
+                decl.format().as_str()
             ))
         })?;
         let to = ctx.out_path(decl.path());

@@ -450,8 +450,9 @@ outputs = { kept = { path = "kept.blocks", format = "blocks" } }
     let failure = ev.iter().find(|e| e["event"] == "step_failed").unwrap();
     let error = failure["error"].as_str().unwrap();
     assert!(
-        error
-            .contains("output `kept` (kept.blocks) was declared as Blocks but is not a block file"),
+        error.contains(
+            "output `kept` (kept.blocks) has `format = \"blocks\"` but is not a block file"
+        ),
         "{error}"
     );
     assert!(p.entries().is_empty());
@@ -529,6 +530,11 @@ fn mistakes_are_errors_at_their_line_when_the_file_is_loaded() {
             format!("{head}argv = [\"true\"]\nenv = {{ XP_SEED = \"1\" }}\n"),
             "x.toml:7:",
             "names starting with `XP_` are set by xp",
+        ),
+        (
+            format!("{head}argv = [\"true\"]\nparams = {{ max-len = 1, MAX_LEN = 2 }}\n"),
+            "x.toml:7:",
+            "would both be $XP_PARAM_MAX_LEN",
         ),
         (
             format!("{head}argv = []\n"),
