@@ -582,3 +582,51 @@ fn mistakes_are_errors_at_their_line_when_the_file_is_loaded() {
     assert!(error.contains("file:scripts/nope.sh"), "{error}");
     assert!(error.contains("x.toml:7:"), "{error}");
 }
+
+#[test]
+fn file_paths_are_relative_to_the_git_work_tree_and_work_in_every_kind() {
+    let p = project(COPY);
+    // The experiment lives below the repository's root, as experiments/ does here.
+    std::fs::create_dir(p.path().join(".git")).unwrap();
+    std::fs::create_dir(p.path().join("experiments")).unwrap();
+    p.write(
+        "experiments/x.toml",
+        r#"[experiment]
+name = "nested"
+
+[steps.tok]
+kind = "tokenizer"
+train_on = "file:corpus"
+vocab_size = 300
+
+[steps.upper]
+kind = "command"
+argv = ["sh", "{repo}/scripts/copy.sh", "{repo}/notes.txt", "{outputs.upper}"]
+inputs = { scripts = "file:scripts", notes = "file:notes.txt" }
+params = { threshold = 1 }
+outputs = { upper = "upper.txt" }
+"#,
+    );
+    let ev = p.run_ok("experiments/x.toml", &[]);
+    assert_eq!(steps_with(&ev, "step_started"), ["tok", "upper"]);
+
+    // A file of the `file:scripts` folder is in the key; the corpus is `tok`'s.
+    p.write("scripts/unrelated.sh", "echo edited\n");
+    let plan = stdout(&p.run(&["plan", "experiments/x.toml"]));
+    assert!(
+        plan.contains("input `inputs.scripts` (file:scripts) changed"),
+        "{plan}"
+    );
+    assert!(plan.contains("2 steps: 1 cached, 1 will run"), "{plan}");
+    let train = p.path().join("corpus/train.txt");
+    let mut text = std::fs::read_to_string(&train).unwrap();
+    text.push_str("one more row\n");
+    std::fs::write(&train, text).unwrap();
+    let plan = stdout(&p.run(&["plan", "experiments/x.toml"]));
+    assert!(
+        plan.contains("input `train_on` (file:corpus) changed"),
+        "{plan}"
+    );
+    let ev = p.run_ok("experiments/x.toml", &[]);
+    assert_eq!(steps_with(&ev, "step_started"), ["tok", "upper"]);
+}
