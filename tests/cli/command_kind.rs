@@ -459,22 +459,54 @@ outputs = { kept = { path = "kept.blocks", format = "blocks" } }
 }
 
 #[test]
-fn a_block_output_feeds_a_built_in_kind_without_python() {
+fn block_and_model_outputs_feed_built_in_kinds_without_python() {
     // `sh` and `cp` only: tokenize's blocks through a command into evaluate's
-    // `reference` and `data` slots.
+    // `data`, and init's model through another into its `model`.
     let experiment = MIXED
         .replace(
             r#"argv = ["python3", "{repo}/scripts/filter.py", "{inputs.blocks}", "{outputs.kept}"]"#,
             r#"argv = ["sh", "-c", "cp {inputs.blocks} {outputs.kept}"]"#,
         )
-        .replace(", script = \"file:scripts/filter.py\"", "");
+        .replace(", script = \"file:scripts/filter.py\"", "")
+        // The model too: `init`'s HF folder through a command into `evaluate`.
+        .replace("model = \"init.model\"", "model = \"copy.model\"")
+        + r#"
+[steps.copy]
+kind = "command"
+argv = ["cp", "-R", "{inputs.model}", "{outputs.model}"]
+inputs = { model = "init.model" }
+outputs = { model = { path = "model", format = "model" } }
+"#;
     let p = project(&experiment);
-    p.run_ok("x.toml", &[]);
+    let ev = p.run_ok("x.toml", &[]);
+    assert_eq!(
+        steps_with(&ev, "step_started"),
+        ["blocks", "copy", "eval", "filter", "init", "tok"]
+    );
     let metrics = show_row(&p, "eval")["metrics"].clone();
     assert_eq!(
         metrics["filter.kept"]["blocks"], metrics["blocks.train"]["blocks"],
         "{metrics}"
     );
+    let model = output_path(&p, "copy", "model");
+    assert!(model.join("config.json").is_file(), "{}", model.display());
+
+    // A folder that is not a model is refused before anything reads it.
+    let broken = experiment.replace(
+        r#"argv = ["cp", "-R", "{inputs.model}", "{outputs.model}"]"#,
+        r#"argv = ["sh", "-c", "mkdir {outputs.model}; cp {inputs.model}/config.json {outputs.model}/"]"#,
+    );
+    p.write("x.toml", &broken);
+    let out = p.run(&["run", "x.toml", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ev = events(&out);
+    let failure = ev.iter().find(|e| e["event"] == "step_failed").unwrap();
+    let error = failure["error"].as_str().unwrap();
+    assert!(
+        error.contains("has `format = \"model\"` but has none of model.safetensors"),
+        "{error}"
+    );
+    assert_eq!(steps_with(&ev, "step_skipped"), ["eval"]);
 }
 
 /// `xp validate` on `experiment`: its stderr, asserting it failed.
