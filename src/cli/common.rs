@@ -159,41 +159,62 @@ pub fn statuses(
     Ok(out)
 }
 
-/// An input change is best explained by its producer: "`blocks` will run".
+/// An input change is best explained by its producer ("`blocks` will run") or,
+/// for a source, by naming it: "input `inputs.script` (file:scripts/f.py) changed".
 fn describe_change(
     plan: &Plan,
     step: &crate::plan::PlannedStep,
     change: &why::Change,
     earlier: &[StepStatus],
 ) -> String {
-    if let Some(slot) = change.path.strip_prefix("inputs.") {
-        let producers: Vec<&str> = step
-            .inputs
-            .iter()
-            .filter(|(s, _)| *s == slot)
-            .flat_map(|(_, inputs)| inputs)
-            .filter_map(|input| match input {
-                PlannedInput::Output { step, .. }
-                    if matches!(earlier[*step], StepStatus::WillRun(_)) =>
-                {
-                    Some(plan.steps[*step].name.as_str())
-                }
-                _ => None,
-            })
-            .collect();
-        if !producers.is_empty() {
-            return format!(
-                "input `{slot}`: {} will run",
-                producers
-                    .iter()
-                    .map(|p| format!("`{p}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+    let Some(label) = change.path.strip_prefix("inputs.") else {
+        return change.to_string();
+    };
+    // The planned inputs and references behind `label`: a whole slot, or one
+    // entry of a map slot (`inputs.script`).
+    let mut planned = Vec::new();
+    let mut references = Vec::new();
+    let decl_slots = plan.decl_of(step).params.inputs();
+    for (slot, (_, inputs)) in decl_slots.iter().zip(&step.inputs) {
+        let labels = slot.labels();
+        for (i, (reference, input)) in slot.refs.iter().zip(inputs).enumerate() {
+            if labels.get(i).unwrap_or(&labels[0]) == label {
+                planned.push(input);
+                references.push(reference.as_str());
+            }
         }
-        return format!("input `{slot}` changed: {change}");
     }
-    change.to_string()
+    let producers: Vec<String> = planned
+        .iter()
+        .filter_map(|input| match input {
+            PlannedInput::Output { step, .. }
+                if matches!(earlier[*step], StepStatus::WillRun(_)) =>
+            {
+                Some(format!("`{}`", plan.steps[*step].name))
+            }
+            _ => None,
+        })
+        .collect();
+    if !producers.is_empty() {
+        return format!("input `{label}`: {} will run", producers.join(", "));
+    }
+    let show = |v: &Option<serde_json::Value>| match v {
+        Some(serde_json::Value::Array(items)) if items.len() == 1 => match &items[0] {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        },
+        Some(v) => v.to_string(),
+        None => "(unset)".to_string(),
+    };
+    let what = match references.as_slice() {
+        [one] => format!(" ({one})"),
+        _ => String::new(),
+    };
+    format!(
+        "input `{label}`{what} changed: {} → {}",
+        show(&change.old),
+        show(&change.new)
+    )
 }
 
 pub fn source_state_label(state: &SourceState) -> String {

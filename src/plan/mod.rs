@@ -255,11 +255,16 @@ fn key_state(
     planned: &[PlannedStep],
     sources: &BTreeMap<String, SourceState>,
 ) -> KeyState {
-    let mut digests = BTreeMap::new();
+    let mut digests: BTreeMap<String, Vec<InputDigest>> = BTreeMap::new();
     let mut missing = Vec::new();
-    for (slot, slot_inputs) in inputs {
-        let mut list = Vec::new();
-        for input in slot_inputs {
+    // `inputs` was built from `decl.params.inputs()`, slot by slot, in this order.
+    let slots = decl.params.inputs();
+    for (slot, (_, slot_inputs)) in slots.iter().zip(inputs) {
+        let labels = slot.labels();
+        for (i, input) in slot_inputs.iter().enumerate() {
+            // A map slot's entries are keyed apart; a list's stay one ordered list.
+            let label = labels.get(i).unwrap_or(&labels[0]).clone();
+            let list = digests.entry(label).or_default();
             match input {
                 PlannedInput::Source { name } => match &sources[name] {
                     SourceState::Ready { digest } => {
@@ -278,7 +283,6 @@ fn key_state(
                 },
             }
         }
-        digests.insert(slot.to_string(), list);
     }
     if !missing.is_empty() {
         missing.sort();

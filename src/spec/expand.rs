@@ -251,6 +251,10 @@ impl<'a> Names<'a> {
             reference: reference.into(),
             why,
         };
+        if reference.starts_with(crate::steps::FILE_PREFIX) {
+            // A repository file: the same in every generation (spec/files.rs checks it).
+            return Ok(vec![reference.to_string()]);
+        }
         if let Some(key) = reference.strip_prefix("carry.") {
             return match scope {
                 Scope::Top => Err(bad(
@@ -386,6 +390,24 @@ impl<'a> Names<'a> {
                     }
                     *items = rewritten;
                 }
+                // Named inputs (`inputs = { blocks = "b.train" }`): each value is one reference.
+                DeValue::Table(entries) => {
+                    for (entry, item) in entries.iter_mut() {
+                        let item_span = item.span();
+                        let DeValue::String(reference) = item.get_mut() else {
+                            // Not a reference: serde reports the type error with its span.
+                            continue;
+                        };
+                        let text = Text {
+                            text: reference.to_string(),
+                            span: item_span.clone(),
+                        };
+                        let place = format!("`{slot}.{}` of step `{name}`", entry.get_ref());
+                        let resolved = self.resolve_one(&text, scope, &place, map)?;
+                        ref_spans.entry(resolved.clone()).or_insert(item_span);
+                        *reference = Cow::Owned(resolved);
+                    }
+                }
                 // Not a reference: serde reports the type error with its span.
                 _ => {}
             }
@@ -426,7 +448,24 @@ fn typed(
         .collect();
     let de = ValueDeserializer::from(Spanned::new(step.table_span.clone(), DeValue::Table(table)));
     let error = match StepParams::deserialize_kind(&step.kind.text, de) {
-        Ok(Some(params)) => return Ok(params),
+        Ok(Some(params)) => {
+            let Err(problem) = params.check() else {
+                return Ok(params);
+            };
+            // Point at the parameter's value, or at the step when it is not written.
+            let span = keys
+                .iter()
+                .find(|(key, _, _)| key == problem.key)
+                .map(|(_, _, value)| value.clone())
+                .unwrap_or_else(|| step.name.span.clone());
+            let problem = Problem::Params {
+                step: name.to_string(),
+                kind: step.kind.text.clone(),
+                key: Some(problem.key.to_string()),
+                message: problem.message,
+            };
+            return Err(map.error(&span, problem));
+        }
         Ok(None) => <toml::de::Error as serde::de::Error>::custom(format!(
             "unknown kind `{}`, expected one of {}",
             step.kind.text,

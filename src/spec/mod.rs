@@ -21,6 +21,7 @@ use crate::steps::StepParams;
 
 mod error;
 mod expand;
+mod files;
 mod location;
 mod overrides;
 mod raw;
@@ -51,7 +52,8 @@ pub struct ExperimentMeta {
 }
 
 /// One entry of `[sources]`: `name = "hf:owner/repo"` or a local path (relative
-/// paths are relative to [`Experiment::dir`]).
+/// paths are relative to [`Experiment::dir`]); or a repository file a step reads
+/// (`file:PATH`), named by that reference, with its path on this machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceDecl {
     pub name: String,
@@ -147,7 +149,7 @@ pub fn load_str(text: &str, file: &Path, overrides: &[String]) -> Result<Experim
         precision: doc.experiment.precision,
         description: doc.experiment.description.clone(),
     };
-    let sources: BTreeMap<String, SourceDecl> = doc
+    let mut sources: BTreeMap<String, SourceDecl> = doc
         .sources
         .iter()
         .map(|(name, value)| {
@@ -159,14 +161,15 @@ pub fn load_str(text: &str, file: &Path, overrides: &[String]) -> Result<Experim
             (name.text.clone(), decl)
         })
         .collect();
-    let expanded = expand::expand(&doc.steps, &doc.loops, &map)?;
-    validate::check(&expanded, &sources, &map)?;
-    let expanded = expanded.steps;
-
     let dir = match file.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    let expanded = expand::expand(&doc.steps, &doc.loops, &map)?;
+    sources.extend(files::file_sources(&expanded, &dir, &map)?);
+    validate::check(&expanded, &sources, &map)?;
+    let expanded = expanded.steps;
+
     Ok(Experiment {
         file: file.to_path_buf(),
         dir,

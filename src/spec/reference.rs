@@ -138,15 +138,17 @@ fn example(
 ) -> Option<StepParams> {
     let mut table = Map::new();
     for name in required.iter().filter(|n| **n != "kind") {
-        if !slots.contains(name) {
-            return None;
-        }
         let is_list = properties
             .get(*name)
             .and_then(|p| p.get("type"))
             .and_then(Value::as_str)
             == Some("array");
-        let placeholder = Value::String(format!("{name}_step.{name}"));
+        // A required list of plain values (`command`'s `argv`): one stand-in.
+        let placeholder = match slots.contains(name) {
+            true => Value::String(format!("{name}_step.{name}")),
+            false if is_list => Value::String(name.to_uppercase()),
+            false => return None,
+        };
         table.insert(
             name.to_string(),
             if is_list {

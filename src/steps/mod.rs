@@ -12,8 +12,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 /// Declares a kind's input slots, once: `INPUT_SLOTS` (the names) and `inputs()`
 /// (the references they hold) both follow from the list. Each named field is an
-/// [`InputRef`], an `Option<InputRef>` or a `Vec<InputRef>`; an unset option and
-/// an empty list are left out of `inputs()`. Used inside `impl KindParams`.
+/// [`InputRef`], an `Option<InputRef>`, a `Vec<InputRef>` or a
+/// `BTreeMap<String, InputRef>` (named inputs, as `command` declares them); an
+/// unset option and an empty list or map are left out of `inputs()`. Used inside
+/// `impl KindParams`.
 macro_rules! input_slots {
     ($($field:ident),* $(,)?) => {
         const INPUT_SLOTS: &'static [&'static str] = &[$(stringify!($field)),*];
@@ -27,6 +29,7 @@ macro_rules! input_slots {
     };
 }
 
+pub mod command;
 pub mod context;
 pub mod corpus;
 mod dataset;
@@ -41,8 +44,9 @@ pub mod tokenize;
 pub mod tokenizer;
 
 /// A reference from a step to one of its inputs, as written in the experiment file
-/// (after loop expansion): a source name (`"opt"`) or another step's output
-/// (`"blocks.train"`, `"finetune@0.model"`).
+/// (after loop expansion): a source name (`"opt"`), another step's output
+/// (`"blocks.train"`, `"finetune@0.model"`) or a file or folder of the repository
+/// (`"file:scripts/filter.py"`), which the spec declares as a source of that name.
 #[derive(
     Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
@@ -63,15 +67,31 @@ impl InputRef {
         &self.0
     }
 
+    /// The repository path of a `file:PATH` reference.
+    pub fn file_path(&self) -> Option<&str> {
+        self.0.strip_prefix(FILE_PREFIX)
+    }
+
+    pub fn is_file(&self) -> bool {
+        self.file_path().is_some()
+    }
+
     /// `step.output` when there is a dot, else a source name. Output names never
-    /// contain dots, so the last dot separates them.
+    /// contain dots, so the last dot separates them. A repository file
+    /// (`file:PATH`, whose path may hold dots) is a source.
     pub fn target(&self) -> RefTarget<'_> {
+        if self.is_file() {
+            return RefTarget::Source(&self.0);
+        }
         match self.0.rsplit_once('.') {
             Some((step, output)) => RefTarget::Output { step, output },
             None => RefTarget::Source(&self.0),
         }
     }
 }
+
+/// How a reference to a file or folder of the repository begins.
+pub const FILE_PREFIX: &str = "file:";
 
 impl fmt::Display for InputRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -85,11 +105,35 @@ impl fmt::Display for InputRef {
 pub struct InputSlot<'a> {
     pub slot: &'static str,
     pub refs: Vec<&'a InputRef>,
+    /// For a map-valued slot, each reference's name (same order as `refs`, which
+    /// is the names' sorted order); empty otherwise. The key holds each named input
+    /// apart (`inputs.script`), so `xp plan` can say which one changed.
+    pub names: Vec<&'a str>,
 }
 
-/// A field that holds input references: one, maybe one, or a list.
+impl InputSlot<'_> {
+    /// How each reference is called in the key and in `xp plan`: the slot's name,
+    /// or `slot.name` for the entries of a map-valued slot.
+    pub fn labels(&self) -> Vec<String> {
+        if self.names.is_empty() {
+            vec![self.slot.to_string()]
+        } else {
+            self.names
+                .iter()
+                .map(|name| format!("{}.{name}", self.slot))
+                .collect()
+        }
+    }
+}
+
+/// A field that holds input references: one, maybe one, a list, or named ones.
 pub trait SlotRefs {
     fn refs(&self) -> Vec<&InputRef>;
+
+    /// The references' names, for a map; empty for the others.
+    fn names(&self) -> Vec<&str> {
+        Vec::new()
+    }
 }
 
 impl SlotRefs for InputRef {
@@ -110,11 +154,22 @@ impl SlotRefs for Vec<InputRef> {
     }
 }
 
+impl SlotRefs for std::collections::BTreeMap<String, InputRef> {
+    fn refs(&self) -> Vec<&InputRef> {
+        self.values().collect()
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.keys().map(String::as_str).collect()
+    }
+}
+
 /// Adds slot `slot` to `slots` when `value` holds a reference (for [`input_slots!`]).
 pub fn push_slot<'a>(slots: &mut Vec<InputSlot<'a>>, slot: &'static str, value: &'a impl SlotRefs) {
     let refs = value.refs();
     if !refs.is_empty() {
-        slots.push(InputSlot { slot, refs });
+        let names = value.names();
+        slots.push(InputSlot { slot, refs, names });
     }
 }
 
@@ -184,6 +239,21 @@ pub trait KindParams: Serialize + JsonSchema + Clone + fmt::Debug {
     /// Declared outputs: (name used in references, path relative to the entry's
     /// output dir). Known before running, so dangling references are caught early.
     fn outputs(&self) -> Vec<(String, String)>;
+
+    /// Checks that involve several parameters together, when the file is loaded (so
+    /// the error points at the file's line rather than surfacing when the step
+    /// runs). Types, unknown keys and references are checked elsewhere.
+    fn check(&self) -> Result<(), ParamProblem> {
+        Ok(())
+    }
+}
+
+/// What [`KindParams::check`] found wrong: the parameter it is about (the error
+/// points at its value) and what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamProblem {
+    pub key: &'static str,
+    pub message: String,
 }
 
 macro_rules! step_kinds {
@@ -264,6 +334,11 @@ macro_rules! step_kinds {
                 match self { $(Self::$variant(p) => p.outputs()),* }
             }
 
+            /// The kind's own checks across parameters ([`KindParams::check`]).
+            pub fn check(&self) -> Result<(), ParamProblem> {
+                match self { $(Self::$variant(p) => p.check()),* }
+            }
+
             /// Runs the step (the executor has prepared `ctx`).
             pub fn run(&self, ctx: &context::StepContext<'_>) -> Result<context::StepOutcome, context::StepError> {
                 match self { $(Self::$variant(p) => $module::run(p, ctx)),* }
@@ -300,6 +375,7 @@ step_kinds! {
     Report => report,
     Synthesize => synthesize,
     Prompts => prompts,
+    Command => command,
 }
 
 #[cfg(test)]

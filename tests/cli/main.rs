@@ -15,6 +15,7 @@ mod cli_cache;
 mod cli_dag;
 mod cli_errors;
 mod cli_show_diff;
+mod command_kind;
 mod experiments_plan;
 mod mini_e2e;
 mod readme;

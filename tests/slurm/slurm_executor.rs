@@ -1,6 +1,7 @@
 //! `xp run --executor slurm` through a real slurmctld (scripts/slurm/start.sh):
 //! the same keys and bytes as a local run, a failing job whose dependents
-//! Slurm cancels, a rerun that submits only what is missing, `--detach`.
+//! Slurm cancels, a rerun that submits only what is missing, `--detach`, `command`
+//! steps as jobs (the same bytes; an edited script resubmits only what reads it).
 //! Skipped (with a message) unless XP_SLURM_TESTS=1 and `sinfo` answers.
 
 use crate::{cluster, common};
@@ -277,4 +278,111 @@ fn detach_then_run_submits_no_job_twice() {
     // `xp plan` reads the store: everything finished.
     let plan = stdout(&p.run(&["plan", "x.toml"]));
     assert!(plan.contains("5 steps: 5 cached, 0 will run"), "{plan}");
+}
+
+/// generated corpus → tokenizer → blocks → `copy`, a command running a script of
+/// the repository (a `file:` input) that writes blocks → `count`, a command
+/// reading them.
+fn command_experiment(name: &str) -> String {
+    format!(
+        r#"[experiment]
+name = "{name}"
+seed = 3
+
+[steps.gen]
+kind = "corpus"
+train_rows = 200
+eval_rows = 20
+vocab = 300
+
+[steps.tok]
+kind = "tokenizer"
+train_on = "gen.data"
+vocab_size = 300
+
+[steps.blocks]
+kind = "tokenize"
+data = "gen.data"
+tokenizer = "tok.tokenizer"
+block_size = 16
+
+[steps.copy]
+kind = "command"
+argv = ["sh", "{{repo}}/scripts/copy.sh", "{{inputs.blocks}}", "{{outputs.blocks}}"]
+inputs = {{ blocks = "blocks.train", script = "file:scripts/copy.sh" }}
+outputs = {{ blocks = {{ path = "copy.blocks", format = "blocks" }} }}
+
+[steps.count]
+kind = "command"
+argv = ["sh", "-c", "wc -c < {{inputs.blocks}} > {{outputs.size}}; echo seed $XP_SEED"]
+inputs = {{ blocks = "copy.blocks" }}
+outputs = {{ size = "size.txt" }}
+"#
+    )
+}
+
+#[test]
+fn command_steps_run_as_slurm_jobs_with_the_local_keys_and_bytes() {
+    if !cluster_available("command_steps_run_as_slurm_jobs_with_the_local_keys_and_bytes") {
+        return;
+    }
+    let p = Project::new(10);
+    std::fs::create_dir_all(p.path().join("scripts")).unwrap();
+    p.write(
+        "scripts/copy.sh",
+        "set -eu\ncp \"$1\" \"$2\"\necho copied\n",
+    );
+    let name = unique_name("command");
+    p.write("x.toml", &command_experiment(&name));
+    const STEPS: [&str; 5] = ["blocks", "copy", "count", "gen", "tok"];
+
+    let local = p.path().join("local-cache");
+    let out = p
+        .xp(&["run", "x.toml", "--json"])
+        .env("XP_CACHE_DIR", &local)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let cluster = p.path().join("slurm-cache");
+    let out = slurm_run(&p, "x.toml", &cluster, &[]);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), stdout(&out));
+    let ev = events(&out);
+    assert_eq!(submitted(&ev), STEPS);
+    let (local_files, cluster_files) = (outputs(&local), outputs(&cluster));
+    assert_eq!(
+        local_files.keys().collect::<Vec<_>>(),
+        cluster_files.keys().collect::<Vec<_>>(),
+        "the same keys and files"
+    );
+    for (file, bytes) in &local_files {
+        assert!(cluster_files[file] == *bytes, "{file} differs");
+    }
+    assert!(
+        local_files.keys().any(|f| f.ends_with("/out/copy.blocks")),
+        "{:?}",
+        local_files.keys()
+    );
+
+    // Editing the script submits the command and what reads it, nothing else.
+    p.write(
+        "scripts/copy.sh",
+        "set -eu\ncp \"$1\" \"$2\"\necho copied again\n",
+    );
+    let plan = p
+        .xp(&["plan", "x.toml"])
+        .env("XP_CACHE_DIR", &cluster)
+        .output()
+        .unwrap();
+    let plan = stdout(&plan);
+    assert!(
+        plan.contains("input `inputs.script` (file:scripts/copy.sh) changed"),
+        "{plan}"
+    );
+    let out = slurm_run(&p, "x.toml", &cluster, &[]);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), stdout(&out));
+    let ev = events(&out);
+    // `count` reads `copy`, whose key changed with the script.
+    assert_eq!(submitted(&ev), ["copy", "count"]);
+    assert_eq!(steps_with(&ev, "step_cached"), ["blocks", "gen", "tok"]);
 }
