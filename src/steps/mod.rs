@@ -34,8 +34,10 @@ pub mod decoding;
 pub mod evaluate;
 pub mod finetune;
 pub mod init;
+pub mod mix;
 pub mod prompts;
 pub mod report;
+pub mod select;
 pub mod synthesize;
 pub mod tokenize;
 pub mod tokenizer;
@@ -300,6 +302,8 @@ step_kinds! {
     Report => report,
     Synthesize => synthesize,
     Prompts => prompts,
+    Mix => mix,
+    Select => select,
 }
 
 #[cfg(test)]

@@ -203,6 +203,23 @@ fn errors_name_the_problem_and_the_place() {
             "x.toml:30:8",
         ),
         case(
+            "`@earlier` outside a list",
+            with_base(&LOOP.replace(
+                "data = \"carry.data\"\ntokenizer = \"tok.tokenizer\"",
+                "data = \"again@earlier.train\"\ntokenizer = \"tok.tokenizer\"",
+            )),
+            "invalid reference `again@earlier.train` in `data` of step `again@0`: `@earlier` names every generation before this one (none in generation 0), so it may only appear inside a list",
+            "x.toml:25:8",
+        ),
+        case(
+            "`@earlier` outside its loop",
+            with_base(&format!(
+                "{LOOP}\n[steps.after]\nkind = \"tokenize\"\ndata = \"again@earlier.train\"\ntokenizer = \"opt\"\n"
+            )),
+            "invalid reference `again@earlier.train` in `data` of step `after`: `@earlier` (the generations before the current one) only has a meaning in the steps of loop `gen`, the loop of `again`",
+            "x.toml:30:8",
+        ),
+        case(
             "a loop step named without a generation outside its loop",
             with_base(&format!(
                 "{LOOP}\n[steps.after]\nkind = \"tokenize\"\ndata = \"again.train\"\ntokenizer = \"opt\"\n"
