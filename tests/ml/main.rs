@@ -1,7 +1,7 @@
 //! The model and its kinds: OPT against transformers (`model_*`, `generate_parity`,
 //! `evaluate_parity`), AdamW and the training loop (`finetune_*`), the data-only
 //! metrics (`evaluate_metrics`), and the model kinds through the real binary
-//! (`evaluate_cli`, `finetune_run`, `synthesize_resume`).
+//! (`evaluate_cli`, `finetune_run`, `synthesize_resume`, `dataflow_run`).
 //!
 //! One test binary; each module was one test file and keeps its name:
 //! `cargo test --test ml` runs them all, `cargo test --test ml generate_parity::` one
@@ -12,6 +12,7 @@
 mod common;
 mod model_support;
 
+mod dataflow_run;
 mod evaluate_cli;
 mod evaluate_metrics;
 mod evaluate_parity;
