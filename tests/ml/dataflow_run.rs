@@ -412,3 +412,101 @@ fn select_keeps_a_share_by_perplexity_and_resamples_towards_the_real_scores() {
     .collect();
     assert_eq!(before, after);
 }
+
+/// Fresh real data as a fold (docs/dsl.md): generation 0 trains on 20 real blocks,
+/// each later generation on the selected half of the previous generation's text and
+/// 4 real blocks no earlier generation was given.
+const FRESH: &str = r#"
+[steps.start]
+kind = "mix"
+real = "blocks.train"
+real_blocks = 20
+
+[loop.gen]
+count = 3
+carry = { data = "start.blocks", fresh = "start.unused" }
+next = { data = "pool.blocks", fresh = "pool.unused" }
+
+[loop.gen.steps.finetune]
+kind = "finetune"
+model = "init.model"
+train = "carry.data"
+valid = "blocks.validation"
+
+[loop.gen.steps.synthesize]
+kind = "synthesize"
+model = "finetune.model"
+prompts = "carry.data"
+
+[loop.gen.steps.filter]
+kind = "select"
+model = "finetune@0.model"
+data = "synthesize.blocks"
+keep = { lowest = 0.5 }
+
+[loop.gen.steps.pool]
+kind = "mix"
+real = "carry.fresh"
+real_blocks = 4
+synthetic = ["filter.blocks"]
+"#;
+
+#[test]
+fn fresh_real_blocks_are_new_to_every_generation() {
+    let p = Project::new(40);
+    p.write("x.toml", &format!("{PRELUDE}{FRESH}"));
+    p.run_ok("x.toml", &[]);
+    let rows = show(&p, &[]);
+    let real = blocks(&rows, "blocks", "train");
+    let start = blocks(&rows, "start", "blocks");
+    assert_eq!(start.len(), 20);
+    // Every real block is in exactly one place: generation 0's data, one
+    // generation's fresh draw, or the last generation's unused rest.
+    let dag = stdout(&p.run(&["dag", "x.toml"]));
+    let mut placed = rows_of(&start);
+    let mut left = real.len() - 20;
+    for g in 0..3 {
+        let pool = blocks(&rows, &format!("pool@{g}"), "blocks");
+        let filtered = blocks(&rows, &format!("filter@{g}"), "blocks");
+        let m = &row(&rows, &format!("pool@{g}"))["metrics"];
+        assert_eq!(m["real_available"], left, "{m}");
+        assert_eq!(m["real_in_pool"], 4, "{m}");
+        assert_eq!(pool.len(), 4 + filtered.len());
+        // The pool: the 4 fresh real blocks, then the selected text.
+        let pool_rows = rows_of(&pool);
+        assert_eq!(pool_rows[4..], rows_of(&filtered)[..]);
+        placed.extend(pool_rows[..4].iter().cloned());
+        left -= 4;
+        // The next generation trains on it and draws from what it left.
+        if g < 2 {
+            let next = dag
+                .split(&format!("finetune@{} (finetune)\n", g + 1))
+                .nth(1)
+                .and_then(|rest| rest.split("\n\n").next().map(str::to_string))
+                .unwrap_or_default();
+            let section: String = next
+                .lines()
+                .take_while(|l| l.starts_with("  "))
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(
+                section.contains(&format!("train ← pool@{g}.blocks")),
+                "{dag}"
+            );
+            assert!(dag.contains(&format!("real ← pool@{g}.unused")), "{dag}");
+        }
+    }
+    let rest = blocks(&rows, "pool@2", "unused");
+    assert_eq!(rest.len(), left);
+    placed.extend(rows_of(&rest));
+    let mut all = rows_of(&real);
+    all.sort();
+    placed.sort();
+    assert_eq!(placed, all);
+    // Selected text: half of what each generation wrote.
+    for g in 0..3 {
+        let written = blocks(&rows, &format!("synthesize@{g}"), "blocks").len();
+        let kept = blocks(&rows, &format!("filter@{g}"), "blocks").len();
+        assert_eq!(kept, ((written as f64) * 0.5).round() as usize);
+    }
+}
