@@ -84,9 +84,9 @@ pub enum Keep {
     /// This share of the blocks, those of highest perplexity.
     Highest(Share),
     /// Every block whose perplexity is at most this.
-    Below(f64),
+    Below(Threshold),
     /// Every block whose perplexity is at least this.
-    Above(f64),
+    Above(Threshold),
     /// Importance resampling towards `reference`'s perplexity distribution.
     Resample,
 }
@@ -104,6 +104,25 @@ impl<'de> Deserialize<'de> for Share {
         } else {
             Err(serde::de::Error::custom(format!(
                 "a share of the blocks must be in (0, 1], got {value}"
+            )))
+        }
+    }
+}
+
+/// A perplexity threshold: a positive number; anything else is an error where it is
+/// written.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Threshold(pub f64);
+
+impl<'de> Deserialize<'de> for Threshold {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(de)?;
+        if value.is_finite() && value > 0.0 {
+            Ok(Threshold(value))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "a perplexity threshold must be a positive number, got {value}"
             )))
         }
     }
@@ -141,10 +160,10 @@ pub(crate) fn keep_by_rule(perplexity: &[f64], keep: Keep) -> Vec<usize> {
             });
             order.into_iter().take(count).for_each(|i| copies[i] = 1);
         }
-        Keep::Below(t) => (0..n)
+        Keep::Below(Threshold(t)) => (0..n)
             .filter(|&i| perplexity[i] <= t)
             .for_each(|i| copies[i] = 1),
-        Keep::Above(t) => (0..n)
+        Keep::Above(Threshold(t)) => (0..n)
             .filter(|&i| perplexity[i] >= t)
             .for_each(|i| copies[i] = 1),
         Keep::Resample => unreachable!("resampling is `resample`"),
@@ -222,14 +241,6 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
     let step = ctx.step;
     let invalid = |what: String| StepError::Invalid(format!("step `{step}`: {what}"));
     let resampling = p.keep == Keep::Resample;
-    match p.keep {
-        Keep::Below(t) | Keep::Above(t) if !(t.is_finite() && t > 0.0) => {
-            return Err(invalid(format!(
-                "the threshold {t} is not a perplexity (a positive number)"
-            )));
-        }
-        _ => {}
-    }
     if !resampling && ctx.optional_input("reference").is_some() {
         return Err(invalid(
             "`reference` only applies to keep = \"resample\"; remove it (it would make \
@@ -378,9 +389,9 @@ mod tests {
         // 3 highest: 9.0, 5.0, then the earlier 3.0.
         assert_eq!(kept(Keep::Highest(Share(0.5))), vec![0, 2, 4]);
         assert_eq!(kept(Keep::Lowest(Share(1.0))), vec![0, 1, 2, 3, 4, 5]);
-        assert_eq!(kept(Keep::Below(3.0)), vec![1, 2, 3, 5]);
-        assert_eq!(kept(Keep::Above(5.0)), vec![0, 4]);
-        assert!(kept(Keep::Below(0.5)).is_empty());
+        assert_eq!(kept(Keep::Below(Threshold(3.0))), vec![1, 2, 3, 5]);
+        assert_eq!(kept(Keep::Above(Threshold(5.0))), vec![0, 4]);
+        assert!(kept(Keep::Below(Threshold(0.5))).is_empty());
     }
 
     #[test]
@@ -391,6 +402,15 @@ mod tests {
         }
         let ok: Keep = toml::from_str("highest = 0.25").unwrap();
         assert_eq!(ok, Keep::Highest(Share(0.25)));
+        for bad in ["0.0", "-3.0", "nan", "inf"] {
+            let err = toml::from_str::<Keep>(&format!("below = {bad}")).unwrap_err();
+            assert!(
+                err.to_string().contains("must be a positive number"),
+                "{err}"
+            );
+        }
+        let ok: Keep = toml::from_str("above = 40").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok, Keep::Above(Threshold(40.0)));
     }
 
     #[test]
