@@ -44,7 +44,10 @@ pub mod tokenizer;
 
 /// A reference from a step to one of its inputs, as written in the experiment file
 /// (after loop expansion): a source name (`"opt"`) or another step's output
-/// (`"blocks.train"`, `"finetune@0.model"`).
+/// (`"blocks.train"`, `"finetune@0.model"`). The file may also say `finetune@last.model`,
+/// `carry.X` and, in a list, `synthesize@*.blocks` (every generation) or, in a loop
+/// step, `synthesize@earlier.blocks` (the generations before the current one);
+/// docs/dsl.md, "References".
 #[derive(
     Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
