@@ -189,6 +189,12 @@ fn switching_replace_to_accumulate_reruns_only_what_changed_and_says_why() {
         "{why:?}"
     );
 
+    // The text plan says the same, one reason a line, and counts.
+    let text = stdout(&p.run(&["plan", "x.toml"]));
+    assert!(text.contains("12 steps: 5 cached, 7 will run"), "{text}");
+    let line = text.lines().find(|l| l.contains(" finetune@1 ")).unwrap();
+    assert!(line.contains("input `train`: `pool@0` will run"), "{text}");
+
     let events = p.run_ok("x.toml", &[]);
     assert_eq!(
         steps_with(&events, "step_started"),
