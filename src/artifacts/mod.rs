@@ -8,6 +8,7 @@
 //! | `answers.json`  | `prompts`    | `report`          | [`answers::AnswersFile`]     |
 //! | `metrics.jsonl` | `finetune`   | `report`          | [`metrics::TrainingMetrics`] |
 //! | `samples.jsonl` | `synthesize` | people, tests     | [`samples::Sample`]          |
+//! | `selection.json`| `select`     | people, tests     | [`selection::SelectionFile`] |
 //!
 //! A change to a type changes the file's format: bump the writing kind's
 //! `VERSION` (its cached entries were written in the old format) and say so in
@@ -19,6 +20,7 @@ pub mod answers;
 pub mod metrics;
 pub mod samples;
 pub mod scores;
+pub mod selection;
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +28,7 @@ pub use answers::{Answer, AnswersFile};
 pub use metrics::{MetricsLine, TrainLine, TrainingMetrics, ValidLine};
 pub use samples::Sample;
 pub use scores::{ScoresFile, SetScores};
+pub use selection::{BlockChoice, Quantiles, SelectionFile, SelectionSummary};
 
 /// A file that could not be read, or is not in its type's format.
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,8 @@
 //! - anywhere: `s@3.out` is kept (checked to exist), `s@last.out` becomes
 //!   `s@{count-1}.out`, and `s@*.out` becomes every generation's reference (only
 //!   inside a list);
+//! - inside loop `L`, generation g, for a step `s` of `L`: `s@earlier.out` becomes
+//!   `s@0.out` … `s@{g-1}.out` (only inside a list; none in generation 0);
 //! - a loop step referred to from outside its loop must say which generation.
 
 use std::borrow::Cow;
@@ -294,6 +296,25 @@ impl<'a> Names<'a> {
             let generations: Vec<u32> = match selector {
                 "last" => vec![last],
                 "*" if in_list => (0..in_loop.count).collect(),
+                "earlier" => match scope {
+                    Scope::Generation { loop_name, g, .. } if *loop_name == in_loop.loop_name => {
+                        if !in_list {
+                            return Err(bad(format!(
+                                "`@earlier` names every generation before this one (none in \
+                                 generation 0), so it may only appear inside a list: \
+                                 `[\"{reference}\"]`"
+                            )));
+                        }
+                        (0..*g).collect()
+                    }
+                    _ => {
+                        return Err(bad(format!(
+                            "`@earlier` (the generations before the current one) only has a \
+                             meaning in the steps of loop `{}`, the loop of `{name}`",
+                            in_loop.loop_name
+                        )));
+                    }
+                },
                 "*" => {
                     return Err(Problem::StarOutsideList {
                         place: place.into(),
@@ -312,7 +333,7 @@ impl<'a> Names<'a> {
                 }
                 other => {
                     return Err(bad(format!(
-                        "`@{other}`: expected a generation number, `@last` or `@*`"
+                        "`@{other}`: expected a generation number, `@last`, `@*` or `@earlier`"
                     )));
                 }
             };
@@ -555,6 +576,16 @@ from = "opt"
             g: 1,
             carried: &carried,
         };
+        let gen0 = Scope::Generation {
+            loop_name: "gen",
+            g: 0,
+            carried: &carried,
+        };
+        let gen2 = Scope::Generation {
+            loop_name: "gen",
+            g: 2,
+            carried: &carried,
+        };
         let ok = |v: &[&str]| Ok(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         // (reference, scope, in a list, expected)
         type Expected = Result<Vec<String>, ()>;
@@ -588,6 +619,18 @@ from = "opt"
                 true,
                 ok(&["c@0.tokenizer", "c@1.tokenizer"]),
             ),
+            // `@earlier`: the generations before the current one, in a list, in its loop.
+            ("b@earlier.train", &gen1, true, ok(&["b@0.train"])),
+            (
+                "b@earlier.train",
+                &gen2,
+                true,
+                ok(&["b@0.train", "b@1.train"]),
+            ),
+            ("b@earlier.train", &gen0, true, ok(&[])),
+            ("b@earlier.train", &gen1, false, Err(())),
+            ("b@earlier.train", &Scope::Top, true, Err(())),
+            ("c@earlier.tokenizer", &gen1, true, Err(())),
         ];
         for (reference, scope, in_list, expected) in cases {
             let got = resolve(reference, scope, in_list).map_err(|_| ());

@@ -68,7 +68,7 @@ pub struct StepDecl {
     /// `"blocks"`, or `"finetune@2"` for generation 2 of a loop step.
     pub name: String,
     /// Typed parameters: kind defaults and `[defaults.KIND]` filled in, references
-    /// rewritten (`carry.X`, bare loop-step names, `@last`, `@*` resolved).
+    /// rewritten (`carry.X`, bare loop-step names, `@last`, `@*`, `@earlier` resolved).
     pub params: StepParams,
     /// Where the step's name was written (`[steps.NAME]` or `[loop.L.steps.NAME]`).
     pub location: Location,

@@ -129,7 +129,8 @@ fn kind_section(schema: &Value, kind: &str, variant: &Value) -> String {
 }
 
 /// The kind's parameters with only the required keys set (references as
-/// placeholders), to ask the kind what it declares.
+/// placeholders, other parameters their schema's first example), to ask the kind
+/// what it declares.
 fn example(
     kind: &str,
     properties: &Map<String, Value>,
@@ -138,6 +139,12 @@ fn example(
 ) -> Option<StepParams> {
     let mut table = Map::new();
     for name in required.iter().filter(|n| **n != "kind") {
+        if !slots.contains(name)
+            && let Some(example) = properties.get(*name).and_then(|p| p.pointer("/examples/0"))
+        {
+            table.insert(name.to_string(), example.clone());
+            continue;
+        }
         let is_list = properties
             .get(*name)
             .and_then(|p| p.get("type"))
@@ -172,22 +179,16 @@ fn type_of(schema: &Value, property: &Value) -> String {
     if let Some(reference) = property.get("$ref").and_then(Value::as_str) {
         let target = resolve(schema, property);
         if target.get("enum").is_some() || target.get("oneOf").is_some() {
-            let values: Vec<String> = target
-                .get("enum")
-                .and_then(Value::as_array)
-                .cloned()
-                .or_else(|| {
-                    target.get("oneOf").and_then(Value::as_array).map(|v| {
-                        v.iter()
-                            .filter_map(|o| o.get("const").or_else(|| o.pointer("/enum/0")))
-                            .cloned()
-                            .collect()
-                    })
-                })
-                .unwrap_or_default()
-                .iter()
-                .map(|v| v.to_string())
-                .collect();
+            let values: Vec<String> = match target.get("enum").and_then(Value::as_array) {
+                Some(values) => values.iter().map(Value::to_string).collect(),
+                None => target
+                    .get("oneOf")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|o| variant_label(schema, o))
+                    .collect(),
+            };
             if !values.is_empty() {
                 return format!("one of {}", values.join(", "));
             }
@@ -225,6 +226,19 @@ fn type_of(schema: &Value, property: &Value) -> String {
             .collect::<Vec<_>>()
             .join(" or "),
         _ => "value".to_string(),
+    }
+}
+
+/// One variant of an enum as it is written: a string (`"resample"`) or, for a
+/// variant holding a value, a one-key table (`{ lowest = number }`).
+fn variant_label(schema: &Value, variant: &Value) -> Option<String> {
+    if let Some(value) = variant.get("const").or_else(|| variant.pointer("/enum/0")) {
+        return Some(value.to_string());
+    }
+    let properties = variant.get("properties")?.as_object()?;
+    match properties.iter().collect::<Vec<_>>().as_slice() {
+        [(name, property)] => Some(format!("{{ {name} = {} }}", type_of(schema, property))),
+        _ => None,
     }
 }
 

@@ -176,13 +176,15 @@ fn read_set<'a>(
     Ok((label, loc, blocks))
 }
 
-/// Perplexity of every set, on the inner (non-autodiff) backend, with progress.
-struct ScoreSets<'a, 'c> {
-    ctx: &'a StepContext<'c>,
-    model_dir: &'a Path,
-    sets: &'a [(String, &'a InputLocation, Blocks)],
-    forward_batch: usize,
-    batch_size: usize,
+/// Perplexity of every set, on the inner (non-autodiff) backend, with progress
+/// (also `select`'s scorer).
+pub(super) struct ScoreSets<'a, 'c> {
+    pub(super) ctx: &'a StepContext<'c>,
+    pub(super) model_dir: &'a Path,
+    /// (label, input, blocks) of each set.
+    pub(super) sets: &'a [(String, &'a InputLocation, Blocks)],
+    pub(super) forward_batch: usize,
+    pub(super) batch_size: usize,
 }
 
 impl BackendTask for ScoreSets<'_, '_> {

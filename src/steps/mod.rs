@@ -37,8 +37,10 @@ pub mod decoding;
 pub mod evaluate;
 pub mod finetune;
 pub mod init;
+pub mod mix;
 pub mod prompts;
 pub mod report;
+pub mod select;
 pub mod synthesize;
 pub mod tokenize;
 pub mod tokenizer;
@@ -47,6 +49,10 @@ pub mod tokenizer;
 /// (after loop expansion): a source name (`"opt"`), another step's output
 /// (`"blocks.train"`, `"finetune@0.model"`) or a file or folder of the repository
 /// (`"file:scripts/filter.py"`), which the spec declares as a source of that name.
+/// The file may also say `finetune@last.model`, `carry.X` and, in a list,
+/// `synthesize@*.blocks` (every generation) or, in a loop step,
+/// `synthesize@earlier.blocks` (the generations before the current one);
+/// docs/dsl.md, "References".
 #[derive(
     Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
@@ -376,6 +382,8 @@ step_kinds! {
     Synthesize => synthesize,
     Prompts => prompts,
     Command => command,
+    Mix => mix,
+    Select => select,
 }
 
 #[cfg(test)]

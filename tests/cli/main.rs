@@ -1,6 +1,6 @@
 //! The runner as a user meets it: experiment files (`spec_*`), the real `xp` binary on
 //! temporary directories (`cli_*`: cache, dag, errors, show/diff), the shipped
-//! experiments' plans, the `report` kind, the README's examples, and
+//! experiments' plans (`experiments_*`), the `report` kind, the README's examples, and
 //! experiments/mini.toml end to end (`mini_e2e`).
 //!
 //! One test binary; each module was one test file and keeps its name:
@@ -16,6 +16,7 @@ mod cli_dag;
 mod cli_errors;
 mod cli_show_diff;
 mod command_kind;
+mod experiments_accumulate;
 mod experiments_plan;
 mod mini_e2e;
 mod readme;

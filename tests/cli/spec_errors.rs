@@ -203,6 +203,39 @@ fn errors_name_the_problem_and_the_place() {
             "x.toml:30:8",
         ),
         case(
+            "a selection share outside (0, 1]",
+            with_base(
+                "\n[steps.sel]\nkind = \"select\"\nmodel = \"opt\"\ndata = \"blocks.train\"\nkeep = { lowest = 1.5 }\n",
+            ),
+            "a share of the blocks must be in (0, 1], got 1.5 for `keep` in step `sel` (kind select)",
+            "x.toml:18:8",
+        ),
+        case(
+            "an unknown selection rule",
+            with_base(
+                "\n[steps.sel]\nkind = \"select\"\nmodel = \"opt\"\ndata = \"blocks.train\"\nkeep = \"median\"\n",
+            ),
+            "unknown variant `median` for `keep` in step `sel` (kind select), expected one of `lowest`, `highest`, `below`, `above`, `resample`",
+            "x.toml:18:8",
+        ),
+        case(
+            "`@earlier` outside a list",
+            with_base(&LOOP.replace(
+                "data = \"carry.data\"\ntokenizer = \"tok.tokenizer\"",
+                "data = \"again@earlier.train\"\ntokenizer = \"tok.tokenizer\"",
+            )),
+            "invalid reference `again@earlier.train` in `data` of step `again@0`: `@earlier` names every generation before this one (none in generation 0), so it may only appear inside a list",
+            "x.toml:25:8",
+        ),
+        case(
+            "`@earlier` outside its loop",
+            with_base(&format!(
+                "{LOOP}\n[steps.after]\nkind = \"tokenize\"\ndata = \"again@earlier.train\"\ntokenizer = \"opt\"\n"
+            )),
+            "invalid reference `again@earlier.train` in `data` of step `after`: `@earlier` (the generations before the current one) only has a meaning in the steps of loop `gen`, the loop of `again`",
+            "x.toml:30:8",
+        ),
+        case(
             "a loop step named without a generation outside its loop",
             with_base(&format!(
                 "{LOOP}\n[steps.after]\nkind = \"tokenize\"\ndata = \"again.train\"\ntokenizer = \"opt\"\n"

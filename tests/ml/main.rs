@@ -1,8 +1,8 @@
 //! The model and its kinds: OPT against transformers (`model_*`, `generate_parity`,
 //! `evaluate_parity`), AdamW and the training loop (`finetune_*`), the data-only
 //! metrics (`evaluate_metrics`), and the model kinds through the real binary
-//! (`evaluate_cli`, `finetune_run`, `synthesize_resume`), and `xp run --jobs`
-//! (`run_jobs`).
+//! (`evaluate_cli`, `finetune_run`, `synthesize_resume`, `dataflow_run`), and
+//! `xp run --jobs` (`run_jobs`).
 //!
 //! One test binary; each module was one test file and keeps its name:
 //! `cargo test --test ml` runs them all, `cargo test --test ml generate_parity::` one
@@ -13,6 +13,7 @@
 mod common;
 mod model_support;
 
+mod dataflow_run;
 mod evaluate_cli;
 mod evaluate_metrics;
 mod evaluate_parity;
