@@ -200,5 +200,6 @@ pub fn source_state_label(state: &SourceState) -> String {
     match state {
         SourceState::Ready { digest } => format!("ready {}", digest.short()),
         SourceState::MustFetch { what } => format!("must fetch: {what}"),
+        SourceState::Absent { what } => format!("absent: {what}"),
     }
 }
