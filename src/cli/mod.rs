@@ -2,6 +2,7 @@
 //! exit code (see [`exit`]).
 
 mod common;
+mod cost;
 mod dag;
 mod diff;
 mod exec_step;
@@ -9,6 +10,7 @@ pub mod exit;
 mod gc;
 mod log;
 mod plan;
+mod plan_since;
 mod report;
 mod reporter;
 mod run;

@@ -1,7 +1,8 @@
 //! The runner as a user meets it: experiment files (`spec_*`), the real `xp` binary on
 //! temporary directories (`cli_*`: cache, dag, errors, show/diff), the shipped
-//! experiments' plans, the `report` kind, the README's examples, and
-//! experiments/mini.toml end to end (`mini_e2e`).
+//! experiments' plans, `xp plan --since` and time estimates (`plan_since`), the
+//! `report` kind, the README's examples, and experiments/mini.toml end to end
+//! (`mini_e2e`).
 //!
 //! One test binary; each module was one test file and keeps its name:
 //! `cargo test --test cli` runs them all, `cargo test --test cli cli_cache::` one
@@ -17,6 +18,7 @@ mod cli_errors;
 mod cli_show_diff;
 mod experiments_plan;
 mod mini_e2e;
+mod plan_since;
 mod readme;
 mod report_render;
 mod spec_errors;
