@@ -216,7 +216,10 @@ mod tests {
         let none = Cost::NoHistory {
             elsewhere: [("cuda".to_string(), 2)].into_iter().collect(),
         };
-        assert_eq!(text(&none, "ndarray"), "no history on ndarray (runs on cuda: 2)");
+        assert_eq!(
+            text(&none, "ndarray"),
+            "no history on ndarray (runs on cuda: 2)"
+        );
         assert_eq!(
             summary([&one, &three, &none], "ndarray").unwrap(),
             "estimated time on ndarray: ~1m 17s and 1 step without history"

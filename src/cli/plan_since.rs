@@ -10,11 +10,11 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
+use super::CliError;
 use super::common;
 use super::cost::{self, PlanPaths};
 use super::exit::Success;
 use super::plan::PlanArgs;
-use super::CliError;
 use crate::plan::compare::{self, Comparison, Reason};
 use crate::plan::sources::RevisionOracle;
 use crate::plan::{Plan, PlannedInput, SourceState};
@@ -72,7 +72,14 @@ pub fn run(args: &PlanArgs, rev: &str) -> Result<Success, CliError> {
     }
 
     if args.json {
-        print_json(&new, old.as_ref(), &revision, &comparison, &rows, &oracle.notes());
+        print_json(
+            &new,
+            old.as_ref(),
+            &revision,
+            &comparison,
+            &rows,
+            &oracle.notes(),
+        );
     } else {
         print_text(&new, old.is_some(), &at, &comparison, &rows, backend, file);
     }
@@ -245,10 +252,7 @@ fn print_text(
             (Some(cost), false) => format!("to run, {}", cost::text(cost, backend)),
             (None, false) => "to run".to_string(),
         };
-        println!(
-            "  {:<7} {:<width$}  {key}  {status}",
-            row.label, step.name
-        );
+        println!("  {:<7} {:<width$}  {key}  {status}", row.label, step.name);
         for why in &row.why {
             println!("  {:<7} {:<width$}  {:12}  {why}", "", "", "");
         }

@@ -147,7 +147,11 @@ block_size = 16
 "#;
 
     fn plan(text: &str) -> Plan {
-        Plan::build(load_str(text, Path::new("t.toml"), &[]).unwrap(), &NoSources).unwrap()
+        Plan::build(
+            load_str(text, Path::new("t.toml"), &[]).unwrap(),
+            &NoSources,
+        )
+        .unwrap()
     }
 
     fn names(plan: &Plan, c: &Comparison) -> Vec<String> {
@@ -189,7 +193,11 @@ block_size = 16
         assert_eq!(c.renamed, [("blocks".to_string(), "blocks16".to_string())]);
         assert!(c.removed.is_empty());
 
-        let replaced = plan(&BASE.replace("[steps.blocks]", "[steps.b]").replace("= 16", "= 8"));
+        let replaced = plan(
+            &BASE
+                .replace("[steps.blocks]", "[steps.b]")
+                .replace("= 16", "= 8"),
+        );
         let c = compare(Some(&old), &replaced);
         assert_eq!(names(&replaced, &c), ["b"]);
         assert_eq!(c.invalidated[0].reason, Reason::NewStep);

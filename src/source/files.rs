@@ -313,9 +313,7 @@ impl Files for GitRevision {
         match found.into_iter().find(|(_, _, p)| *p == rel) {
             None => Ok(None),
             Some((_, kind, _)) if kind == "tree" => Ok(Some(FileKind::Dir)),
-            Some((mode, kind, _)) if kind == "blob" && mode != "120000" => {
-                Ok(Some(FileKind::File))
-            }
+            Some((mode, kind, _)) if kind == "blob" && mode != "120000" => Ok(Some(FileKind::File)),
             Some((mode, _, _)) => Err(self.unsupported(&rel, &mode)),
         }
     }
@@ -410,7 +408,14 @@ mod tests {
         let ok = Command::new("git")
             .arg("-C")
             .arg(dir)
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "commit.gpgsign=false",
+            ])
             .args(args)
             .output()
             .unwrap()
@@ -441,10 +446,7 @@ mod tests {
         let rev = GitRevision::open(root, "HEAD").unwrap();
         let data = root.join("data");
         assert_eq!(rev.kind(&data).unwrap(), Some(FileKind::Dir));
-        assert_eq!(
-            rev.kind(&data.join("a.txt")).unwrap(),
-            Some(FileKind::File)
-        );
+        assert_eq!(rev.kind(&data.join("a.txt")).unwrap(), Some(FileKind::File));
         assert_eq!(rev.kind(&data.join("new.txt")).unwrap(), None);
         assert_eq!(rev.files_under(&data).unwrap(), ["a.txt", "sub/b.txt"]);
         assert_eq!(

@@ -24,8 +24,8 @@ use crate::digest::ContentDigest;
 
 pub use error::SourceError;
 pub use files::{FileKind, Files, GitError, GitRevision, WorkingTree};
-pub use local::local_identity;
 pub use layout::{infer_split, split_of_shard};
+pub use local::local_identity;
 pub use options::{DEFAULT_ENDPOINT, HubOptions, ResolveOptions};
 pub use spec::{HfRepo, RepoType, SourceSpec};
 

@@ -75,7 +75,9 @@ pub enum Cost {
     Estimate(Estimate),
     /// No run of this kind and version on this backend; `elsewhere` counts the
     /// runs on other backends (they say nothing about this one's speed).
-    NoHistory { elsewhere: BTreeMap<String, usize> },
+    NoHistory {
+        elsewhere: BTreeMap<String, usize>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -129,7 +131,9 @@ impl<'a> History<'a> {
         let of_kind: Vec<&Entry> = self
             .entries
             .iter()
-            .filter(|e| e.manifest.kind == query.kind && e.manifest.kind_version == query.kind_version)
+            .filter(|e| {
+                e.manifest.kind == query.kind && e.manifest.kind_version == query.kind_version
+            })
             .collect();
         let mut runs: Vec<&Entry> = of_kind
             .iter()
@@ -139,7 +143,10 @@ impl<'a> History<'a> {
             .collect();
         if runs.is_empty() {
             let mut elsewhere = BTreeMap::new();
-            for e in of_kind.iter().filter(|e| e.manifest.backend != query.backend) {
+            for e in of_kind
+                .iter()
+                .filter(|e| e.manifest.backend != query.backend)
+            {
                 *elsewhere
                     .entry(e.manifest.backend.as_str().to_string())
                     .or_default() += 1;
@@ -210,10 +217,12 @@ impl<'a> History<'a> {
         };
         slot_groups
             .iter()
-            .map(|slots| match (total(&query.inputs, slots), total(&old, slots)) {
-                (Some(new), Some(old)) if new > 0 && old > 0 => new as f64 / old as f64,
-                _ => 1.0,
-            })
+            .map(
+                |slots| match (total(&query.inputs, slots), total(&old, slots)) {
+                    (Some(new), Some(old)) if new > 0 && old > 0 => new as f64 / old as f64,
+                    _ => 1.0,
+                },
+            )
             .product()
     }
 
@@ -331,7 +340,8 @@ mod tests {
                 .unwrap()
                 .push(json!({"type": "output", "step": key(*producer).to_hex(), "output": output}));
         }
-        let started: DateTime<Utc> = DateTime::from_timestamp(1_700_000_000 + n as i64 * 100, 0).unwrap();
+        let started: DateTime<Utc> =
+            DateTime::from_timestamp(1_700_000_000 + n as i64 * 100, 0).unwrap();
         let info = ManifestInfo {
             step: step.into(),
             kind: kind.into(),
@@ -392,7 +402,15 @@ mod tests {
     fn history_of_a_small_dag() -> Vec<Entry> {
         use BackendKind::Ndarray;
         vec![
-            entry(1, "blocks", "tokenize", Ndarray, 2, &[("train", 100), ("valid", 20)], &[]),
+            entry(
+                1,
+                "blocks",
+                "tokenize",
+                Ndarray,
+                2,
+                &[("train", 100), ("valid", 20)],
+                &[],
+            ),
             entry(2, "init", "init", Ndarray, 1, &[("model/w", 1000)], &[]),
             entry(
                 3,
@@ -401,7 +419,11 @@ mod tests {
                 Ndarray,
                 60,
                 &[("model/w", 1000)],
-                &[("model", 2, "model"), ("train", 1, "train"), ("valid", 1, "valid")],
+                &[
+                    ("model", 2, "model"),
+                    ("train", 1, "train"),
+                    ("valid", 1, "valid"),
+                ],
             ),
         ]
     }
@@ -413,12 +435,19 @@ mod tests {
         let q = query(
             "ft",
             "finetune",
-            &[("model", "init", 1000), ("train", "blocks", 100), ("valid", "blocks", 20)],
+            &[
+                ("model", "init", 1000),
+                ("train", "blocks", 100),
+                ("valid", "blocks", 20),
+            ],
         );
         let Cost::Estimate(e) = h.estimate(&q, &SameName) else {
             panic!()
         };
-        assert_eq!((e.seconds, e.runs, e.same_step, e.scaled), (60.0, 1, true, false));
+        assert_eq!(
+            (e.seconds, e.runs, e.same_step, e.scaled),
+            (60.0, 1, true, false)
+        );
     }
 
     #[test]
@@ -429,14 +458,22 @@ mod tests {
         let q = query(
             "ft",
             "finetune",
-            &[("model", "init", 1000), ("train", "blocks", 200), ("valid", "blocks", 40)],
+            &[
+                ("model", "init", 1000),
+                ("train", "blocks", 200),
+                ("valid", "blocks", 40),
+            ],
         );
         assert_eq!(h.estimate(&q, &SameName).seconds(), Some(120.0));
         // And a model twice as big on them: four times.
         let q = query(
             "ft",
             "finetune",
-            &[("model", "init", 2000), ("train", "blocks", 200), ("valid", "blocks", 40)],
+            &[
+                ("model", "init", 2000),
+                ("train", "blocks", 200),
+                ("valid", "blocks", 40),
+            ],
         );
         let Cost::Estimate(e) = h.estimate(&q, &SameName) else {
             panic!()
@@ -480,7 +517,10 @@ mod tests {
         let Cost::Estimate(e) = h.estimate(&query("ft@9", "finetune", &[]), &SameName) else {
             panic!()
         };
-        assert_eq!((e.seconds, e.low_s, e.high_s, e.runs), (40.0, 30.0, 60.0, 3));
+        assert_eq!(
+            (e.seconds, e.low_s, e.high_s, e.runs),
+            (40.0, 30.0, 60.0, 3)
+        );
         assert!(!e.same_step);
     }
 

@@ -84,7 +84,12 @@ fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
-        .args(["-c", "user.name=xp tests", "-c", "user.email=xp@example.com"])
+        .args([
+            "-c",
+            "user.name=xp tests",
+            "-c",
+            "user.email=xp@example.com",
+        ])
         .args(["-c", "commit.gpgsign=false"])
         .args(args)
         .output()
@@ -141,7 +146,12 @@ fn a_changed_finetune_parameter_lists_it_and_its_descendants_and_a_comment_nothi
     commit(&p, "a higher learning rate");
 
     let out = p.run(&["plan", "x.toml", "--since", "HEAD~1", "--json"]);
-    assert_eq!(out.status.code(), Some(EXIT_INVALIDATED), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(EXIT_INVALIDATED),
+        "{}",
+        stderr(&out)
+    );
     let plan = json(&out);
     assert_eq!(invalidated(&plan), ["ft", "score"]);
     assert_eq!(plan["unchanged"], 4);
@@ -170,7 +180,9 @@ fn a_changed_finetune_parameter_lists_it_and_its_descendants_and_a_comment_nothi
     assert!(text.contains("params.lr: 0.001 → 0.002"), "{text}");
     assert!(text.contains("(1 run)"), "{text}");
     assert!(
-        text.contains("2 of 6 steps invalidated, 0 already in the store; estimated time on ndarray: ~"),
+        text.contains(
+            "2 of 6 steps invalidated, 0 already in the store; estimated time on ndarray: ~"
+        ),
         "{text}"
     );
 
@@ -204,7 +216,12 @@ fn a_file_added_since_the_revision_is_all_new_and_named() {
     repository(&p, "x.toml", FROM_SOURCE);
     p.write("y.toml", &FROM_SOURCE.replace("from-source", "y"));
     let out = p.run(&["plan", "y.toml", "--since", "HEAD"]);
-    assert_eq!(out.status.code(), Some(EXIT_INVALIDATED), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(EXIT_INVALIDATED),
+        "{}",
+        stderr(&out)
+    );
     let text = stdout(&out);
     assert!(text.contains("y.toml did not exist at commit"), "{text}");
     assert!(text.contains("2 of 2 steps invalidated"), "{text}");
@@ -239,14 +256,20 @@ fn a_source_is_read_from_the_revision_not_from_the_disk() {
 
     // A source folder that did not exist at the revision.
     std::fs::rename(p.path().join("corpus"), p.path().join("data")).unwrap();
-    p.write("x.toml", &FROM_SOURCE.replace("corpus = \"corpus\"", "corpus = \"data\""));
+    p.write(
+        "x.toml",
+        &FROM_SOURCE.replace("corpus = \"corpus\"", "corpus = \"data\""),
+    );
     let plan = json(&p.run(&["plan", "x.toml", "--since", "HEAD", "--json"]));
     // Renaming a folder keeps its content, so nothing is invalidated...
     assert_eq!(invalidated(&plan), Vec::<&str>::new(), "{plan:#}");
     commit(&p, "renamed");
 
     // A folder named at the revision but committed only after it: no key then.
-    p.write("x.toml", &FROM_SOURCE.replace("corpus = \"corpus\"", "corpus = \"more\""));
+    p.write(
+        "x.toml",
+        &FROM_SOURCE.replace("corpus = \"corpus\"", "corpus = \"more\""),
+    );
     commit(&p, "points at a folder not yet committed");
     std::fs::create_dir(p.path().join("more")).unwrap();
     p.write("more/train.txt", "more rows\n");
@@ -279,7 +302,11 @@ fn a_bad_revision_or_no_repository_is_a_clear_error() {
         "{msg}"
     );
     let out = p.run(&["plan", "x.toml", "--since", "HEAD", "--rerun-all"]);
-    assert_eq!(out.status.code(), Some(2), "--since and --rerun-all conflict");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--since and --rerun-all conflict"
+    );
 }
 
 #[test]
@@ -330,7 +357,14 @@ fn after_one_run_every_step_to_rerun_has_an_estimate_and_others_say_there_is_no_
     assert!(text.contains("estimate: no history on ndarray"), "{text}");
     assert!(text.contains("1 step without history"), "{text}");
 
-    let out = p.run(&["plan", "x.toml", "--set", "experiment.seed=1", "--backend", "cuda"]);
+    let out = p.run(&[
+        "plan",
+        "x.toml",
+        "--set",
+        "experiment.seed=1",
+        "--backend",
+        "cuda",
+    ]);
     let text = stdout(&out);
     assert!(
         text.contains("estimate: no history on cuda (runs on ndarray: 1)"),
