@@ -115,8 +115,8 @@ fn old_plan(
     })?;
     let not_loading = |e: &dyn std::fmt::Display| {
         CliError::Usage(format!(
-            "error: {} as it was at {at} does not load with this xp, so there is nothing to \
-             compare with (pick a later --since, or check it out and fix it):\n{e}",
+            "error: {} as it was at {at} cannot be planned by this xp, so there is nothing \
+             to compare with (pick a later --since, or check that commit out and fix it):\n{e}",
             file.display()
         ))
     };
