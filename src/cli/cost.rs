@@ -84,8 +84,9 @@ pub fn text(cost: &Cost, backend: &str) -> String {
                 n => format!("{n} runs"),
             };
             let of = if e.same_step { "" } else { " of its kind" };
-            let range = if e.runs > 1 && e.high_s > e.low_s {
-                format!(", {}–{}", duration(e.low_s), duration(e.high_s))
+            let (low, high) = (duration(e.low_s), duration(e.high_s));
+            let range = if e.runs > 1 && low != high {
+                format!(", {low}–{high}")
             } else {
                 String::new()
             };
@@ -94,7 +95,7 @@ pub fn text(cost: &Cost, backend: &str) -> String {
             } else {
                 ""
             };
-            format!("~{} ({runs}{of}{range}{scaled})", duration(e.seconds))
+            format!("{} ({runs}{of}{range}{scaled})", about(e.seconds))
         }
         Cost::NoHistory { elsewhere } if elsewhere.is_empty() => {
             format!("no history on {backend}")
@@ -147,10 +148,10 @@ pub fn summary<'c>(costs: impl IntoIterator<Item = &'c Cost>, backend: &str) -> 
             "estimated time on {backend}: unknown ({n} step{} without history)",
             plural(n)
         )),
-        (_, 0) => Some(format!("estimated time on {backend}: ~{}", duration(total))),
+        (_, 0) => Some(format!("estimated time on {backend}: {}", about(total))),
         (_, n) => Some(format!(
-            "estimated time on {backend}: ~{} and {n} step{} without history",
-            duration(total),
+            "estimated time on {backend}: {} and {n} step{} without history",
+            about(total),
             plural(n)
         )),
     }
@@ -158,6 +159,16 @@ pub fn summary<'c>(costs: impl IntoIterator<Item = &'c Cost>, backend: &str) -> 
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// `~12s`, or `<0.1s` (already approximate).
+fn about(seconds: f64) -> String {
+    let text = duration(seconds);
+    if text.starts_with('<') {
+        text
+    } else {
+        format!("~{text}")
+    }
 }
 
 /// `<0.1s`, `0.4s`, `12s`, `1m 05s`, `2h 03m`.
@@ -201,6 +212,15 @@ mod tests {
             scaled: false,
         });
         assert_eq!(text(&one, "ndarray"), "~12s (1 run)");
+        let tiny = Cost::Estimate(Estimate {
+            seconds: 0.02,
+            low_s: 0.01,
+            high_s: 0.03,
+            runs: 2,
+            same_step: true,
+            scaled: false,
+        });
+        assert_eq!(text(&tiny, "ndarray"), "<0.1s (2 runs)");
         let three = Cost::Estimate(Estimate {
             seconds: 65.0,
             low_s: 50.0,

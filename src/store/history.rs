@@ -90,7 +90,7 @@ pub struct Estimate {
     pub runs: usize,
     /// Whether the runs were made by a step of the same name (else: of the same kind).
     pub same_step: bool,
-    /// Whether input sizes differed and scaled at least one run.
+    /// Whether input sizes differed (by more than 1%) and scaled at least one run.
     pub scaled: bool,
 }
 
@@ -165,7 +165,8 @@ impl<'a> History<'a> {
             .iter()
             .map(|run| {
                 let ratio = self.ratio(query, run, paths);
-                scaled |= ratio != 1.0;
+                // Regenerated data differs by a few bytes: not worth a mention.
+                scaled |= (ratio - 1.0).abs() > 0.01;
                 let m = &run.manifest;
                 let fixed = m
                     .timing
