@@ -4,7 +4,7 @@
 //! machinery that explains `xp plan`'s reruns.
 
 use super::why::{self, Change};
-use super::{KeyState, Plan};
+use super::{KeyState, Plan, PlannedInput};
 
 /// Why a step of the new plan is invalidated.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,6 +72,17 @@ pub fn compare(old: Option<&Plan>, new: &Plan) -> Comparison {
                 }
                 None => Some(Reason::NewStep),
             },
+            (Some(KeyState::Unknown { .. }), KeyState::Unknown { .. })
+                if same_unkeyed(
+                    old.expect("old step"),
+                    old_index.expect("old step"),
+                    new,
+                    index,
+                    &out,
+                ) =>
+            {
+                None
+            }
             (Some(_), KeyState::Unknown { missing_sources }) => Some(Reason::UnknownNow {
                 sources: missing_sources.clone(),
             }),
@@ -109,6 +120,42 @@ pub fn compare(old: Option<&Plan>, new: &Plan) -> Comparison {
     out
 }
 
+/// Whether a step that neither plan could key (an `hf:` source not in the HF
+/// cache) is declared the same in both: the same kind, version, parameters, seed
+/// and precision where they count, the same sources written the same way (so they
+/// resolve alike) and the same producers, none of them invalidated. Such a step
+/// would get the same key in both once its sources are fetched.
+fn same_unkeyed(old: &Plan, old_step: usize, new: &Plan, step: usize, so_far: &Comparison) -> bool {
+    let (a, b) = (&old.decl(old_step).params, &new.decl(step).params);
+    let (ma, mb) = (&old.experiment.meta, &new.experiment.meta);
+    let same_inputs = |x: &PlannedInput, y: &PlannedInput| match (x, y) {
+        (PlannedInput::Source { name: n }, PlannedInput::Source { name: m }) => {
+            n == m
+                && old.experiment.sources[n].value == new.experiment.sources[m].value
+                && old.sources.get(n) == new.sources.get(m)
+        }
+        (
+            PlannedInput::Output {
+                step: p, output: o, ..
+            },
+            PlannedInput::Output {
+                step: q, output: r, ..
+            },
+        ) => o == r && old.steps[*p].name == new.steps[*q].name && !so_far.is_invalidated(*q),
+        _ => false,
+    };
+    let (ia, ib) = (&old.steps[old_step].inputs, &new.steps[step].inputs);
+    a.kind() == b.kind()
+        && a.version() == b.version()
+        && a.params_without_inputs() == b.params_without_inputs()
+        && (!b.uses_seed() || ma.seed == mb.seed)
+        && (!b.uses_precision() || ma.precision == mb.precision)
+        && ia.len() == ib.len()
+        && ia.iter().zip(ib).all(|((sa, xa), (sb, xb))| {
+            sa == sb && xa.len() == xb.len() && xa.iter().zip(xb).all(|(x, y)| same_inputs(x, y))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,12 +163,13 @@ mod tests {
     use crate::spec::{Experiment, load_str};
     use std::path::Path;
 
+    /// Every source must be fetched: no key that reads one is known.
     struct NoSources;
 
     impl SourceOracle for NoSources {
         fn state(&self, _: &str, _: &str, _: &Experiment) -> Result<SourceState, String> {
-            Ok(SourceState::Absent {
-                what: "no sources in this test".into(),
+            Ok(SourceState::MustFetch {
+                what: "not in the HF cache".into(),
             })
         }
     }
@@ -206,5 +254,49 @@ block_size = 16
         let c = compare(None, &old);
         assert_eq!(c.invalidated.len(), 3);
         assert!(c.invalidated.iter().all(|i| i.reason == Reason::NewStep));
+    }
+
+    const HUB: &str = r#"
+[experiment]
+name = "t"
+
+[sources]
+opt = "hf:facebook/opt-125m"
+
+[steps.tok]
+kind = "tokenizer"
+from = "opt"
+
+[steps.blocks]
+kind = "tokenize"
+data = "corpus.data"
+tokenizer = "tok.tokenizer"
+block_size = 16
+
+[steps.corpus]
+kind = "corpus"
+train_rows = 40
+"#;
+
+    #[test]
+    fn steps_neither_plan_can_key_are_unchanged_only_if_declared_alike() {
+        let old = plan(HUB);
+        assert!(old.steps.iter().any(|s| s.key.key().is_none()));
+        let c = compare(Some(&old), &plan(&format!("# comment\n{HUB}")));
+        assert!(c.invalidated.is_empty(), "{:?}", c.invalidated);
+        assert_eq!(c.unchanged, 3);
+
+        // Another Hub revision, or a parameter of a step downstream: can't be the same key.
+        let moved = plan(&HUB.replace("opt-125m\"", "opt-125m@v2\""));
+        let c = compare(Some(&old), &moved);
+        assert_eq!(names(&moved, &c), ["tok", "blocks"]);
+        assert!(matches!(c.invalidated[0].reason, Reason::UnknownNow { .. }));
+        let smaller = plan(&HUB.replace("block_size = 16", "block_size = 8"));
+        assert_eq!(names(&smaller, &compare(Some(&old), &smaller)), ["blocks"]);
+        let fewer = plan(&HUB.replace("train_rows = 40", "train_rows = 30"));
+        assert_eq!(
+            names(&fewer, &compare(Some(&old), &fewer)),
+            ["corpus", "blocks"]
+        );
     }
 }
