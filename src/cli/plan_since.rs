@@ -28,7 +28,7 @@ struct Row {
     label: &'static str,
     why: Vec<String>,
     in_store: bool,
-    /// `None` when the new key is in the store or unknown: nothing to estimate.
+    /// `None` when the new key is in the store: nothing to estimate.
     cost: Option<Cost>,
 }
 
@@ -55,8 +55,7 @@ pub fn run(args: &PlanArgs, rev: &str) -> Result<Success, CliError> {
         .map(|inv| {
             let key = new.steps[inv.step].key.key();
             let in_store = key.is_some_and(|k| cached.contains(&k));
-            let cost = (key.is_some() && !in_store)
-                .then(|| cost::estimate(&new, inv.step, &history, &paths));
+            let cost = (!in_store).then(|| cost::estimate(&new, inv.step, &history, &paths));
             Row {
                 step: inv.step,
                 label: label(&inv.reason),

@@ -101,10 +101,13 @@ fn git(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A git repository holding the project's files (the store ignored), one commit.
+/// A git repository holding the project's files (the store ignored unless the
+/// test wrote its own `.gitignore`), one commit.
 fn repository(p: &Project, file: &str, text: &str) {
     p.write(file, text);
-    p.write(".gitignore", "cache/\n");
+    if !p.path().join(".gitignore").exists() {
+        p.write(".gitignore", "cache/\n");
+    }
     git(p.path(), &["init", "-q"]);
     commit(p, "first");
 }
@@ -279,6 +282,19 @@ fn a_source_is_read_from_the_revision_not_from_the_disk() {
     assert_eq!(step(&plan, "tok")["status"], "new");
     let why = step(&plan, "tok")["why"][0].as_str().unwrap();
     assert!(why.contains("`more` did not exist at commit"), "{why}");
+}
+
+#[test]
+fn a_source_git_ignores_is_taken_as_it_is_now_with_a_note() {
+    let p = Project::new(10);
+    p.write(".gitignore", "cache/\ncorpus/\n");
+    repository(&p, "x.toml", FROM_SOURCE);
+    std::fs::write(p.path().join("corpus/train.txt"), "other rows\n").unwrap();
+    let out = p.run(&["plan", "x.toml", "--since", "HEAD", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let note = "source `corpus` (`corpus`) is ignored by git: its content at commit";
+    assert!(stderr(&out).contains(note), "{}", stderr(&out));
+    assert!(json(&out)["notes"][0].as_str().unwrap().contains(note));
 }
 
 #[test]
