@@ -241,10 +241,12 @@ impl GitRevision {
         })
     }
 
+    /// A file's bytes as a checkout would write them: `--filters` applies the
+    /// repository's line-ending conversion and smudge filters (Git LFS replaces its
+    /// pointer with the content), so the digest matches the working tree's rule.
     fn blob(&self, rel: &str) -> io::Result<Vec<u8>> {
         let object = format!("{}:{rel}", self.commit);
-        let out = self.git(&["cat-file", "blob", &object])?;
-        Ok(out)
+        self.git(&["cat-file", "--filters", &object])
     }
 
     /// Runs git at the top level; a failure is an error carrying git's message.
@@ -468,6 +470,23 @@ mod tests {
             Some("data/gone/x.txt")
         );
         assert_eq!(rev.repo_path(Path::new("/")), None);
+    }
+
+    #[test]
+    fn a_revision_digests_a_file_as_a_checkout_writes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        git(root, &["init", "-q"]);
+        write(root, ".gitattributes", "*.txt text eol=crlf\n");
+        write(root, "a.txt", "one\ntwo\n");
+        git(root, &["add", "-A"]);
+        git(root, &["commit", "-q", "-m", "crlf"]);
+        std::fs::remove_file(root.join("a.txt")).unwrap();
+        git(root, &["checkout", "--", "a.txt"]);
+        let checked_out = WorkingTree.digest(&root.join("a.txt")).unwrap();
+        assert_eq!(checked_out, ContentDigest::of_bytes(b"one\r\ntwo\r\n"));
+        let rev = GitRevision::open(root, "HEAD").unwrap();
+        assert_eq!(rev.digest(&root.join("a.txt")).unwrap(), checked_out);
     }
 
     #[test]
