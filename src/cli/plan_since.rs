@@ -222,12 +222,11 @@ fn print_text(
     backend: &str,
     file: &std::path::Path,
 ) {
-    let rev_line = format!(
+    println!(
         "changes to `{}` ({}) since {at}",
         new.experiment.meta.name,
         file.display()
     );
-    println!("{rev_line}");
     if !existed {
         println!(
             "  {} did not exist at {at}: every step is new",
