@@ -9,7 +9,7 @@ use crate::plan::sources::LocalOracle;
 use crate::plan::why;
 use crate::plan::{KeyState, Plan, PlannedInput, SourceState};
 use crate::spec::{self, Experiment};
-use crate::store::Store;
+use crate::store::{Entry, Store};
 
 use super::{CliError, ExperimentArgs, StoreArgs};
 
@@ -17,12 +17,7 @@ use super::{CliError, ExperimentArgs, StoreArgs};
 /// over them (typed: they were parsed once, by the command line).
 pub fn load_experiment(args: &ExperimentArgs) -> Result<Experiment, CliError> {
     let mut experiment = spec::load(&args.file, &args.set)?;
-    if let Some(backend) = args.backend {
-        experiment.meta.backend = backend;
-    }
-    if let Some(precision) = args.precision {
-        experiment.meta.precision = precision;
-    }
+    apply_command_line(&mut experiment, args);
     Ok(experiment)
 }
 
@@ -39,6 +34,25 @@ pub fn warn_if_not_runnable(experiment: &Experiment) {
 pub fn plan_offline(args: &ExperimentArgs) -> Result<Plan, CliError> {
     let experiment = load_experiment(args)?;
     Ok(Plan::build(experiment, &LocalOracle)?)
+}
+
+/// `--backend` and `--precision` over an experiment loaded some other way (from a
+/// git revision).
+pub fn apply_command_line(experiment: &mut Experiment, args: &ExperimentArgs) {
+    if let Some(backend) = args.backend {
+        experiment.meta.backend = backend;
+    }
+    if let Some(precision) = args.precision {
+        experiment.meta.precision = precision;
+    }
+}
+
+/// Every published entry of the store (none without a store).
+pub fn entries(store: Option<&Store>) -> Result<Vec<Entry>, CliError> {
+    Ok(match store {
+        Some(store) => store.entries()?.entries,
+        None => Vec::new(),
+    })
 }
 
 /// The store at an absolute path: step outputs handed to steps stay valid
@@ -123,10 +137,11 @@ pub fn statuses(
     store: Option<&Store>,
     options: &RunOptions,
 ) -> Result<Vec<StepStatus>, CliError> {
-    let entries = match store {
-        Some(store) => store.entries()?.entries,
-        None => Vec::new(),
-    };
+    Ok(statuses_of(plan, &entries(store)?, options))
+}
+
+/// [`statuses`] against entries already read.
+pub fn statuses_of(plan: &Plan, entries: &[Entry], options: &RunOptions) -> Vec<StepStatus> {
     let cached: HashSet<_> = entries.iter().map(|e| e.key).collect();
     let mut out: Vec<StepStatus> = Vec::with_capacity(plan.steps.len());
     for step in &plan.steps {
@@ -144,11 +159,12 @@ pub fn statuses(
                     .filter(|e| e.manifest.step == step.name)
                     .filter_map(|e| serde_json::from_value(e.manifest.key_inputs.clone()).ok())
                     .collect();
+                let will_run = |p: usize| matches!(out[p], StepStatus::WillRun(_));
                 let reasons = match why::closest(inputs, &candidates) {
                     None => vec!["never run".to_string()],
                     Some((_, changes)) => changes
                         .iter()
-                        .map(|change| describe_change(plan, step, change, &out))
+                        .map(|change| describe_change(plan, step, change, &will_run, "will run"))
                         .collect(),
                 };
                 StepStatus::WillRun(reasons)
@@ -156,16 +172,18 @@ pub fn statuses(
         };
         out.push(status);
     }
-    Ok(out)
+    out
 }
 
-/// An input change is best explained by its producer ("`blocks` will run") or,
-/// for a source, by naming it: "input `inputs.script` (file:scripts/f.py) changed".
-fn describe_change(
+/// An input change is best explained by its producer ("`blocks` will run": `verb`
+/// says what happens to a producer for which `producer_changed` holds) or, for a
+/// source, by naming it: "input `inputs.script` (file:scripts/f.py) changed".
+pub fn describe_change(
     plan: &Plan,
     step: &crate::plan::PlannedStep,
     change: &why::Change,
-    earlier: &[StepStatus],
+    producer_changed: &dyn Fn(usize) -> bool,
+    verb: &str,
 ) -> String {
     let Some(label) = change.path.strip_prefix("inputs.") else {
         return change.to_string();
@@ -187,16 +205,14 @@ fn describe_change(
     let producers: Vec<String> = planned
         .iter()
         .filter_map(|input| match input {
-            PlannedInput::Output { step, .. }
-                if matches!(earlier[*step], StepStatus::WillRun(_)) =>
-            {
+            PlannedInput::Output { step, .. } if producer_changed(*step) => {
                 Some(format!("`{}`", plan.steps[*step].name))
             }
             _ => None,
         })
         .collect();
     if !producers.is_empty() {
-        return format!("input `{label}`: {} will run", producers.join(", "));
+        return format!("input `{label}`: {} {verb}", producers.join(", "));
     }
     let show = |v: &Option<serde_json::Value>| match v {
         Some(serde_json::Value::Array(items)) if items.len() == 1 => match &items[0] {
@@ -221,5 +237,6 @@ pub fn source_state_label(state: &SourceState) -> String {
     match state {
         SourceState::Ready { digest } => format!("ready {}", digest.short()),
         SourceState::MustFetch { what } => format!("must fetch: {what}"),
+        SourceState::Absent { what } => format!("absent: {what}"),
     }
 }

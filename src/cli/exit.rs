@@ -14,7 +14,9 @@ Exit codes:
   2  invalid command line or experiment file, or its backend is not in this xp
   3  the store has corrupt entries (xp verify)
   4  a source is not available (offline, not in the HF cache, missing file)
-  5  the store cannot be used (permissions, disk full, newer format)";
+  5  the store cannot be used (permissions, disk full, newer format)
+  6  xp plan --since REV: some step's key differs from REV (something to rerun);
+     0 when nothing is invalidated";
 
 /// How a successful command ends (some "successes" still exit non-zero).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +24,8 @@ pub enum Success {
     Ok,
     StepsFailed,
     CorruptEntries,
+    /// `xp plan --since`: some step's key differs from the revision's.
+    Invalidated,
 }
 
 impl Success {
@@ -30,6 +34,7 @@ impl Success {
             Success::Ok => 0,
             Success::StepsFailed => 1,
             Success::CorruptEntries => 3,
+            Success::Invalidated => 6,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! exit code (see [`exit`]).
 
 mod common;
+mod cost;
 mod dag;
 mod diff;
 mod exec_step;
@@ -9,6 +10,7 @@ pub mod exit;
 mod gc;
 mod log;
 mod plan;
+mod plan_since;
 mod report;
 mod reporter;
 mod run;
@@ -42,7 +44,8 @@ pub struct Cli {
 pub enum Command {
     /// Run every step of the experiment that is not cached.
     Run(run::RunArgs),
-    /// Show, for every step, whether it is cached or will run, and why.
+    /// Show, for every step, whether it is cached or will run, why, and how long it
+    /// should take; with `--since REV`, what changed since a git revision invalidates.
     Plan(plan::PlanArgs),
     /// Print the DAG of steps (text, Graphviz dot or Mermaid).
     Dag(dag::DagArgs),

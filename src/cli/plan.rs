@@ -1,12 +1,15 @@
-//! `xp plan FILE`: for every step, cached or will run, and why. Works anywhere:
-//! a backend this binary cannot run is a warning (on stderr), not an error.
+//! `xp plan FILE`: for every step, cached or will run, why, and how long it should
+//! take. Works anywhere: a backend this binary cannot run is a warning (on
+//! stderr), not an error. `--since REV` is in `plan_since.rs`.
 
 use clap::Args;
 use serde_json::json;
 
 use super::common::{self, StepStatus};
+use super::cost::{self, PlanPaths};
 use super::exit::Success;
 use super::{CliError, ExperimentArgs, StoreArgs};
+use crate::store::{Cost, History};
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -18,26 +21,47 @@ pub struct PlanArgs {
     #[arg(long)]
     pub json: bool,
     /// Treat these steps as forced to rerun (as `xp run --rerun`).
-    #[arg(long, value_name = "STEP")]
+    #[arg(long, value_name = "STEP", conflicts_with = "since")]
     pub rerun: Vec<String>,
     /// Treat every step as forced to rerun.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "since")]
     pub rerun_all: bool,
+    /// List the steps whose key differs from what the experiment (and the
+    /// repository files it reads) was at git revision REV, and why; exits 6 when
+    /// some step is invalidated, 0 when none is.
+    #[arg(long, value_name = "REV")]
+    pub since: Option<String>,
 }
 
 pub fn run(args: PlanArgs) -> Result<Success, CliError> {
+    if let Some(rev) = &args.since {
+        return super::plan_since::run(&args, rev);
+    }
     let plan = common::plan_offline(&args.experiment)?;
     common::warn_if_not_runnable(&plan.experiment);
     let store = common::open_store_if_exists(&args.store)?;
     let options = common::run_options(&plan, &args.rerun, args.rerun_all)?;
-    let statuses = common::statuses(&plan, store.as_ref(), &options)?;
+    let entries = common::entries(store.as_ref())?;
+    let statuses = common::statuses_of(&plan, &entries, &options);
+    let history = History::new(&entries);
+    let paths = PlanPaths::of(&plan);
+    let costs: Vec<Option<Cost>> = statuses
+        .iter()
+        .enumerate()
+        .map(|(i, status)| {
+            matches!(status, StepStatus::WillRun(_))
+                .then(|| cost::estimate(&plan, i, &history, &paths))
+        })
+        .collect();
+    let backend = plan.experiment.meta.backend.as_str();
 
     if args.json {
         let steps: Vec<_> = plan
             .steps
             .iter()
             .zip(&statuses)
-            .map(|(step, status)| {
+            .zip(&costs)
+            .map(|((step, status), cost)| {
                 json!({
                     "step": step.name,
                     "kind": plan.decl_of(step).params.kind(),
@@ -45,6 +69,7 @@ pub fn run(args: PlanArgs) -> Result<Success, CliError> {
                     "status": status.label(),
                     "depends_on": step.deps.iter().map(|&d| plan.steps[d].name.clone()).collect::<Vec<_>>(),
                     "why": status.reasons(),
+                    "cost": cost.as_ref().map(cost::to_json),
                 })
             })
             .collect();
@@ -53,11 +78,15 @@ pub fn run(args: PlanArgs) -> Result<Success, CliError> {
             .iter()
             .map(|(name, state)| (name.clone(), json!(common::source_state_label(state))))
             .collect();
+        let known: Vec<f64> = costs.iter().flatten().filter_map(Cost::seconds).collect();
         let out = json!({
             "experiment": plan.experiment.meta.name,
             "file": plan.experiment.file,
+            "backend": backend,
             "steps": steps,
             "sources": sources,
+            "estimated_s": known.iter().sum::<f64>(),
+            "without_history": costs.iter().flatten().filter(|c| c.seconds().is_none()).count(),
         });
         println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
         return Ok(Success::Ok);
@@ -69,7 +98,7 @@ pub fn run(args: PlanArgs) -> Result<Success, CliError> {
         plan.experiment.file.display()
     );
     let width = plan.steps.iter().map(|s| s.name.len()).max().unwrap_or(4);
-    for (step, status) in plan.steps.iter().zip(&statuses) {
+    for ((step, status), cost) in plan.steps.iter().zip(&statuses).zip(&costs) {
         let key = step
             .key
             .key()
@@ -87,6 +116,10 @@ pub fn run(args: PlanArgs) -> Result<Success, CliError> {
         for more in reasons.iter().skip(1) {
             println!("  {:<9} {:<width$}  {:12}  {}", "", "", "", more);
         }
+        if let Some(cost) = cost {
+            let estimate = format!("estimate: {}", cost::text(cost, backend));
+            println!("  {:<9} {:<width$}  {:12}  {estimate}", "", "", "");
+        }
     }
     let count = |f: fn(&StepStatus) -> bool| statuses.iter().filter(|s| f(s)).count();
     println!(
@@ -99,6 +132,9 @@ pub fn run(args: PlanArgs) -> Result<Success, CliError> {
             n => format!(", {n} wait for sources to be fetched"),
         }
     );
+    if let Some(summary) = cost::summary(costs.iter().flatten(), backend) {
+        println!("{summary}");
+    }
     for (name, state) in &plan.sources {
         if let crate::plan::SourceState::MustFetch { what } = state {
             println!(

@@ -2,6 +2,7 @@
 //! topological order, each with its key. The planner never runs anything and
 //! never touches the store; `why` compares a plan with what the store holds.
 
+pub mod compare;
 pub mod key;
 pub mod sources;
 pub mod why;
@@ -54,6 +55,9 @@ pub enum SourceState {
     Ready { digest: ContentDigest },
     /// It must be downloaded before its content (and so any key using it) is known.
     MustFetch { what: String },
+    /// Nothing is there: a local path that a git revision did not hold
+    /// (`xp plan --since`). No key using it exists.
+    Absent { what: String },
 }
 
 /// Tells the planner the identity of each source (implemented over `source::`).
@@ -270,7 +274,9 @@ fn key_state(
                     SourceState::Ready { digest } => {
                         list.push(InputDigest::Source { digest: *digest })
                     }
-                    SourceState::MustFetch { .. } => missing.push(name.clone()),
+                    SourceState::MustFetch { .. } | SourceState::Absent { .. } => {
+                        missing.push(name.clone())
+                    }
                 },
                 PlannedInput::Output { step, output, .. } => match &planned[*step].key {
                     KeyState::Known { key, .. } => list.push(InputDigest::Output {

@@ -1,13 +1,16 @@
 //! Source resolution, owned by the plan: sources as the planner and the executor see them: the planner asks only
-//! what is on this machine ([`LocalOracle`]); a run first resolves (and
+//! what is on this machine ([`LocalOracle`]), or what a git revision held
+//! ([`RevisionOracle`], for `xp plan --since`); a run first resolves (and
 //! downloads) every source used ([`resolve_sources`]).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use super::{SourceOracle, SourceState};
 use crate::digest::ContentDigest;
 use crate::source::{
-    PlanStatus, ResolveOptions, SourceError, SourceIdentity, SourceSpec, plan_status, resolve,
+    Files, GitRevision, PlanStatus, ResolveOptions, SourceError, SourceIdentity, SourceSpec,
+    WorkingTree, absolute, local_identity, plan_status, resolve,
 };
 use crate::spec::Experiment;
 use crate::steps::context::{InputLocation, InputOrigin};
@@ -34,6 +37,75 @@ impl SourceOracle for LocalOracle {
                     digest: resolved.identity.content_digest(),
                 })
             }
+        }
+    }
+}
+
+/// Answers what a git revision held: a local source inside the repository is
+/// read from the commit (its identity computed by the rule a run uses, through
+/// [`Files`]); a local source git cannot say anything about (outside the
+/// repository, or ignored by git) is read from the working tree, with a note; an
+/// `hf:` source is looked up in the HF cache as [`LocalOracle`] does.
+pub struct RevisionOracle<'a> {
+    revision: &'a GitRevision,
+    notes: RefCell<Vec<String>>,
+}
+
+impl<'a> RevisionOracle<'a> {
+    pub fn new(revision: &'a GitRevision) -> Self {
+        Self {
+            revision,
+            notes: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// What the user should know about how the revision's sources were read.
+    pub fn notes(&self) -> Vec<String> {
+        self.notes.borrow().clone()
+    }
+}
+
+impl SourceOracle for RevisionOracle<'_> {
+    fn state(
+        &self,
+        name: &str,
+        value: &str,
+        experiment: &Experiment,
+    ) -> Result<SourceState, String> {
+        let spec = SourceSpec::parse(value).map_err(|e| e.to_string())?;
+        let SourceSpec::Local(relative) = &spec else {
+            return LocalOracle.state(name, value, experiment);
+        };
+        let path = absolute(relative, &experiment.dir);
+        let at = self.revision.describe();
+        let unknown_to_git = if self.revision.repo_path(&path).is_none() {
+            Some("is outside the repository")
+        } else if self.revision.is_ignored(&path) {
+            Some("is ignored by git")
+        } else {
+            None
+        };
+        let (files, note): (&dyn Files, _) = match unknown_to_git {
+            Some(why) => (
+                &WorkingTree,
+                Some(format!(
+                    "source `{name}` (`{value}`) {why}: its content at {at} is unknown, \
+                     so it is taken as it is now"
+                )),
+            ),
+            None => (self.revision, None),
+        };
+        match local_identity(files, &spec, &path) {
+            Ok(identity) => {
+                self.notes.borrow_mut().extend(note);
+                Ok(SourceState::Ready {
+                    digest: identity.content_digest(),
+                })
+            }
+            Err(SourceError::LocalNotFound { .. }) if note.is_none() => Ok(SourceState::Absent {
+                what: format!("`{value}` did not exist at {at}"),
+            }),
+            Err(e) => Err(e.to_string()),
         }
     }
 }

@@ -4,77 +4,109 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::files::{FileKind, Files, WorkingTree, walk};
 use super::layout::{infer_split, is_data_file};
 use super::{
     ResolvedFile, ResolvedSource, SourceError, SourceIdentity, SourceSpec, digest_of_listing,
 };
 use crate::digest::ContentDigest;
 
-/// Directory nesting followed at most (guards against symlink cycles).
-const MAX_DEPTH: usize = 32;
-
 pub(super) fn resolve_local(spec: &SourceSpec, path: &Path) -> Result<ResolvedSource, SourceError> {
+    match listing(&WorkingTree, spec, path)? {
+        Listing::File(digest) => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut splits = BTreeMap::new();
+            if is_data_file(&name) {
+                // `datasets` calls the split of a lone data file `train`.
+                splits.insert("train".to_string(), vec![path.to_path_buf()]);
+            }
+            Ok(ResolvedSource {
+                spec: spec.clone(),
+                root: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                files: vec![ResolvedFile {
+                    name,
+                    path: path.to_path_buf(),
+                    digest,
+                }],
+                splits,
+                identity: SourceIdentity::LocalFile { digest },
+                offline_fallback: None,
+            })
+        }
+        Listing::Dir(named) => {
+            let files: Vec<ResolvedFile> = named
+                .into_iter()
+                .map(|(name, digest)| ResolvedFile {
+                    path: path.join(&name),
+                    name,
+                    digest,
+                })
+                .collect();
+            let digest = digest_of_listing(files.iter().map(|f| (f.name.as_str(), &f.digest)));
+            Ok(ResolvedSource {
+                spec: spec.clone(),
+                root: path.to_path_buf(),
+                splits: local_splits(&files),
+                files,
+                identity: SourceIdentity::LocalDir { digest },
+                offline_fallback: None,
+            })
+        }
+    }
+}
+
+/// The identity of the local file or folder at `path` as `files` holds it: the
+/// same rule as [`resolve_local`], so a source read from a git revision keys
+/// exactly as it would if it were checked out.
+pub fn local_identity(
+    files: &dyn Files,
+    spec: &SourceSpec,
+    path: &Path,
+) -> Result<SourceIdentity, SourceError> {
+    Ok(match listing(files, spec, path)? {
+        Listing::File(digest) => SourceIdentity::LocalFile { digest },
+        Listing::Dir(named) => SourceIdentity::LocalDir {
+            digest: digest_of_listing(named.iter().map(|(n, d)| (n.as_str(), d))),
+        },
+    })
+}
+
+/// A local source's content: one file's digest, or a folder's files by sorted name.
+enum Listing {
+    File(ContentDigest),
+    Dir(Vec<(String, ContentDigest)>),
+}
+
+fn listing(files: &dyn Files, spec: &SourceSpec, path: &Path) -> Result<Listing, SourceError> {
     let io_err = |path: &Path, source| SourceError::Io {
         spec: spec.to_string(),
         path: path.to_path_buf(),
         source,
     };
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(SourceError::LocalNotFound {
-                spec: spec.to_string(),
-                path: path.to_path_buf(),
-            });
+    match files.kind(path).map_err(|e| io_err(path, e))? {
+        None => Err(SourceError::LocalNotFound {
+            spec: spec.to_string(),
+            path: path.to_path_buf(),
+        }),
+        Some(FileKind::File) => Ok(Listing::File(
+            files.digest(path).map_err(|e| io_err(path, e))?,
+        )),
+        Some(FileKind::Dir) => {
+            let names = files.files_under(path).map_err(|e| io_err(path, e))?;
+            let mut named = Vec::with_capacity(names.len());
+            for name in names {
+                let file_path = path.join(&name);
+                let digest = files
+                    .digest(&file_path)
+                    .map_err(|e| io_err(&file_path, e))?;
+                named.push((name, digest));
+            }
+            Ok(Listing::Dir(named))
         }
-        Err(e) => return Err(io_err(path, e)),
-    };
-    if meta.is_file() {
-        let digest = ContentDigest::of_file(path).map_err(|e| io_err(path, e))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut splits = BTreeMap::new();
-        if is_data_file(&name) {
-            // `datasets` calls the split of a lone data file `train`.
-            splits.insert("train".to_string(), vec![path.to_path_buf()]);
-        }
-        return Ok(ResolvedSource {
-            spec: spec.clone(),
-            root: path.parent().map(Path::to_path_buf).unwrap_or_default(),
-            files: vec![ResolvedFile {
-                name,
-                path: path.to_path_buf(),
-                digest,
-            }],
-            splits,
-            identity: SourceIdentity::LocalFile { digest },
-            offline_fallback: None,
-        });
     }
-    let mut names = Vec::new();
-    walk(path, "", 0, &mut names).map_err(|(p, e)| io_err(&p, e))?;
-    names.sort();
-    let mut files = Vec::with_capacity(names.len());
-    for name in names {
-        let file_path = path.join(&name);
-        let digest = ContentDigest::of_file(&file_path).map_err(|e| io_err(&file_path, e))?;
-        files.push(ResolvedFile {
-            name,
-            path: file_path,
-            digest,
-        });
-    }
-    let digest = digest_of_listing(files.iter().map(|f| (f.name.as_str(), &f.digest)));
-    Ok(ResolvedSource {
-        spec: spec.clone(),
-        root: path.to_path_buf(),
-        splits: local_splits(&files),
-        files,
-        identity: SourceIdentity::LocalDir { digest },
-        offline_fallback: None,
-    })
 }
 
 /// Data files by split from the keywords in their paths; when no file names
@@ -97,37 +129,6 @@ fn local_splits(files: &[ResolvedFile]) -> BTreeMap<String, Vec<PathBuf>> {
         );
     }
     splits
-}
-
-/// Collects regular files under `dir` as `/`-separated relative names,
-/// skipping hidden entries (`.git`, `.cache`, ...).
-fn walk(
-    dir: &Path,
-    prefix: &str,
-    depth: usize,
-    out: &mut Vec<String>,
-) -> Result<(), (PathBuf, std::io::Error)> {
-    if depth > MAX_DEPTH {
-        return Ok(());
-    }
-    let entries = std::fs::read_dir(dir).map_err(|e| (dir.to_path_buf(), e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| (dir.to_path_buf(), e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue;
-        }
-        let path = entry.path();
-        // Follows symlinks, as the HF cache's snapshot folders are made of them.
-        let meta = std::fs::metadata(&path).map_err(|e| (path.clone(), e))?;
-        let rel = format!("{prefix}{name}");
-        if meta.is_dir() {
-            walk(&path, &format!("{rel}/"), depth + 1, out)?;
-        } else if meta.is_file() {
-            out.push(rel);
-        }
-    }
-    Ok(())
 }
 
 /// Relative names of the regular files under `dir` (for the HF cache listing).

@@ -8,6 +8,7 @@
 //! whether a source is available or must be fetched.
 
 mod error;
+mod files;
 mod hf;
 mod layout;
 mod local;
@@ -22,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use crate::digest::ContentDigest;
 
 pub use error::SourceError;
+pub use files::{FileKind, Files, GitError, GitRevision, WorkingTree};
 pub use layout::{infer_split, split_of_shard};
+pub use local::local_identity;
 pub use options::{DEFAULT_ENDPOINT, HubOptions, ResolveOptions};
 pub use spec::{HfRepo, RepoType, SourceSpec};
 
@@ -185,7 +188,9 @@ pub fn plan_status(spec: &SourceSpec, opts: &ResolveOptions) -> Result<PlanStatu
     }
 }
 
-fn absolute(path: &Path, base_dir: &Path) -> PathBuf {
+/// Where a local source's path points: relative paths are relative to `base_dir`
+/// (the experiment file's directory).
+pub fn absolute(path: &Path, base_dir: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
     } else {

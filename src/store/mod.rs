@@ -38,6 +38,7 @@
 mod check;
 mod error;
 mod gc;
+mod history;
 mod layout;
 mod lock;
 mod manifest;
@@ -56,6 +57,7 @@ use crate::digest::StepKey;
 pub use check::{Corruption, Problem, ProblemKind};
 pub use error::StoreError;
 pub use gc::GcReport;
+pub use history::{Cost, CostQuery, Estimate, History, OutputPaths, SizedInput};
 pub use lock::{LockHolder, LockWait};
 pub use manifest::{MANIFEST_VERSION, Manifest, ManifestInfo, Outcome, OutputFile};
 pub use publish::{Begin, Staging, TryBegin};

@@ -1,6 +1,7 @@
 //! The runner as a user meets it: experiment files (`spec_*`), the real `xp` binary on
 //! temporary directories (`cli_*`: cache, dag, errors, show/diff), the shipped
-//! experiments' plans (`experiments_*`), the `report` kind, the README's examples, and
+//! experiments' plans (`experiments_*`), `xp plan --since` and time estimates
+//! (`plan_since`), the `report` kind, the README's examples, and
 //! experiments/mini.toml end to end (`mini_e2e`).
 //!
 //! One test binary; each module was one test file and keeps its name:
@@ -19,6 +20,7 @@ mod command_kind;
 mod experiments_accumulate;
 mod experiments_plan;
 mod mini_e2e;
+mod plan_since;
 mod readme;
 mod report_render;
 mod spec_errors;
