@@ -22,6 +22,15 @@ pub use ops::{
     shifted_nll_backward_with_tensors, shifted_nll_with_tensors,
 };
 
+/// A backend's random generator is one per process: a test that seeds it and
+/// then draws (random weights, dropout masks) holds this lock, so tests running on
+/// other threads cannot draw in between and change what it gets.
+#[cfg(test)]
+pub(crate) fn seeded_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

@@ -399,6 +399,7 @@ mod dropout_tests {
 
     #[test]
     fn training_applies_the_configs_dropout_and_evaluation_does_not() {
+        let _rng = crate::backend::seeded_rng_lock();
         let m = model(0.1, |_| false);
         for layer in &m.layers {
             assert_eq!(layer.dropout_prob(), 0.1);
@@ -418,6 +419,7 @@ mod dropout_tests {
 
     #[test]
     fn dropout_sits_on_the_attention_and_ffn_outputs_only() {
+        let _rng = crate::backend::seeded_rng_lock();
         let attention_out = |k: &str| k.contains("self_attn.out_proj");
         let ffn_out = |k: &str| k.contains(".fc2.");
         // Both outputs zero: dropout has nothing to drop, so training = evaluation;

@@ -285,6 +285,7 @@ mod tests {
     /// exported for a checkpoint.
     fn three_steps() -> (Vec<f32>, SavedMoments) {
         let device = Default::default();
+        let _rng = crate::backend::seeded_rng_lock();
         <AB as Backend>::seed(&device, 7);
         let mut layer: Linear<AB> = LinearConfig::new(16, 8).init(&device);
         let x = Tensor::<AB, 2>::random([4, 16], Distribution::Normal(0.0, 1.0), &device);
@@ -303,6 +304,7 @@ mod tests {
     fn host_and_tensor_updates_are_bitwise_equal() {
         type B = NdArray<f32>;
         let device = Default::default();
+        let _rng = crate::backend::seeded_rng_lock();
         <B as Backend>::seed(&device, 8);
         let n = 1000;
         let random = || Tensor::<B, 1>::random([n], Distribution::Normal(0.0, 1.0), &device);

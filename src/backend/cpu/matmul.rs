@@ -92,6 +92,7 @@ mod tests {
 
     #[test]
     fn products_on_strided_views_are_bitwise_burns_matmul() {
+        let _rng = crate::backend::seeded_rng_lock();
         <Cpu as Backend>::seed(&Default::default(), 4);
         // Attention over a cache buffer: queries · keysᵀ and probabilities · values,
         // with keys/values a narrowed (non-contiguous) view of a larger buffer.
