@@ -108,14 +108,17 @@ fn each_step_becomes_an_sbatch_job_with_its_resources_and_parents() {
     assert!(script.starts_with("#!/bin/sh\n"), "{script}");
     assert!(
         script.contains(&format!(
-            "exec '{}' exec-step '{}' --step 'blocks' --expect-key ",
-            env!("CARGO_BIN_EXE_xp"),
-            file.display()
+            "exec {} exec-step {} --step blocks --expect-key ",
+            sh_word(env!("CARGO_BIN_EXE_xp")),
+            sh_word(&file.display().to_string())
         )),
         "{script}"
     );
     assert!(
-        script.contains(&format!("--cache-dir '{}'", cache.display())),
+        script.contains(&format!(
+            "--cache-dir {}",
+            sh_word(&cache.display().to_string())
+        )),
         "{script}"
     );
 
@@ -190,4 +193,17 @@ fn detach_needs_slurm_and_a_missing_slurm_is_named() {
         "{}",
         stderr(&out)
     );
+}
+
+/// A word as the job script writes it: bare when every character is plain,
+/// otherwise single-quoted.
+fn sh_word(word: &str) -> String {
+    if word
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_=./:".contains(c))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
