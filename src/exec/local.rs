@@ -18,7 +18,7 @@ use super::{
 };
 use crate::events::{EventSink, RunEvent};
 use crate::plan::{KeyState, Plan};
-use crate::store::{Attempt, Store};
+use crate::store::{Attempt, LookupOutcome, Store};
 
 pub struct LocalExecutor {
     /// How a step with `retry` is run in a child process.
@@ -47,6 +47,14 @@ impl LocalExecutor {
             }
         };
         let forced = options.forced(&step.name);
+        // A cached step needs no process.
+        if !forced && matches!(store.lookup(&key)?, LookupOutcome::Hit(_)) {
+            events.emit(RunEvent::StepCached {
+                step: step.name.clone(),
+                key,
+            });
+            return Ok(StepResult::Cached);
+        }
         let mut attempts: Vec<Attempt> = Vec::new();
         loop {
             let args = self
