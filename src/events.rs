@@ -66,6 +66,16 @@ pub enum RunEvent {
         key: StepKey,
         error: String,
     },
+    /// The step's process was killed (a signal, a preempted cluster job...) and
+    /// the step is started again: attempt `attempt` of at most `max_attempts`.
+    StepRetrying {
+        step: String,
+        key: StepKey,
+        attempt: u32,
+        max_attempts: u32,
+        /// How the previous attempt ended.
+        why: String,
+    },
     /// Not executed because a step it depends on failed.
     StepSkipped {
         step: String,

@@ -12,6 +12,17 @@ use super::{CliError, ExperimentArgs, StoreArgs};
 use crate::exec::{self, ExecError};
 use crate::plan::Plan;
 use crate::plan::sources;
+use crate::store::Attempt;
+
+/// `--earlier-attempts`, parsed (a newtype: clap would read a `Vec` as repeated values).
+#[derive(Clone, Debug)]
+pub struct Attempts(Vec<Attempt>);
+
+fn parse_attempts(json: &str) -> Result<Attempts, String> {
+    serde_json::from_str(json)
+        .map(Attempts)
+        .map_err(|e| format!("not a JSON list of attempts: {e}"))
+}
 
 #[derive(Debug, Args)]
 pub struct ExecStepArgs {
@@ -28,6 +39,10 @@ pub struct ExecStepArgs {
     /// Execute the step even if it is cached (`xp run --rerun` submitted it).
     #[arg(long)]
     pub rerun: bool,
+    /// The step's earlier attempts, whose processes were killed (JSON, written
+    /// by the `xp run` that retries the step), for its manifest.
+    #[arg(long, value_parser = parse_attempts)]
+    pub earlier_attempts: Option<Attempts>,
     #[arg(long)]
     pub json: bool,
 }
@@ -69,6 +84,7 @@ pub fn run(args: ExecStepArgs) -> Result<Success, CliError> {
         &store,
         &resolved.locations,
         &options,
+        args.earlier_attempts.as_ref().map_or(&[], |a| &a.0),
         events.as_ref(),
     ) {
         Ok(_) => Ok(Success::Ok),

@@ -82,6 +82,13 @@ fn line_for(event: &RunEvent) -> Option<String> {
             }
         }
         RunEvent::StepFailed { step, error, .. } => format!("FAILED    {step}: {error}"),
+        RunEvent::StepRetrying {
+            step,
+            attempt,
+            max_attempts,
+            why,
+            ..
+        } => format!("retry     {step} (attempt {attempt} of {max_attempts}): {why}"),
         RunEvent::StepSkipped {
             step,
             failed_dependency,
@@ -206,7 +213,9 @@ impl EventSink for BarReporter {
                 }
                 return;
             }
-            RunEvent::StepFinished { step, .. } | RunEvent::StepFailed { step, .. } => {
+            RunEvent::StepFinished { step, .. }
+            | RunEvent::StepFailed { step, .. }
+            | RunEvent::StepRetrying { step, .. } => {
                 if let Some(bar) = bars.remove(step) {
                     bar.finish_and_clear();
                 }

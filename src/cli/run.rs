@@ -111,7 +111,10 @@ pub fn run(args: RunArgs) -> Result<Success, CliError> {
                 events.as_ref(),
             )?
         }
-        ExecutorName::Local => LocalExecutor.run(
+        ExecutorName::Local => LocalExecutor {
+            command: step_command(&args)?,
+        }
+        .run(
             &plan,
             &store,
             &resolved.locations,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::backend::{BackendKind, Precision};
 use crate::digest::StepKey;
+use crate::store::Attempt;
 
 /// How another process runs a step of this experiment: every path absolute, so
 /// it does not depend on the directory it starts in.
@@ -32,8 +33,18 @@ impl StepCommand {
     }
 
     /// The arguments after the binary: `exec-step FILE --step STEP --expect-key
-    /// KEY --cache-dir STORE [--set ...] [--backend ...] [--precision ...] [--rerun]`.
-    pub fn args(&self, store: &Path, step: &str, key: StepKey, forced: bool) -> Vec<String> {
+    /// KEY --cache-dir STORE [--set ...] [--backend ...] [--precision ...] [--rerun]
+    /// [--earlier-attempts JSON]`. `earlier` are the step's killed attempts, for
+    /// its manifest: a few short records, so they travel as one JSON argument
+    /// rather than in a file someone must clean up.
+    pub fn args(
+        &self,
+        store: &Path,
+        step: &str,
+        key: StepKey,
+        forced: bool,
+        earlier: &[Attempt],
+    ) -> Vec<String> {
         let mut words = vec![
             "exec-step".to_string(),
             self.file.to_string_lossy().into_owned(),
@@ -58,6 +69,10 @@ impl StepCommand {
         }
         if forced {
             words.push("--rerun".into());
+        }
+        if !earlier.is_empty() {
+            words.push("--earlier-attempts".into());
+            words.push(serde_json::to_string(earlier).expect("attempts serialise"));
         }
         words
     }

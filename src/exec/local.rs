@@ -2,18 +2,83 @@
 //!
 //! Steps run one at a time: on CPU, burn's ndarray backend already uses every
 //! core for one step, and on GPU one step owns the device.
+//!
+//! A step with `retry` runs as an `xp exec-step` child instead (as with
+//! `--jobs N`): only a separate process can be started again after a signal
+//! killed it.
 
 use std::collections::HashMap;
+use std::thread;
 use std::time::Instant;
 
+use super::parallel::{Ended, Next, after_attempt, spawn};
 use super::{
-    ExecError, Executor, RunOptions, RunSummary, SourceLocations, StepResult, execute_step,
+    ExecError, Executor, RunOptions, RunSummary, SourceLocations, StepCommand, StepResult,
+    execute_step,
 };
 use crate::events::{EventSink, RunEvent};
-use crate::plan::Plan;
-use crate::store::Store;
+use crate::plan::{KeyState, Plan};
+use crate::store::{Attempt, LookupOutcome, Store};
 
-pub struct LocalExecutor;
+pub struct LocalExecutor {
+    /// How a step with `retry` is run in a child process.
+    pub command: StepCommand,
+}
+
+impl LocalExecutor {
+    /// Runs step `index` in `xp exec-step` children, one after the other, until
+    /// one ends other than killed or the step's `retry` is used up.
+    fn run_in_child(
+        &self,
+        plan: &Plan,
+        index: usize,
+        store: &Store,
+        options: &RunOptions,
+        events: &dyn EventSink,
+    ) -> Result<StepResult, ExecError> {
+        let step = &plan.steps[index];
+        let key = match &step.key {
+            KeyState::Known { key, .. } => *key,
+            KeyState::Unknown { missing_sources } => {
+                return Err(ExecError::UnknownKey {
+                    step: step.name.clone(),
+                    missing: missing_sources.clone(),
+                });
+            }
+        };
+        let forced = options.forced(&step.name);
+        // A cached step needs no process.
+        if !forced && matches!(store.lookup(&key)?, LookupOutcome::Hit(_)) {
+            events.emit(RunEvent::StepCached {
+                step: step.name.clone(),
+                key,
+            });
+            return Ok(StepResult::Cached);
+        }
+        let mut attempts: Vec<Attempt> = Vec::new();
+        loop {
+            let args = self
+                .command
+                .args(store.root(), &step.name, key, forced, &attempts);
+            // The only running step: its child has every core (no thread limit).
+            let next = thread::scope(|scope| -> Result<Next, ExecError> {
+                let running = spawn(&self.command, None, scope, index, key, args, false, events)?;
+                Ok(after_attempt(plan, running, &mut attempts, events))
+            })?;
+            match next {
+                Next::Retry => continue,
+                Next::Done(Ended::Cached) => return Ok(StepResult::Cached),
+                Next::Done(Ended::Executed) => return Ok(StepResult::Executed),
+                Next::Done(Ended::Failed(message) | Ended::Killed { message, .. }) => {
+                    return Err(ExecError::StepFailed {
+                        step: step.name.clone(),
+                        message,
+                    });
+                }
+            }
+        }
+    }
+}
 
 impl Executor for LocalExecutor {
     fn run(
@@ -38,7 +103,12 @@ impl Executor for LocalExecutor {
                 blocked_by.insert(index, cause);
                 continue;
             }
-            match execute_step(plan, index, store, sources, options, events) {
+            let result = if plan.decl(index).retry.max > 0 {
+                self.run_in_child(plan, index, store, options, events)
+            } else {
+                execute_step(plan, index, store, sources, options, &[], events)
+            };
+            match result {
                 Ok(StepResult::Cached) => summary.cached.push(step.name.clone()),
                 Ok(StepResult::Executed) | Ok(StepResult::ByOtherProcess) => {
                     summary.executed.push(step.name.clone())

@@ -20,7 +20,7 @@ use crate::digest::StepKey;
 use crate::events::{EventSink, RunEvent, RunReason, WorkClock};
 use crate::plan::{KeyState, Plan, PlannedInput};
 use crate::steps::context::{InputLocation, InputOrigin, StepContext};
-use crate::store::{Begin, LookupOutcome, ManifestInfo, Outcome, Store, StoreError};
+use crate::store::{Attempt, Begin, LookupOutcome, ManifestInfo, Outcome, Store, StoreError};
 
 /// Which steps to execute even when cached.
 #[derive(Clone, Debug, Default)]
@@ -95,12 +95,15 @@ pub trait Executor {
 }
 
 /// Runs step `index` of the plan here, unless the store has it.
+/// `earlier_attempts` are the starts of this step whose processes were killed
+/// (a parent retrying it knows them); the manifest lists them before this one.
 pub fn execute_step(
     plan: &Plan,
     index: usize,
     store: &Store,
     sources: &SourceLocations,
     options: &RunOptions,
+    earlier_attempts: &[Attempt],
     events: &dyn EventSink,
 ) -> Result<StepResult, ExecError> {
     let planned = &plan.steps[index];
@@ -204,6 +207,7 @@ pub fn execute_step(
         started_at,
         timing,
         outcome: Outcome::Completed,
+        earlier_attempts: earlier_attempts.to_vec(),
     })?;
     events.emit(RunEvent::StepFinished {
         step,

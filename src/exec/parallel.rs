@@ -6,18 +6,21 @@
 //! (`RAYON_NUM_THREADS`, `MATMUL_NUM_THREADS`). A step that runs a model on a GPU
 //! backend owns the device: at most one such step runs at a time. The children's
 //! JSON events are forwarded, so the display shows every running step. A failed
-//! step's dependents are skipped; steps already running finish.
+//! step's dependents are skipped; steps already running finish. A step whose
+//! child was killed by a signal is started again while its `retry` allows.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::{self, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use super::{ExecError, Executor, RunOptions, RunSummary, SourceLocations, StepCommand};
 use crate::digest::StepKey;
 use crate::events::{EventSink, RunEvent};
 use crate::plan::{KeyState, Plan};
-use crate::store::{LookupOutcome, Store};
+use crate::store::{Attempt, LookupOutcome, Store};
 
 pub struct ParallelExecutor {
     pub command: StepCommand,
@@ -56,13 +59,31 @@ struct Reported {
     failed: Option<String>,
 }
 
-struct Running<'scope> {
+pub(super) struct Running<'scope> {
     index: usize,
     key: StepKey,
     child: Child,
     gpu: bool,
+    started_at: DateTime<Utc>,
     events: ScopedJoinHandle<'scope, Reported>,
     stderr: ScopedJoinHandle<'scope, String>,
+}
+
+/// How a child's step ended.
+pub(super) enum Ended {
+    Cached,
+    Executed,
+    /// It failed, with its own error or an unexplained exit; already reported
+    /// as `StepFailed`. Starting it again would fail the same way.
+    Failed(String),
+    /// Its process was killed by a signal before the step reported an end:
+    /// something outside the step stopped it, so it may be retried. Not reported yet.
+    Killed {
+        /// For the attempt's record: `killed by signal 9`.
+        outcome: String,
+        /// For a person: the outcome and the last lines of the child's stderr.
+        message: String,
+    },
 }
 
 impl Executor for ParallelExecutor {
@@ -77,7 +98,10 @@ impl Executor for ParallelExecutor {
         let clock = Instant::now();
         let mut summary = RunSummary::default();
         let mut state = vec![State::Waiting; plan.steps.len()];
+        // Each step's killed attempts, passed to its next child for the manifest.
+        let mut attempts: Vec<Vec<Attempt>> = vec![Vec::new(); plan.steps.len()];
         let gpu_backend = plan.experiment.meta.backend.is_gpu();
+        let threads = Some(self.threads_per_step);
 
         thread::scope(|scope| -> Result<(), ExecError> {
             let mut running: Vec<Running> = Vec::new();
@@ -127,8 +151,19 @@ impl Executor for ParallelExecutor {
                     if running.len() >= self.jobs || (gpu && running.iter().any(|r| r.gpu)) {
                         continue;
                     }
-                    let args = self.command.args(store.root(), &step.name, key, forced);
-                    running.push(self.spawn(scope, index, key, args, gpu, events)?);
+                    let args =
+                        self.command
+                            .args(store.root(), &step.name, key, forced, &attempts[index]);
+                    running.push(spawn(
+                        &self.command,
+                        threads,
+                        scope,
+                        index,
+                        key,
+                        args,
+                        gpu,
+                        events,
+                    )?);
                     state[index] = State::Running;
                 }
                 if running.is_empty() {
@@ -146,16 +181,18 @@ impl Executor for ParallelExecutor {
                 };
                 let index = ended.index;
                 let name = plan.steps[index].name.clone();
-                match finish(ended, &name, events) {
-                    Ok(true) => {
+                match after_attempt(plan, ended, &mut attempts[index], events) {
+                    Next::Done(Ended::Cached) => {
                         summary.cached.push(name);
                         state[index] = State::Done;
                     }
-                    Ok(false) => {
+                    Next::Done(Ended::Executed) => {
                         summary.executed.push(name);
                         state[index] = State::Done;
                     }
-                    Err(message) => {
+                    // Started again by the loop above, as soon as a slot is free.
+                    Next::Retry => state[index] = State::Waiting,
+                    Next::Done(Ended::Failed(message) | Ended::Killed { message, .. }) => {
                         summary.failed.push((name.clone(), message));
                         state[index] = State::Blocked(name);
                     }
@@ -175,50 +212,112 @@ impl Executor for ParallelExecutor {
     }
 }
 
-impl ParallelExecutor {
-    /// Starts `xp exec-step` for step `index`, with threads that forward its
-    /// events and keep its stderr.
-    fn spawn<'scope, 'env>(
-        &self,
-        scope: &'scope thread::Scope<'scope, 'env>,
-        index: usize,
-        key: StepKey,
-        args: Vec<String>,
-        gpu: bool,
-        events: &'env dyn EventSink,
-    ) -> Result<Running<'scope>, ExecError> {
-        let threads = self.threads_per_step.to_string();
-        let mut child = Command::new(&self.command.xp)
-            .args(&args)
-            .arg("--json")
-            .current_dir(self.command.dir())
-            .env("RAYON_NUM_THREADS", &threads)
-            .env("MATMUL_NUM_THREADS", &threads)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| ExecError::Spawn {
-                program: self.command.xp.clone(),
-                source,
-            })?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let events = scope.spawn(move || forward_events(stdout, events));
-        let stderr = scope.spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        Ok(Running {
-            index,
+/// What follows a child's end.
+pub(super) enum Next {
+    /// The step is over (a `Killed` here has used up its retries and is reported).
+    Done(Ended),
+    /// It was killed and has a retry left: start it again.
+    Retry,
+}
+
+/// Reads how a child ended and, when it was killed, records the attempt in
+/// `attempts` and decides whether the step's `retry` allows another.
+pub(super) fn after_attempt(
+    plan: &Plan,
+    ended: Running<'_>,
+    attempts: &mut Vec<Attempt>,
+    events: &dyn EventSink,
+) -> Next {
+    let (index, key, started_at) = (ended.index, ended.key, ended.started_at);
+    let step = plan.steps[index].name.clone();
+    let (outcome, message) = match finish(ended, &step, events) {
+        Ended::Killed { outcome, message } => (outcome, message),
+        other => return Next::Done(other),
+    };
+    attempts.push(Attempt {
+        attempt: attempts.len() as u32 + 1,
+        outcome: outcome.clone(),
+        started_at,
+        ended_at: Utc::now(),
+    });
+    let max_attempts = plan.decl(index).retry.max + 1;
+    let made = attempts.len() as u32;
+    if made < max_attempts {
+        events.emit(RunEvent::StepRetrying {
+            step,
             key,
-            child,
-            gpu,
-            events,
-            stderr,
-        })
+            attempt: made + 1,
+            max_attempts,
+            why: outcome,
+        });
+        return Next::Retry;
     }
+    let message = if made > 1 {
+        format!(
+            "gave up after {made} attempts (`retry = {{ max = {} }}`); the last: {message}",
+            made - 1
+        )
+    } else {
+        message
+    };
+    events.emit(RunEvent::StepFailed {
+        step,
+        key,
+        error: message.clone(),
+    });
+    Next::Done(Ended::Killed { outcome, message })
+}
+
+/// Starts `xp exec-step --json` for step `index`, with threads that forward
+/// its events and keep its stderr. `threads`: the child's CPU threads, when
+/// it shares the machine with other children.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn spawn<'scope, 'env>(
+    command: &StepCommand,
+    threads: Option<usize>,
+    scope: &'scope thread::Scope<'scope, 'env>,
+    index: usize,
+    key: StepKey,
+    args: Vec<String>,
+    gpu: bool,
+    events: &'env dyn EventSink,
+) -> Result<Running<'scope>, ExecError> {
+    let mut process = Command::new(&command.xp);
+    process
+        .args(&args)
+        .arg("--json")
+        .current_dir(command.dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(threads) = threads {
+        let threads = threads.to_string();
+        process
+            .env("RAYON_NUM_THREADS", &threads)
+            .env("MATMUL_NUM_THREADS", &threads);
+    }
+    let started_at = Utc::now();
+    let mut child = process.spawn().map_err(|source| ExecError::Spawn {
+        program: command.xp.clone(),
+        source,
+    })?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let events = scope.spawn(move || forward_events(stdout, events));
+    let stderr = scope.spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    Ok(Running {
+        index,
+        key,
+        child,
+        gpu,
+        started_at,
+        events,
+        stderr,
+    })
 }
 
 /// Re-emits a child's JSON events here; returns what they said about its step.
@@ -240,18 +339,25 @@ fn forward_events(stdout: impl Read, events: &dyn EventSink) -> Reported {
     reported
 }
 
-/// How a child's step ended: `Ok(cached)`, or the failure's message (already
-/// reported as `StepFailed`).
-fn finish(mut ended: Running<'_>, step: &str, events: &dyn EventSink) -> Result<bool, String> {
+/// How a child's step ended. Every failure but a kill is reported here as
+/// `StepFailed`; whether a kill is a failure depends on the step's retries.
+fn finish(mut ended: Running<'_>, step: &str, events: &dyn EventSink) -> Ended {
+    use std::os::unix::process::ExitStatusExt;
     let status = ended.child.wait();
     let reported = ended.events.join().unwrap_or_default();
     let stderr = ended.stderr.join().unwrap_or_default();
     if let Some(message) = reported.failed {
-        return Err(message);
+        return Ended::Failed(message);
     }
     match status {
-        Ok(status) if status.success() && (reported.finished || reported.cached) => {
-            Ok(reported.cached)
+        Ok(status) if status.success() && reported.cached => Ended::Cached,
+        Ok(status) if status.success() && reported.finished => Ended::Executed,
+        Ok(status) if status.signal().is_some() && !reported.finished && !reported.cached => {
+            let outcome = describe(Some(status));
+            Ended::Killed {
+                message: format!("its process {outcome}{}", tail(&stderr)),
+                outcome: outcome.trim_start_matches("was ").to_string(),
+            }
         }
         status => {
             let message = format!("its process {}{}", describe(status.ok()), tail(&stderr));
@@ -260,7 +366,7 @@ fn finish(mut ended: Running<'_>, step: &str, events: &dyn EventSink) -> Result<
                 key: ended.key,
                 error: message.clone(),
             });
-            Err(message)
+            Ended::Failed(message)
         }
     }
 }

@@ -178,6 +178,9 @@ pub enum Problem {
 
     #[error("in `{path}`: {message}")]
     Resources { path: String, message: String },
+
+    #[error("in `{path}`: {message}")]
+    Retry { path: String, message: String },
 }
 
 /// `` `a`, `b`, `c` ``

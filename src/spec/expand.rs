@@ -445,6 +445,7 @@ impl<'a> Names<'a> {
             generation,
             ref_locations,
             resources: step.resources.clone(),
+            retry: step.retry,
         };
         Ok(Expanded {
             decl,

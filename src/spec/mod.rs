@@ -27,6 +27,7 @@ mod overrides;
 mod raw;
 mod reference;
 mod resources;
+mod retry;
 mod schema;
 mod validate;
 
@@ -34,6 +35,7 @@ pub use error::{Diagnostic, Problem, SpecError};
 pub use location::{Location, Snippet};
 pub use reference::kinds_reference;
 pub use resources::Resources;
+pub use retry::{MAX_RETRIES, Retry};
 pub use schema::json_schema;
 
 /// `[experiment]`: what the experiment is called and how it runs.
@@ -79,6 +81,9 @@ pub struct StepDecl {
     /// What a cluster job running this step asks for (`[steps.NAME.resources]`
     /// over `[defaults.KIND.resources]`); never part of the key.
     pub resources: Resources,
+    /// How often the step is started again after its process was killed
+    /// (`retry = { max = N }`, over `[defaults.KIND]`); never part of the key.
+    pub retry: Retry,
 }
 
 /// A loaded, validated experiment.

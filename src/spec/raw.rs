@@ -15,6 +15,7 @@ use super::error::{Problem, SpecError};
 use super::location::SourceMap;
 use super::overrides::a_type;
 use super::resources::{self, Resources};
+use super::retry::{self, Retry};
 use crate::backend::{BackendKind, Precision};
 use crate::steps::{KIND_NAMES, StepParams};
 
@@ -28,6 +29,8 @@ const TOP_KEYS: &[&str] = &["experiment", "sources", "defaults", "steps", "loop"
 const LOOP_KEYS: &[&str] = &["count", "carry", "next", "steps"];
 /// The key of a step's (or a kind default's) scheduler resources.
 pub(crate) const RESOURCES: &str = "resources";
+/// The key of a step's (or a kind default's) retries after its process was killed.
+pub(crate) const RETRY: &str = "retry";
 
 /// `[experiment]` as written.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -69,14 +72,18 @@ pub(crate) struct RawStep<'i> {
     /// `resources` taken out of the table (it is not a parameter), the kind's
     /// default resources merged in.
     pub resources: Resources,
+    /// `retry` taken out of the table (it is not a parameter either), else the
+    /// kind's default.
+    pub retry: Retry,
 }
 
 /// `[defaults.KIND]`: parameters merged under every step of the kind, and the
-/// kind's default `resources`.
+/// kind's default `resources` and `retry`.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct KindDefaults<'i> {
     pub params: DeTable<'i>,
     pub resources: Resources,
+    pub retry: Option<Retry>,
 }
 
 /// One carried value of a loop: its value in generation 0 and its update.
@@ -326,15 +333,31 @@ fn defaults<'i>(
             }
             None => Resources::default(),
         };
+        let retry = match table.remove(RETRY) {
+            Some(value) => Some(retry::parse(
+                value,
+                &format!("defaults.{}.{RETRY}", kind.text),
+                map,
+            )?),
+            None => None,
+        };
         // Checked here too, so a default for a kind no step uses yet is not silently ignored.
         let fields = super::schema::kind_fields(&kind.text);
         if !fields.is_empty() {
             let mut fields: Vec<&str> = fields.iter().map(String::as_str).collect();
             fields.push(RESOURCES);
+            fields.push(RETRY);
             check_keys(&table, &fields, &format!("[defaults.{}]", kind.text), map)?;
         }
         let params = table;
-        defaults.insert(kind.text, KindDefaults { params, resources });
+        defaults.insert(
+            kind.text,
+            KindDefaults {
+                params,
+                resources,
+                retry,
+            },
+        );
     }
     Ok(defaults)
 }
@@ -385,6 +408,14 @@ fn steps<'i>(
             }
             None => Resources::default(),
         };
+        let mut retry = match table.remove(RETRY) {
+            Some(value) => Some(retry::parse(
+                value,
+                &format!("{prefix}.{}.{RETRY}", name.text),
+                map,
+            )?),
+            None => None,
+        };
         // Kind defaults sit under the step's own keys: the step's keys win.
         if let Some(defaults) = defaults.get(&kind.text) {
             for (key, value) in defaults.params.iter() {
@@ -393,6 +424,7 @@ fn steps<'i>(
                 }
             }
             resources = resources.or(&defaults.resources);
+            retry = retry.or(defaults.retry);
         }
         steps.push(RawStep {
             name,
@@ -400,6 +432,7 @@ fn steps<'i>(
             table,
             table_span,
             resources,
+            retry: retry.unwrap_or_default(),
         });
     }
     Ok(steps)

@@ -19,7 +19,8 @@ pub fn kinds_reference() -> String {
          with their types and defaults (a step states only what differs), the parameters\n\
          that are references to other steps' outputs or to sources (its inputs), and the\n\
          outputs other steps can refer to as `STEP.OUTPUT`. Every kind also takes a\n\
-         `resources` table for cluster jobs (docs/dsl.md), which is not part of the key.\n\n",
+         `resources` table for cluster jobs and a `retry` table for steps whose process\n\
+         may be killed (docs/dsl.md); neither is part of the key.\n\n",
     );
     for kind in KIND_NAMES {
         out.push_str(&format!("- [`{kind}`](#{kind})\n"));
@@ -100,7 +101,7 @@ fn kind_section(schema: &Value, kind: &str, variant: &Value) -> String {
     }
     out.push_str("| Parameter | Type | Default | Description |\n| --- | --- | --- | --- |\n");
     for (name, property) in properties {
-        if name == "kind" || name == "resources" {
+        if name == "kind" || name == "resources" || name == "retry" {
             continue;
         }
         let is_input = slots.contains(&name.as_str());

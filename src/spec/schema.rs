@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde_json::{Map, Value, json};
 
-use super::raw::{ExperimentTable, MAX_GENERATIONS, RESOURCES};
+use super::raw::{ExperimentTable, MAX_GENERATIONS, RESOURCES, RETRY};
 use super::resources::Resources;
+use super::retry::Retry;
 use crate::steps::StepParams;
 
 /// A whole experiment file, for the schema only (the loader reads the spanned
@@ -86,17 +87,21 @@ pub fn json_schema() -> Value {
     value
 }
 
-/// Every step kind (and so every `[defaults.KIND]`) takes a `resources` table,
-/// which the loader takes out before reading the kind's parameters.
+/// Every step kind (and so every `[defaults.KIND]`) takes a `resources` and a
+/// `retry` table, which the loader takes out before reading the kind's parameters.
 fn add_resources(root: &mut Value) {
-    let mut resources =
-        serde_json::to_value(schemars::schema_for!(Resources)).unwrap_or(Value::Null);
-    if let Some(obj) = resources.as_object_mut() {
-        obj.shift_remove("$schema");
-        obj.shift_remove("title");
-    }
+    let definition = |mut schema: Value| {
+        if let Some(obj) = schema.as_object_mut() {
+            obj.shift_remove("$schema");
+            obj.shift_remove("title");
+        }
+        schema
+    };
+    let resources = serde_json::to_value(schemars::schema_for!(Resources)).unwrap_or(Value::Null);
+    let retry = serde_json::to_value(schemars::schema_for!(Retry)).unwrap_or(Value::Null);
     if let Some(defs) = root.get_mut("$defs").and_then(Value::as_object_mut) {
-        defs.insert("Resources".into(), resources);
+        defs.insert("Resources".into(), definition(resources));
+        defs.insert("Retry".into(), definition(retry));
     }
     let count = root
         .pointer("/$defs/StepParams/oneOf")
@@ -121,6 +126,13 @@ fn add_resources(root: &mut Value) {
                 json!({
                     "$ref": "#/$defs/Resources",
                     "description": "What a cluster job running this step asks for (`xp run --executor slurm`); not part of the step's key."
+                }),
+            );
+            props.insert(
+                RETRY.into(),
+                json!({
+                    "$ref": "#/$defs/Retry",
+                    "description": "How often the step is started again when its process is killed (a signal; a Slurm job preempted, on a failed node or out of time); not part of the step's key."
                 }),
             );
         }

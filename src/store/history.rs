@@ -355,6 +355,7 @@ mod tests {
             started_at: started,
             timing: None,
             outcome: Outcome::Completed,
+            earlier_attempts: Vec::new(),
         };
         let files = outputs
             .iter()

@@ -29,6 +29,28 @@ pub enum Outcome {
     Resumed,
 }
 
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Resumed => "resumed",
+        }
+    }
+}
+
+/// One start of a step's process. A step with `retry` is started again when its
+/// process is killed; the manifest lists every start, the published one last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1 for the first start.
+    pub attempt: u32,
+    /// How it ended: `completed` or `resumed` for the published one, else why its
+    /// process died (`killed by signal 9`, `Slurm job 12 ended PREEMPTED`).
+    pub outcome: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+}
+
 /// One output file as recorded in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputFile {
@@ -68,6 +90,9 @@ pub struct ManifestInfo {
     pub timing: Option<WorkTiming>,
     /// How it ended.
     pub outcome: Outcome,
+    /// The attempts before this one, whose processes were killed (the parent
+    /// that retried the step tells the child: `xp exec-step --earlier-attempts`).
+    pub earlier_attempts: Vec<Attempt>,
 }
 
 /// The content of `manifest.json`.
@@ -104,6 +129,10 @@ pub struct Manifest {
     pub host: String,
     pub user: String,
     pub outcome: Outcome,
+    /// Every start of the step's process, the published one last. Empty in
+    /// manifests written before attempts were recorded.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
 }
 
 impl Manifest {
@@ -119,6 +148,13 @@ impl Manifest {
             .to_std()
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
+        let mut attempts = info.earlier_attempts;
+        attempts.push(Attempt {
+            attempt: attempts.len() as u32 + 1,
+            outcome: info.outcome.as_str().to_string(),
+            started_at: info.started_at,
+            ended_at: finished_at,
+        });
         Self {
             manifest_version: MANIFEST_VERSION,
             key,
@@ -139,6 +175,7 @@ impl Manifest {
             host,
             user: current_user(),
             outcome: info.outcome,
+            attempts,
         }
     }
 
@@ -233,6 +270,12 @@ mod tests {
                 warmup_s: Some(0.5),
             }),
             outcome: Outcome::Resumed,
+            earlier_attempts: vec![Attempt {
+                attempt: 1,
+                outcome: "killed by signal 9".into(),
+                started_at: started - chrono::Duration::seconds(10),
+                ended_at: started - chrono::Duration::seconds(1),
+            }],
         };
         let mut outputs = BTreeMap::new();
         outputs.insert(
@@ -246,6 +289,14 @@ mod tests {
         let finished = started + chrono::Duration::milliseconds(1500);
         let m = Manifest::assemble(StepKey([1; 32]), info, outputs, "h".into(), finished);
         assert_eq!(m.duration_s, 1.5);
+        let outcomes: Vec<(u32, &str)> = m
+            .attempts
+            .iter()
+            .map(|a| (a.attempt, a.outcome.as_str()))
+            .collect();
+        assert_eq!(outcomes, [(1, "killed by signal 9"), (2, "resumed")]);
+        assert_eq!(m.attempts[1].started_at, started);
+        assert_eq!(m.attempts[1].ended_at, finished);
         let json = serde_json::to_string(&m).unwrap();
         assert!(json.contains("\"started_at\":\"2026-01-02T03:04:05Z\""));
         assert!(json.contains("\"outcome\":\"resumed\""));
@@ -267,5 +318,6 @@ mod tests {
         assert_eq!(m.backend, BackendKind::Ndarray);
         assert_eq!(m.precision, None);
         assert_eq!(m.timing, None);
+        assert!(m.attempts.is_empty());
     }
 }

@@ -59,7 +59,7 @@ pub use error::StoreError;
 pub use gc::GcReport;
 pub use history::{Cost, CostQuery, Estimate, History, OutputPaths, SizedInput};
 pub use lock::{LockHolder, LockWait};
-pub use manifest::{MANIFEST_VERSION, Manifest, ManifestInfo, Outcome, OutputFile};
+pub use manifest::{Attempt, MANIFEST_VERSION, Manifest, ManifestInfo, Outcome, OutputFile};
 pub use publish::{Begin, Staging, TryBegin};
 pub use verify::{VerifyOptions, VerifyReport};
 

@@ -28,6 +28,7 @@ fn info(step: &str) -> ManifestInfo {
         started_at: chrono::Utc::now(),
         timing: None,
         outcome: Outcome::Completed,
+        earlier_attempts: Vec::new(),
     }
 }
 

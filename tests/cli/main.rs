@@ -23,6 +23,7 @@ mod mini_e2e;
 mod plan_since;
 mod readme;
 mod report_render;
+mod retry;
 mod spec_errors;
 mod spec_load;
 mod spec_no_panic;

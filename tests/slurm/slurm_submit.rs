@@ -1,6 +1,7 @@
 //! What `xp run --executor slurm` hands to `sbatch`, checked with stand-in
-//! `sbatch`/`squeue` scripts on PATH (no cluster needed), and the resources
-//! table's place outside the key.
+//! `sbatch`/`squeue` scripts on PATH (no cluster needed), the resources
+//! table's place outside the key, and retries: a job Slurm stops is submitted
+//! again, and the jobs that waited for it after it.
 
 use crate::common;
 
@@ -160,6 +161,8 @@ fn resources_do_not_change_keys() {
         "steps.tok.resources.cpus=16",
         "--set",
         "steps.blocks.resources={ gpus = 1, mem = \"64G\" }",
+        "--set",
+        "steps.tok.retry.max=3",
     ]);
     assert_eq!(before, after);
 }
@@ -206,4 +209,173 @@ fn sh_word(word: &str) -> String {
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))
     }
+}
+
+/// A `bin/` standing in for a cluster that runs every job at once: `sbatch`
+/// records the job under `calls/`, then ends it (`states/<id>` holds
+/// `STATE|REASON`, which `squeue` reports): `CANCELLED` when a parent of
+/// `--dependency=afterok:` did not complete, the state `$END_<id>` when set
+/// (`END_101=PREEMPTED`), else by running its script here.
+fn fake_cluster(dir: &Path) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    for sub in ["bin", "calls", "states"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let sbatch = format!(
+        r#"#!/bin/sh
+d='{dir}'
+id=$((101 + $(ls "$d/states" | wc -l)))
+printf '%s\n' "$@" > "$d/calls/$id.args"
+cat > "$d/calls/$id.script"
+end() {{ echo "$1" > "$d/states/$id"; echo $id; exit 0; }}
+for parent in $(printf '%s\n' "$@" | sed -n 's/^--dependency=afterok://p' | tr ':' ' '); do
+  grep -q '^COMPLETED' "$d/states/$parent" || end 'CANCELLED|DependencyNeverSatisfied'
+done
+eval "forced=\${{END_$id:-}}"
+[ -n "$forced" ] && end "$forced|None"
+if sh "$d/calls/$id.script" > "$d/calls/$id.log" 2>&1; then end 'COMPLETED|None'; fi
+end 'FAILED|NonZeroExitCode'
+"#,
+        dir = dir.display()
+    );
+    let squeue = format!(
+        r#"#!/bin/sh
+d='{dir}'
+case "$*" in *--me*) exit 0 ;; esac
+for id in $(printf '%s\n' "$@" | grep -A1 '^-j$' | tail -n 1 | tr ',' ' '); do
+  echo "$id|$(cat "$d/states/$id")"
+done
+"#,
+        dir = dir.display()
+    );
+    for (name, text) in [("sbatch", sbatch), ("squeue", squeue)] {
+        let path = bin.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin
+}
+
+/// `xp run x.toml --executor slurm` on the fake cluster, `END_<id>=STATE` set.
+fn run_on_fake_cluster(p: &Project, ends: &[(&str, &str)]) -> std::process::Output {
+    let bin = fake_cluster(p.path());
+    let mut command = p.xp(&["run", "x.toml", "--executor", "slurm", "--json"]);
+    command
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("XP_SLURM_POLL_MS", "20");
+    for (id, state) in ends {
+        command.env(format!("END_{id}"), state);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn stopped_jobs_are_submitted_again_and_failed_ones_are_not() {
+    let calls = |p: &Project, id: u32| {
+        std::fs::read_to_string(p.path().join(format!("calls/{id}.args"))).unwrap_or_default()
+    };
+    let retrying = |out: &std::process::Output| -> Vec<serde_json::Value> {
+        common::events(out)
+            .into_iter()
+            .filter(|e| e["event"] == "step_retrying")
+            .collect()
+    };
+    let file = FILE.replace(
+        "vocab_size = 300\n",
+        "vocab_size = 300\nretry = { max = 1 }\n",
+    );
+
+    // 101 (tok) is preempted; Slurm cancels 102 (blocks, after 101). tok is
+    // submitted again as 103, then blocks as 104 after it; both publish.
+    for (state, time) in [
+        ("PREEMPTED", "--time=1:00:00"),
+        ("TIMEOUT", "--time=0-02:00:00"),
+    ] {
+        let p = Project::new(40);
+        p.write(
+            "x.toml",
+            &file.replace(
+                "partition = \"cpu\"",
+                "partition = \"cpu\", time = \"1:00:00\"",
+            ),
+        );
+        let out = run_on_fake_cluster(&p, &[("101", state)]);
+        assert!(
+            out.status.success(),
+            "{state}: {}\n{}",
+            stderr(&out),
+            stdout(&out)
+        );
+        let retries = retrying(&out);
+        assert_eq!(retries.len(), 1, "{state}: {retries:?}");
+        assert_eq!(retries[0]["step"], "tok");
+        assert_eq!(retries[0]["attempt"], 2);
+        let why = retries[0]["why"].as_str().unwrap();
+        assert!(
+            why.starts_with(&format!("Slurm job 101 ended {state}")),
+            "{why}"
+        );
+        // The new job's time limit: the same after a preemption, doubled after a timeout.
+        let again = calls(&p, 103);
+        assert!(again.contains("--job-name=fake:tok"), "{again}");
+        assert!(again.lines().any(|l| l == time), "{state}: {again}");
+        assert!(!again.contains("--dependency"), "{again}");
+        assert!(
+            calls(&p, 104).contains("--dependency=afterok:103"),
+            "{}",
+            calls(&p, 104)
+        );
+        assert!(calls(&p, 105).is_empty(), "no fifth job");
+        // tok's manifest lists the stopped job, then the published attempt.
+        let entries = p.entries();
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        let outcomes: Vec<Vec<String>> = entries
+            .iter()
+            .map(|e| {
+                let path = p.cache().join("entries").join(e).join("manifest.json");
+                let m: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+                m["attempts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a["outcome"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .collect();
+        let expected = vec![
+            format!("Slurm job 101 ended {state}"),
+            "completed".to_string(),
+        ];
+        assert!(outcomes.contains(&expected), "{outcomes:?}");
+        assert!(
+            outcomes.contains(&vec!["completed".to_string()]),
+            "{outcomes:?}"
+        );
+    }
+
+    // A job that failed on its own is not submitted again: tok fails, blocks is skipped.
+    let p = Project::new(40);
+    p.write("x.toml", &file);
+    let out = run_on_fake_cluster(&p, &[("101", "FAILED")]);
+    assert!(!out.status.success());
+    assert!(retrying(&out).is_empty());
+    assert!(calls(&p, 103).is_empty(), "{}", calls(&p, 103));
+
+    // Retries run out: the second job is preempted too.
+    let p = Project::new(40);
+    p.write("x.toml", &file);
+    let out = run_on_fake_cluster(&p, &[("101", "PREEMPTED"), ("103", "NODE_FAIL")]);
+    assert!(!out.status.success());
+    let failed = common::events(&out)
+        .into_iter()
+        .find(|e| e["event"] == "step_failed" && e["step"] == "tok")
+        .expect("tok failed");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(
+            "gave up after 2 attempts (`retry = { max = 1 }`); the last: Slurm job 103 ended NODE_FAIL"
+        ),
+        "{error}"
+    );
 }

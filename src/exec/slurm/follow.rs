@@ -5,14 +5,17 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::commands::{JobState, SlurmCommands};
+use chrono::Utc;
+
+use super::commands::{JobId, JobState, SlurmCommands};
 use super::progress;
-use super::submit::log_path;
+use super::retry::{self, Decision};
+use super::submit::{log_path, submit_one};
 use super::{Step, StepJob};
 use crate::events::{EventSink, RunEvent, RunReason};
-use crate::exec::{ExecError, RunSummary};
+use crate::exec::{ExecError, RunSummary, StepCommand};
 use crate::plan::Plan;
-use crate::store::{LookupOutcome, Store};
+use crate::store::{Attempt, LookupOutcome, Store};
 
 /// Consecutive failed `squeue` calls tolerated while following.
 const MAX_SQUEUE_FAILURES: u32 = 10;
@@ -31,10 +34,23 @@ enum End {
     },
 }
 
+/// What following needs besides the jobs: to read the store and Slurm, and to
+/// submit a step again.
+struct Context<'a> {
+    plan: &'a Plan,
+    store: &'a Store,
+    command: &'a StepCommand,
+    slurm: &'a SlurmCommands,
+    experiment: String,
+    events: &'a dyn EventSink,
+}
+
 /// Polls Slurm every `poll` until all jobs in `steps` have ended; fills `summary`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn follow(
     plan: &Plan,
     store: &Store,
+    command: &StepCommand,
     steps: &mut [Step],
     slurm: &SlurmCommands,
     poll: Duration,
@@ -42,7 +58,14 @@ pub(super) fn follow(
     summary: &mut RunSummary,
 ) -> Result<(), ExecError> {
     let mut ended: HashMap<usize, End> = HashMap::new();
-    let experiment = plan.experiment.meta.name.clone();
+    let cx = Context {
+        plan,
+        store,
+        command,
+        slurm,
+        experiment: plan.experiment.meta.name.clone(),
+        events,
+    };
     let mut squeue_failures = 0;
     loop {
         let open: Vec<&StepJob> = steps
@@ -82,10 +105,32 @@ pub(super) fn follow(
             updates.push((job.index, state));
         }
         for (index, state) in updates {
+            // The parents' jobs now: a parent submitted again has a new id.
+            let parents: Vec<JobId> = plan.steps[index]
+                .deps
+                .iter()
+                .filter_map(|&d| match &steps[d] {
+                    Step::Job(parent) => Some(parent.id.clone()),
+                    Step::Cached => None,
+                })
+                .collect();
+            // Those still to end: a resubmitted child waits only for them.
+            let unfinished: Vec<JobId> = plan.steps[index]
+                .deps
+                .iter()
+                .filter_map(|&d| match (&steps[d], ended.get(&d)) {
+                    (Step::Job(parent), None) => Some(parent.id.clone()),
+                    _ => None,
+                })
+                .collect();
             let Step::Job(job) = &mut steps[index] else {
                 continue;
             };
-            if let Some(end) = observe(plan, store, &experiment, job, &state, &ended, events)? {
+            let parents = Parents {
+                now: parents,
+                unfinished,
+            };
+            if let Some(end) = observe(&cx, job, &state, &parents, &ended)? {
                 let name = plan.steps[index].name.clone();
                 match &end {
                     End::Done => summary.executed.push(name),
@@ -111,16 +156,22 @@ fn forgotten_state(store: &Store, job: &StepJob) -> JobState {
     }
 }
 
+/// A job's parents' current jobs, all of them and those that have not ended.
+struct Parents {
+    now: Vec<JobId>,
+    unfinished: Vec<JobId>,
+}
+
 /// Reacts to one job's current state; returns how the step ended, if it did.
 fn observe(
-    plan: &Plan,
-    store: &Store,
-    experiment: &str,
+    cx: &Context<'_>,
     job: &mut StepJob,
     state: &JobState,
+    parents: &Parents,
     ended: &HashMap<usize, End>,
-    events: &dyn EventSink,
 ) -> Result<Option<End>, ExecError> {
+    let (plan, store, events) = (cx.plan, cx.store, cx.events);
+    let experiment = cx.experiment.as_str();
     let planned = &plan.steps[job.index];
     let step = planned.name.clone();
     let key = job.key;
@@ -133,6 +184,7 @@ fn observe(
     let started = |job: &mut StepJob| {
         if job.started.is_none() {
             job.started = Some(Instant::now());
+            job.started_at = Utc::now();
             events.emit(RunEvent::StepStarted {
                 step: step.clone(),
                 key,
@@ -161,6 +213,25 @@ fn observe(
             });
             Ok(Some(End::Skipped { cause }))
         }
+        // A parent was submitted again (a retry), so Slurm cancelled this job,
+        // which waited for the parent's old job: submit it again after the new one.
+        JobState::Cancelled { .. } if parents.now != job.parents => {
+            let id = submit_one(
+                plan,
+                store,
+                cx.command,
+                cx.slurm,
+                job.index,
+                &parents.unfinished,
+                job.time.as_deref(),
+                job.forced,
+                &job.attempts,
+                events,
+            )?;
+            job.id = id;
+            job.parents = parents.now.clone();
+            Ok(None)
+        }
         // The parent's failure shows up in a later poll: wait for it.
         JobState::Cancelled { reason } if reason == "DependencyNeverSatisfied" => Ok(None),
         JobState::Completed => match store.lookup(&key)? {
@@ -187,7 +258,56 @@ fn observe(
         }
         JobState::Failed { state } => {
             let why = format!("Slurm job {} ended {state}", job.id);
-            Ok(Some(fail(experiment, store, job, &step, &why, events)))
+            let made = job.attempts.len() as u32 + 1;
+            let max_retries = plan.decl(job.index).retry.max;
+            match retry::decide(state, made, max_retries, job.time.as_deref()) {
+                Decision::Resubmit { time } => {
+                    job.attempts.push(Attempt {
+                        attempt: made,
+                        outcome: why.clone(),
+                        started_at: job.started_at,
+                        ended_at: Utc::now(),
+                    });
+                    let why = match &time {
+                        Some(time) if job.time.as_ref() != Some(time) => {
+                            format!("{why}; its time limit is now {time}")
+                        }
+                        _ => why,
+                    };
+                    events.emit(RunEvent::StepRetrying {
+                        step,
+                        key,
+                        attempt: made + 1,
+                        max_attempts: max_retries + 1,
+                        why,
+                    });
+                    // It ran, so its parents are done: no dependency.
+                    job.id = submit_one(
+                        plan,
+                        store,
+                        cx.command,
+                        cx.slurm,
+                        job.index,
+                        &[],
+                        time.as_deref(),
+                        job.forced,
+                        &job.attempts,
+                        events,
+                    )?;
+                    job.time = time;
+                    job.started = None;
+                    job.started_at = Utc::now();
+                    job.log_offset = 0;
+                    Ok(None)
+                }
+                Decision::Fail if made > 1 => {
+                    let why = format!(
+                        "gave up after {made} attempts (`retry = {{ max = {max_retries} }}`); the last: {why}"
+                    );
+                    Ok(Some(fail(experiment, store, job, &step, &why, events)))
+                }
+                Decision::Fail => Ok(Some(fail(experiment, store, job, &step, &why, events))),
+            }
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod commands;
 mod follow;
 mod progress;
 pub mod resources;
+mod retry;
 pub mod submit;
 
 use std::time::{Duration, Instant};
@@ -33,7 +34,8 @@ use super::{ExecError, Executor, RunOptions, RunSummary, SourceLocations, StepCo
 use crate::digest::StepKey;
 use crate::events::{EventSink, RunEvent};
 use crate::plan::Plan;
-use crate::store::Store;
+use crate::store::{Attempt, Store};
+use chrono::{DateTime, Utc};
 
 /// A Slurm command could not be run or said no.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,17 @@ pub(crate) struct StepJob {
     pub failure: Option<String>,
     /// How far xp has read the job's log for progress lines.
     pub log_offset: u64,
+    /// The jobs it was submitted after (`--dependency=afterok`): when one of
+    /// them is submitted again, Slurm cancels this one, and it is submitted
+    /// again after the new job.
+    pub parents: Vec<JobId>,
+    /// Its time limit (`--time`), doubled when a retry follows a TIMEOUT.
+    pub time: Option<String>,
+    /// Its earlier jobs that Slurm stopped (preempted, node failure, time
+    /// limit) and that were submitted again under the step's `retry`.
+    pub attempts: Vec<Attempt>,
+    /// When this job was submitted, or first seen running: its attempt's start.
+    pub started_at: DateTime<Utc>,
 }
 
 impl StepJob {
@@ -105,6 +118,10 @@ impl StepJob {
             started: None,
             failure: None,
             log_offset: 0,
+            parents: Vec::new(),
+            time: None,
+            attempts: Vec::new(),
+            started_at: Utc::now(),
         }
     }
 }
@@ -183,6 +200,7 @@ impl Executor for SlurmExecutor {
         follow::follow(
             plan,
             store,
+            &self.job,
             &mut steps,
             &self.slurm,
             self.poll,

@@ -12,7 +12,7 @@ use crate::digest::StepKey;
 use crate::events::{EventSink, RunEvent};
 use crate::exec::{ExecError, RunOptions, StepCommand};
 use crate::plan::{KeyState, Plan};
-use crate::store::{LookupOutcome, Store};
+use crate::store::{Attempt, LookupOutcome, Store};
 
 /// The batch script of one step: `exec` of `xp exec-step`.
 pub fn script(
@@ -21,9 +21,10 @@ pub fn script(
     step: &str,
     key: StepKey,
     forced: bool,
+    earlier: &[Attempt],
 ) -> String {
     let words: Vec<String> = std::iter::once(command.xp.to_string_lossy().into_owned())
-        .chain(command.args(store, step, key, forced))
+        .chain(command.args(store, step, key, forced, earlier))
         .map(|w| quote(&w))
         .collect();
     format!(
@@ -115,62 +116,107 @@ pub(super) fn submit_all(
             steps.push(Step::Cached);
             continue;
         }
-        let name = &planned.name;
-        if let Some(id) = queued.get(&key) {
-            events.emit(RunEvent::StepWaiting {
-                step: name.clone(),
-                key,
-                holder: format!("already queued as Slurm job {id}, not submitted again"),
-            });
-            steps.push(Step::Job(StepJob::new(
-                index,
-                key,
-                id.clone(),
-                forced,
-                true,
-            )));
-            continue;
-        }
-        let parents: Vec<&str> = planned
+        let parents: Vec<JobId> = planned
             .deps
             .iter()
             .filter_map(|&d| match &steps[d] {
-                Step::Job(parent) => Some(parent.id.as_str()),
+                Step::Job(parent) => Some(parent.id.clone()),
                 Step::Cached => None,
             })
             .collect();
-        let decl = plan.decl(index);
-        let resources = decl.resources.or(&kind_default(
-            decl.params.resources(),
-            plan.experiment.meta.backend,
-        ));
-        let mut args = vec![
-            format!("--job-name={}:{name}", file_safe(experiment)),
-            format!("--comment={}", job_comment(&key, store.root())),
-            format!(
-                "--output={}",
-                log_path(store, experiment, name, key, "%j").display()
-            ),
-            format!("--chdir={}", job.dir().display()),
-            "--kill-on-invalid-dep=yes".into(),
-        ];
-        if !parents.is_empty() {
-            args.push(format!("--dependency=afterok:{}", parents.join(":")));
-        }
-        args.extend(sbatch_options(&resources));
-        let script = script(job, store.root(), name, key, forced);
-        let id = slurm.sbatch(&args, &script)?;
-        events.emit(RunEvent::StepWaiting {
-            step: name.clone(),
-            key,
-            holder: format!(
-                "submitted as Slurm job {id} (log {})",
-                log_path(store, experiment, name, key, &id).display()
-            ),
-        });
-        steps.push(Step::Job(StepJob::new(index, key, id, forced, false)));
+        let time = plan_resources(plan, index).time;
+        let (id, adopted) = match queued.get(&key) {
+            Some(id) => {
+                events.emit(RunEvent::StepWaiting {
+                    step: planned.name.clone(),
+                    key,
+                    holder: format!("already queued as Slurm job {id}, not submitted again"),
+                });
+                (id.clone(), true)
+            }
+            None => {
+                let id = submit_one(
+                    plan,
+                    store,
+                    job,
+                    slurm,
+                    index,
+                    &parents,
+                    time.as_deref(),
+                    forced,
+                    &[],
+                    events,
+                )?;
+                (id, false)
+            }
+        };
+        let mut submitted = StepJob::new(index, key, id, forced, adopted);
+        submitted.parents = parents;
+        submitted.time = time;
+        steps.push(Step::Job(submitted));
     }
     Ok(steps)
+}
+
+/// What step `index`'s job asks for: the file's resources over the kind's.
+fn plan_resources(plan: &Plan, index: usize) -> crate::spec::Resources {
+    let decl = plan.decl(index);
+    decl.resources.or(&kind_default(
+        decl.params.resources(),
+        plan.experiment.meta.backend,
+    ))
+}
+
+/// Submits step `index` as one job, after the jobs `parents`, with time limit
+/// `time` (the step's, or a retry's doubled one); `earlier` are its attempts
+/// whose jobs Slurm stopped, for its manifest. Returns the job's id.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn submit_one(
+    plan: &Plan,
+    store: &Store,
+    job: &StepCommand,
+    slurm: &SlurmCommands,
+    index: usize,
+    parents: &[JobId],
+    time: Option<&str>,
+    forced: bool,
+    earlier: &[Attempt],
+    events: &dyn EventSink,
+) -> Result<JobId, ExecError> {
+    let planned = &plan.steps[index];
+    let name = &planned.name;
+    let key = planned.key.key().ok_or_else(|| ExecError::UnknownKey {
+        step: name.clone(),
+        missing: Vec::new(),
+    })?;
+    let experiment = &plan.experiment.meta.name;
+    let mut resources = plan_resources(plan, index);
+    resources.time = time.map(str::to_string);
+    let mut args = vec![
+        format!("--job-name={}:{name}", file_safe(experiment)),
+        format!("--comment={}", job_comment(&key, store.root())),
+        format!(
+            "--output={}",
+            log_path(store, experiment, name, key, "%j").display()
+        ),
+        format!("--chdir={}", job.dir().display()),
+        "--kill-on-invalid-dep=yes".into(),
+    ];
+    if !parents.is_empty() {
+        args.push(format!("--dependency=afterok:{}", parents.join(":")));
+    }
+    args.extend(sbatch_options(&resources));
+    let script = script(job, store.root(), name, key, forced, earlier);
+    let id = slurm.sbatch(&args, &script)?;
+    events.emit(RunEvent::StepWaiting {
+        step: name.clone(),
+        key,
+        holder: format!(
+            "submitted as Slurm job {id} (log {})",
+            log_path(store, experiment, name, key, &id).display()
+        ),
+    });
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -188,7 +234,7 @@ mod tests {
             precision: Some(Precision::Tf32),
         };
         let key = StepKey([1; 32]);
-        let script = script(&job, Path::new("/shared/cache"), "gen@1", key, true);
+        let script = script(&job, Path::new("/shared/cache"), "gen@1", key, true, &[]);
         assert!(script.starts_with("#!/bin/sh\n"));
         let exec = script.lines().last().unwrap();
         assert_eq!(
