@@ -3,7 +3,10 @@
 //!
 //! A process has one CPU thread pool, sized when it starts, so concurrent steps
 //! need processes of their own: each child gets an equal share of the cores
-//! (`RAYON_NUM_THREADS`, `MATMUL_NUM_THREADS`). A step that runs a model on a GPU
+//! (`RAYON_NUM_THREADS`, `MATMUL_NUM_THREADS`) among the steps running or ready
+//! when it starts — a step with nothing beside it gets every core, since a chain
+//! of steps would otherwise run on a fraction of the machine. No result depends
+//! on the thread count (tests/ml/run_jobs.rs). A step that runs a model on a GPU
 //! backend owns the device: at most one such step runs at a time. The children's
 //! JSON events are forwarded, so the display shows every running step. A failed
 //! step's dependents are skipped; steps already running finish. A step whose
@@ -26,19 +29,24 @@ pub struct ParallelExecutor {
     pub command: StepCommand,
     /// Steps running at once, at least 2 (1 is the in-process [`super::local`]).
     pub jobs: usize,
-    /// CPU threads of each step's process.
-    pub threads_per_step: usize,
+    /// CPU threads the steps share.
+    pub cores: usize,
 }
 
 impl ParallelExecutor {
-    /// `jobs` steps at a time, sharing the machine's cores evenly.
+    /// `jobs` steps at a time, sharing the machine's cores.
     pub fn new(command: StepCommand, jobs: usize) -> Self {
         let cores = thread::available_parallelism().map_or(1, |n| n.get());
         Self {
             command,
             jobs,
-            threads_per_step: (cores / jobs).max(1),
+            cores,
         }
+    }
+
+    /// Threads for a step starting beside `others` running or ready steps.
+    fn threads_beside(&self, others: usize) -> usize {
+        (self.cores / (others + 1).min(self.jobs)).max(1)
     }
 }
 
@@ -101,13 +109,13 @@ impl Executor for ParallelExecutor {
         // Each step's killed attempts, passed to its next child for the manifest.
         let mut attempts: Vec<Vec<Attempt>> = vec![Vec::new(); plan.steps.len()];
         let gpu_backend = plan.experiment.meta.backend.is_gpu();
-        let threads = Some(self.threads_per_step);
 
         thread::scope(|scope| -> Result<(), ExecError> {
             let mut running: Vec<Running> = Vec::new();
             loop {
-                // Start, in plan order, every step whose dependencies are done, as
-                // far as the slots allow.
+                // Every step whose dependencies are done, in plan order; then start
+                // as many as the slots allow.
+                let mut ready = Vec::new();
                 for index in 0..plan.steps.len() {
                     if state[index] != State::Waiting {
                         continue;
@@ -147,16 +155,23 @@ impl Executor for ParallelExecutor {
                         state[index] = State::Done;
                         continue;
                     }
+                    ready.push((index, key, forced));
+                }
+                let mut others = running.len() + ready.len();
+                for (index, key, forced) in ready {
                     let gpu = gpu_backend && plan.decl(index).params.resources().gpu;
                     if running.len() >= self.jobs || (gpu && running.iter().any(|r| r.gpu)) {
                         continue;
                     }
-                    let args =
-                        self.command
-                            .args(store.root(), &step.name, key, forced, &attempts[index]);
+                    others -= 1;
+                    let threads = self.threads_beside(others);
+                    let name = &plan.steps[index].name;
+                    let args = self
+                        .command
+                        .args(store.root(), name, key, forced, &attempts[index]);
                     running.push(spawn(
                         &self.command,
-                        threads,
+                        Some(threads),
                         scope,
                         index,
                         key,
@@ -399,6 +414,26 @@ fn tail(stderr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_alone_gets_every_core_and_steps_side_by_side_share_them() {
+        let executor = |jobs, cores| ParallelExecutor {
+            command: StepCommand {
+                xp: "xp".into(),
+                file: "x.toml".into(),
+                overrides: Vec::new(),
+                backend: None,
+                precision: None,
+            },
+            jobs,
+            cores,
+        };
+        assert_eq!(executor(2, 16).threads_beside(0), 16);
+        assert_eq!(executor(2, 16).threads_beside(1), 8);
+        // Never more shares than jobs, never fewer than one thread.
+        assert_eq!(executor(2, 16).threads_beside(5), 8);
+        assert_eq!(executor(4, 2).threads_beside(3), 1);
+    }
 
     #[test]
     fn the_tail_keeps_the_last_ten_non_empty_lines() {
