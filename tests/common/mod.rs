@@ -83,6 +83,43 @@ impl Project {
     }
 }
 
+/// The first steps of an experiment named `name` on the project's corpus, for tests
+/// of the model kinds: a 300-token BPE tokenizer (`tok.tokenizer`), blocks of 16
+/// tokens (`blocks.train`, `.validation`, `.test`) and a 2-layer OPT of width 32
+/// (`init.model`) that trains in seconds.
+pub fn tiny_model_prelude(name: &str, max_positions: usize) -> String {
+    format!(
+        r#"[experiment]
+name = "{name}"
+seed = 0
+backend = "ndarray"
+
+[sources]
+corpus = "corpus"
+
+[steps.tok]
+kind = "tokenizer"
+train_on = "corpus"
+vocab_size = 300
+
+[steps.blocks]
+kind = "tokenize"
+data = "corpus"
+tokenizer = "tok.tokenizer"
+block_size = 16
+
+[steps.init]
+kind = "init"
+tokenizer = "tok.tokenizer"
+hidden = 32
+layers = 2
+heads = 4
+ffn = 64
+max_positions = {max_positions}
+"#
+    )
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -15,34 +15,11 @@ use xp::data::{Blocks, read_blocks};
 /// Corpus, tokenizer, 16-token blocks and a tiny model trained for one epoch; the
 /// generations continue blocks greedily with 16 new tokens, so every block file has
 /// blocks of 16.
-const PRELUDE: &str = r#"[experiment]
-name = "dataflow"
-seed = 0
-backend = "ndarray"
-
-[sources]
-corpus = "corpus"
-
-[steps.tok]
-kind = "tokenizer"
-train_on = "corpus"
-vocab_size = 300
-
-[steps.blocks]
-kind = "tokenize"
-data = "corpus"
-tokenizer = "tok.tokenizer"
-block_size = 16
-
-[steps.init]
-kind = "init"
-tokenizer = "tok.tokenizer"
-hidden = 32
-layers = 2
-heads = 4
-ffn = 64
-max_positions = 64
-
+fn prelude() -> String {
+    format!(
+        "{}{}",
+        common::tiny_model_prelude("dataflow", 64),
+        r#"
 [defaults.finetune]
 epochs = 1
 batch = 16
@@ -53,7 +30,9 @@ beams = 1
 new_tokens = 16
 min_new_tokens = 16
 batch_size = 32
-"#;
+"#
+    )
+}
 
 /// Generations 0..2; generation g+1 trains on what generation g wrote.
 const REPLACE: &str = r#"
@@ -134,10 +113,10 @@ fn rows_of(b: &Blocks) -> Vec<Vec<u32>> {
 #[test]
 fn switching_replace_to_accumulate_reruns_only_what_changed_and_says_why() {
     let p = Project::new(40);
-    p.write("x.toml", &format!("{PRELUDE}{REPLACE}"));
+    p.write("x.toml", &format!("{}{REPLACE}", prelude()));
     p.run_ok("x.toml", &[]);
 
-    p.write("x.toml", &format!("{PRELUDE}{}", accumulate()));
+    p.write("x.toml", &format!("{}{}", prelude(), accumulate()));
     let out = p.run(&["plan", "x.toml", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let plan: Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -248,7 +227,7 @@ fn switching_replace_to_accumulate_reruns_only_what_changed_and_says_why() {
     }
 
     // Back to replace: everything is in the store already.
-    p.write("x.toml", &format!("{PRELUDE}{REPLACE}"));
+    p.write("x.toml", &format!("{}{REPLACE}", prelude()));
     let plan = stdout(&p.run(&["plan", "x.toml"]));
     assert!(plan.contains("9 steps: 9 cached, 0 will run"), "{plan}");
 }
@@ -298,7 +277,7 @@ blocks = 12
 #[test]
 fn select_keeps_a_share_by_perplexity_and_resamples_towards_the_real_scores() {
     let p = Project::new(40);
-    p.write("x.toml", &format!("{PRELUDE}{SELECT}"));
+    p.write("x.toml", &format!("{}{SELECT}", prelude()));
     p.run_ok("x.toml", &[]);
     let rows = show(&p, &[]);
     let syn = blocks(&rows, "syn", "blocks");
@@ -460,7 +439,7 @@ synthetic = ["filter.blocks"]
 #[test]
 fn fresh_real_blocks_are_new_to_every_generation() {
     let p = Project::new(40);
-    p.write("x.toml", &format!("{PRELUDE}{FRESH}"));
+    p.write("x.toml", &format!("{}{FRESH}", prelude()));
     p.run_ok("x.toml", &[]);
     let rows = show(&p, &[]);
     let real = blocks(&rows, "blocks", "train");

@@ -10,34 +10,11 @@ use std::process::Stdio;
 use common::{Project, stdout, steps_with};
 use serde_json::Value;
 
-const EXPERIMENT: &str = r#"[experiment]
-name = "finetune-run"
-seed = 0
-backend = "ndarray"
-
-[sources]
-corpus = "corpus"
-
-[steps.tok]
-kind = "tokenizer"
-train_on = "corpus"
-vocab_size = 300
-
-[steps.blocks]
-kind = "tokenize"
-data = "corpus"
-tokenizer = "tok.tokenizer"
-block_size = 16
-
-[steps.init]
-kind = "init"
-tokenizer = "tok.tokenizer"
-hidden = 32
-layers = 2
-heads = 4
-ffn = 64
-max_positions = 32
-
+fn experiment() -> String {
+    format!(
+        "{}{}",
+        common::tiny_model_prelude("finetune-run", 32),
+        r#"
 [steps.ft]
 kind = "finetune"
 model = "init.model"
@@ -47,7 +24,9 @@ epochs = 3
 batch = 16
 micro_batch = 8
 lr = 1e-3
-"#;
+"#
+    )
+}
 
 fn show(p: &Project, step: &str) -> Value {
     let out = p.run(&["show", "x.toml", "--json"]);
@@ -106,7 +85,7 @@ fn valid_losses(p: &Project) -> Vec<f64> {
 #[test]
 fn init_and_finetune_publish_a_model_metrics_and_key_figures() {
     let p = Project::new(300);
-    p.write("x.toml", EXPERIMENT);
+    p.write("x.toml", &experiment());
     let events = p.run_ok("x.toml", &[]);
     assert_eq!(
         steps_with(&events, "step_finished"),
@@ -184,12 +163,12 @@ fn init_and_finetune_publish_a_model_metrics_and_key_figures() {
 #[test]
 fn a_killed_run_resumes_from_its_epoch_checkpoint() {
     let whole = Project::new(300);
-    whole.write("x.toml", EXPERIMENT);
+    whole.write("x.toml", &experiment());
     whole.run_ok("x.toml", &[]);
     let expected = weights(&whole);
 
     let p = Project::new(300);
-    p.write("x.toml", EXPERIMENT);
+    p.write("x.toml", &experiment());
     let mut child = p
         .xp(&["run", "x.toml", "--json"])
         .stdout(Stdio::piped())

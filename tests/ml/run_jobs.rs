@@ -12,34 +12,11 @@ use serde_json::Value;
 /// Two independent training branches from one model, each scored; and a third
 /// branch whose model is too short for the blocks, so its finetune fails at run
 /// time (not at validation).
-const EXPERIMENT: &str = r#"[experiment]
-name = "jobs"
-seed = 0
-backend = "ndarray"
-
-[sources]
-corpus = "corpus"
-
-[steps.tok]
-kind = "tokenizer"
-train_on = "corpus"
-vocab_size = 300
-
-[steps.blocks]
-kind = "tokenize"
-data = "corpus"
-tokenizer = "tok.tokenizer"
-block_size = 16
-
-[steps.init]
-kind = "init"
-tokenizer = "tok.tokenizer"
-hidden = 32
-layers = 2
-heads = 4
-ffn = 64
-max_positions = 32
-
+fn experiment() -> String {
+    format!(
+        "{}{}",
+        common::tiny_model_prelude("jobs", 32),
+        r#"
 [steps.ft_a]
 kind = "finetune"
 model = "init.model"
@@ -69,7 +46,9 @@ data = ["blocks.test"]
 kind = "evaluate"
 model = "ft_b.model"
 data = ["blocks.test"]
-"#;
+"#
+    )
+}
 
 const FAILING_BRANCH: &str = r#"
 [steps.short]
@@ -151,7 +130,7 @@ fn run_with(p: &Project, args: &[&str], threads: Option<&str>) -> Vec<Value> {
 fn two_jobs_give_the_results_of_one() {
     let (parallel, sequential) = (Project::new(200), Project::new(200));
     for p in [&parallel, &sequential] {
-        p.write("x.toml", EXPERIMENT);
+        p.write("x.toml", &experiment());
     }
     let events = run_with(&parallel, &["--jobs", "2"], None);
     let executed = steps_with(&events, "step_finished");
@@ -190,7 +169,7 @@ batch_size = 4
 fn a_step_computes_the_same_bits_on_one_thread_as_on_two() {
     let (one, two) = (Project::new(200), Project::new(200));
     for p in [&one, &two] {
-        p.write("x.toml", &format!("{EXPERIMENT}{SYNTHESIZE}"));
+        p.write("x.toml", &format!("{}{SYNTHESIZE}", experiment()));
     }
     run_with(&one, &[], Some("1"));
     run_with(&two, &[], Some("2"));
@@ -200,7 +179,7 @@ fn a_step_computes_the_same_bits_on_one_thread_as_on_two() {
 #[test]
 fn a_failed_step_skips_its_dependents_and_the_other_branches_finish() {
     let p = Project::new(200);
-    p.write("x.toml", &format!("{EXPERIMENT}{FAILING_BRANCH}"));
+    p.write("x.toml", &format!("{}{FAILING_BRANCH}", experiment()));
     let out = p.run(&["run", "x.toml", "--json", "--jobs", "2"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let events = common::events(&out);
@@ -222,7 +201,7 @@ fn a_failed_step_skips_its_dependents_and_the_other_branches_finish() {
 #[test]
 fn jobs_are_refused_with_the_slurm_executor_and_zero_jobs_is_not_a_number_of_jobs() {
     let p = Project::new(20);
-    p.write("x.toml", EXPERIMENT);
+    p.write("x.toml", &experiment());
     let out = p.run(&["run", "x.toml", "--jobs", "2", "--executor", "slurm"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--jobs applies to the local executor"));
