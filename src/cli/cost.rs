@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 
 use crate::plan::{Plan, PlannedInput};
-use crate::store::{Cost, CostQuery, History, OutputPaths, SizedInput};
+use crate::steps::StepParams;
+use crate::store::{Cost, CostQuery, History, KindFacts, SizedInput};
 
 /// Where each kind of the plan writes each output, from the kinds themselves.
 pub struct PlanPaths(HashMap<(String, String), String>);
@@ -25,9 +26,13 @@ impl PlanPaths {
     }
 }
 
-impl OutputPaths for PlanPaths {
+impl KindFacts for PlanPaths {
     fn path(&self, kind: &str, output: &str) -> Option<String> {
         self.0.get(&(kind.to_string(), output.to_string())).cloned()
+    }
+
+    fn work_params(&self, kind: &str) -> &'static [&'static str] {
+        StepParams::work_params_of(kind).unwrap_or_default()
     }
 }
 
@@ -35,6 +40,10 @@ impl OutputPaths for PlanPaths {
 pub fn estimate(plan: &Plan, index: usize, history: &History, paths: &PlanPaths) -> Cost {
     let step = &plan.steps[index];
     let params = &plan.decl_of(step).params;
+    let params_json = match &step.key {
+        crate::plan::KeyState::Known { inputs, .. } => inputs.params.clone(),
+        crate::plan::KeyState::Unknown { .. } => Value::Null,
+    };
     let mut inputs = Vec::new();
     for (slot, planned) in &step.inputs {
         for input in planned {
@@ -69,6 +78,7 @@ pub fn estimate(plan: &Plan, index: usize, history: &History, paths: &PlanPaths)
             kind_version: params.version(),
             backend: plan.experiment.meta.backend,
             inputs,
+            params: &params_json,
         },
         paths,
     )
@@ -91,7 +101,7 @@ pub fn text(cost: &Cost, backend: &str) -> String {
                 String::new()
             };
             let scaled = if e.scaled {
-                ", scaled by input size"
+                ", scaled to its inputs and parameters"
             } else {
                 ""
             };
@@ -231,7 +241,7 @@ mod tests {
         });
         assert_eq!(
             text(&three, "ndarray"),
-            "~1m 05s (3 runs of its kind, 50s–1m 20s, scaled by input size)"
+            "~1m 05s (3 runs of its kind, 50s–1m 20s, scaled to its inputs and parameters)"
         );
         let none = Cost::NoHistory {
             elsewhere: [("cuda".to_string(), 2)].into_iter().collect(),

@@ -116,6 +116,7 @@ impl KindParams for Params {
     const USES_SEED: bool = true;
     const USES_PRECISION: bool = true; // trains a model
     const RESOURCES: ResourceHint = ResourceHint::MODEL;
+    const WORK_PARAMS: &'static [&'static str] = &["epochs"];
     input_slots!(model, train, valid);
 
     fn outputs(&self) -> Vec<(String, String)> {

@@ -235,6 +235,10 @@ pub trait KindParams: Serialize + JsonSchema + Clone + fmt::Debug {
     const USES_PRECISION: bool;
     /// What a cluster job of this kind asks for by default.
     const RESOURCES: ResourceHint;
+    /// The numeric parameters whose product its time grows with, beside the size
+    /// of its inputs (a finetune's `epochs`): `xp plan`'s estimates from earlier
+    /// runs scale by them.
+    const WORK_PARAMS: &'static [&'static str] = &[];
     /// The document for people this kind writes, if any (`xp report` finds it).
     const DOCUMENT: Option<Document> = None;
 
@@ -293,6 +297,14 @@ macro_rules! step_kinds {
             pub fn input_slots_of(kind: &str) -> Option<&'static [&'static str]> {
                 match kind {
                     $(<$module::Params as KindParams>::KIND => Some(<$module::Params as KindParams>::INPUT_SLOTS),)*
+                    _ => None,
+                }
+            }
+
+            /// [`KindParams::WORK_PARAMS`] of a kind.
+            pub fn work_params_of(kind: &str) -> Option<&'static [&'static str]> {
+                match kind {
+                    $(<$module::Params as KindParams>::KIND => Some(<$module::Params as KindParams>::WORK_PARAMS),)*
                     _ => None,
                 }
             }

@@ -77,6 +77,7 @@ impl KindParams for Params {
     const USES_SEED: bool = true;
     const USES_PRECISION: bool = true; // generates with a model
     const RESOURCES: ResourceHint = ResourceHint::MODEL;
+    const WORK_PARAMS: &'static [&'static str] = &["beams", "new_tokens"];
     input_slots!(model);
 
     fn outputs(&self) -> Vec<(String, String)> {

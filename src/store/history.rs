@@ -20,9 +20,10 @@
 //!   no longer in the store) counts as unchanged.
 //! - The estimate is the median over the runs, with their minimum and maximum.
 //!
-//! Parameters that change the work without changing input sizes (epochs, beam
-//! width, new tokens) are not read: the kinds do not say how their cost grows, so
-//! a step whose closest run had other such parameters is estimated from it as is.
+//! - Parameters that change the work without changing input sizes scale it too:
+//!   each kind names them (`KindParams::WORK_PARAMS`: a finetune's `epochs`, a
+//!   synthesize's `beams` and `new_tokens`), and the variable part is multiplied
+//!   by the ratio of their products, the step's over the run's.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -61,12 +62,19 @@ pub struct CostQuery<'q> {
     pub kind_version: u32,
     pub backend: BackendKind,
     pub inputs: Vec<SizedInput>,
+    /// The step's parameters as its key has them (defaults filled in).
+    pub params: &'q Value,
 }
 
-/// Where a kind writes one of its outputs inside its entry's `out/`; the store
-/// does not know kinds, so the caller says (`None` when it cannot).
-pub trait OutputPaths {
+/// What the estimates need to know of kinds, which the store does not know: the
+/// caller says.
+pub trait KindFacts {
+    /// Where a kind writes one of its outputs inside its entry's `out/` (`None`
+    /// when the caller cannot say).
     fn path(&self, kind: &str, output: &str) -> Option<String>;
+    /// The numeric parameters whose product the kind's time grows with, beside
+    /// its inputs' size.
+    fn work_params(&self, kind: &str) -> &'static [&'static str];
 }
 
 /// What history says about a step's time.
@@ -90,7 +98,8 @@ pub struct Estimate {
     pub runs: usize,
     /// Whether the runs were made by a step of the same name (else: of the same kind).
     pub same_step: bool,
-    /// Whether input sizes differed (by more than 1%) and scaled at least one run.
+    /// Whether input sizes or work parameters differed (by more than 1%) and scaled
+    /// at least one run.
     pub scaled: bool,
 }
 
@@ -127,7 +136,7 @@ impl<'a> History<'a> {
             .and_then(|e| files_at(e, path))
     }
 
-    pub fn estimate(&self, query: &CostQuery, paths: &dyn OutputPaths) -> Cost {
+    pub fn estimate(&self, query: &CostQuery, paths: &dyn KindFacts) -> Cost {
         let of_kind: Vec<&Entry> = self
             .entries
             .iter()
@@ -164,7 +173,7 @@ impl<'a> History<'a> {
         let mut seconds: Vec<f64> = runs
             .iter()
             .map(|run| {
-                let ratio = self.ratio(query, run, paths);
+                let ratio = self.ratio(query, run, paths) * work_ratio(query, run, paths);
                 // Regenerated data differs by a few bytes: not worth a mention.
                 scaled |= (ratio - 1.0).abs() > 0.01;
                 let m = &run.manifest;
@@ -195,7 +204,7 @@ impl<'a> History<'a> {
     }
 
     /// How much bigger the query's inputs are than the run's (see the module docs).
-    fn ratio(&self, query: &CostQuery, run: &Entry, paths: &dyn OutputPaths) -> f64 {
+    fn ratio(&self, query: &CostQuery, run: &Entry, paths: &dyn KindFacts) -> f64 {
         let old = self.inputs_of(run, paths);
         let new_groups = groups(&query.inputs);
         let old_groups = groups(&old);
@@ -228,7 +237,7 @@ impl<'a> History<'a> {
     }
 
     /// A past run's inputs, sized from its producers' manifests.
-    fn inputs_of(&self, run: &Entry, paths: &dyn OutputPaths) -> Vec<SizedInput> {
+    fn inputs_of(&self, run: &Entry, paths: &dyn KindFacts) -> Vec<SizedInput> {
         let Some(Value::Object(slots)) = run.manifest.key_inputs.get("inputs") else {
             return Vec::new();
         };
@@ -261,6 +270,27 @@ impl<'a> History<'a> {
 }
 
 /// Bytes of the manifest's files at `path` or under `path/`; `None` if none.
+/// How much more work the query's parameters ask for than the run's: the ratio of
+/// the products of the kind's work parameters (1 when either side lacks them).
+fn work_ratio(query: &CostQuery, run: &Entry, kinds: &dyn KindFacts) -> f64 {
+    let names = kinds.work_params(query.kind);
+    let work = |params: Option<&Value>| -> Option<f64> {
+        let params = params?;
+        names
+            .iter()
+            .map(|name| params.get(*name).and_then(Value::as_f64))
+            .product::<Option<f64>>()
+            .filter(|w| *w > 0.0)
+    };
+    match (
+        work(Some(query.params)),
+        work(run.manifest.key_inputs.get("params")),
+    ) {
+        (Some(new), Some(old)) => new / old,
+        _ => 1.0,
+    }
+}
+
 fn files_at(entry: &Entry, path: &str) -> Option<u64> {
     let prefix = format!("{}/", path.trim_end_matches('/'));
     let mut found = false;
@@ -311,9 +341,16 @@ mod tests {
 
     struct SameName;
 
-    impl OutputPaths for SameName {
+    impl KindFacts for SameName {
         fn path(&self, _kind: &str, output: &str) -> Option<String> {
             Some(output.to_string())
+        }
+
+        fn work_params(&self, kind: &str) -> &'static [&'static str] {
+            match kind {
+                "finetune" => &["epochs"],
+                _ => &[],
+            }
         }
     }
 
@@ -384,8 +421,11 @@ mod tests {
         }
     }
 
+    static NO_PARAMS: Value = Value::Null;
+
     fn query<'q>(step: &'q str, kind: &'q str, inputs: &[(&str, &str, u64)]) -> CostQuery<'q> {
         CostQuery {
+            params: &NO_PARAMS,
             step,
             kind,
             kind_version: 1,
@@ -450,6 +490,34 @@ mod tests {
             (e.seconds, e.runs, e.same_step, e.scaled),
             (60.0, 1, true, false)
         );
+    }
+
+    #[test]
+    fn work_parameters_scale_the_estimate_and_other_parameters_do_not() {
+        let mut entries = history_of_a_small_dag();
+        for e in entries.iter_mut().filter(|e| e.manifest.step == "ft") {
+            e.manifest.key_inputs["params"] = json!({"epochs": 2, "lr": 0.001});
+        }
+        let h = History::new(&entries);
+        let inputs = [
+            ("model", "init", 1000),
+            ("train", "blocks", 100),
+            ("valid", "blocks", 20),
+        ];
+        let estimate = |params: Value| {
+            let q = CostQuery {
+                params: &params,
+                ..query("ft", "finetune", &inputs)
+            };
+            match h.estimate(&q, &SameName) {
+                Cost::Estimate(e) => (e.seconds, e.scaled),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(estimate(json!({"epochs": 4, "lr": 0.001})), (120.0, true));
+        assert_eq!(estimate(json!({"epochs": 2, "lr": 0.1})), (60.0, false));
+        // Without the parameter on one side: unscaled.
+        assert_eq!(estimate(json!({"lr": 0.001})), (60.0, false));
     }
 
     #[test]

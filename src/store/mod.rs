@@ -57,7 +57,7 @@ use crate::digest::StepKey;
 pub use check::{Corruption, Problem, ProblemKind};
 pub use error::StoreError;
 pub use gc::GcReport;
-pub use history::{Cost, CostQuery, Estimate, History, OutputPaths, SizedInput};
+pub use history::{Cost, CostQuery, Estimate, History, KindFacts, SizedInput};
 pub use lock::{LockHolder, LockWait};
 pub use manifest::{Attempt, MANIFEST_VERSION, Manifest, ManifestInfo, Outcome, OutputFile};
 pub use publish::{Begin, Staging, TryBegin};
