@@ -1,7 +1,10 @@
 //! Evaluated sets arranged by generation. Sets whose labels differ only by
-//! generation form a group (`synthesize@*.blocks scored by finetune@0.model`:
-//! the seed's Figure 1; `blocks.test scored by finetune@*.model`: test
-//! perplexity per generation); within a group, rows are sorted by generation.
+//! generation, read from evaluations whose references differ only by generation,
+//! form a group (`synthesize@*.blocks` from `fig1.scores`: the seed's Figure 1;
+//! `blocks.test` from `test@*.scores`: test perplexity per generation); within a
+//! group, rows are sorted by generation. The reference, not the scorer named in
+//! the file, decides: an evaluation two arms share (one key, so one file naming
+//! the scorer of the arm that ran it first) belongs to each arm that lists it.
 
 use super::data::{ReportInputs, Scores, generation_of, generation_template};
 use crate::artifacts::SetScores;
@@ -9,8 +12,8 @@ use crate::artifacts::SetScores;
 /// One evaluated set, placed in its group.
 #[derive(Clone, Debug)]
 pub struct SetRow<'a> {
-    /// From the set's label, else from the scorer's (`blocks.test` scored by
-    /// `finetune@2.model` is generation 2).
+    /// From the set's label, else from the evaluation's reference (`test@2.scores`),
+    /// else from the scorer's (`blocks.test` scored by `finetune@2.model`).
     pub generation: Option<u32>,
     pub set: &'a SetScores,
     pub scores: &'a Scores,
@@ -122,12 +125,14 @@ pub fn group_sets(inputs: &ReportInputs) -> Vec<Group<'_>> {
     for scores in &inputs.evaluations {
         for set in &scores.file.sets {
             let name = format!(
-                "{} scored by {}",
+                "{} from {}",
                 generation_template(&set.label),
-                generation_template(&scores.file.model)
+                generation_template(&scores.provenance.label)
             );
             let row = SetRow {
-                generation: generation_of(&set.label).or_else(|| generation_of(&scores.file.model)),
+                generation: generation_of(&set.label)
+                    .or_else(|| generation_of(&scores.provenance.label))
+                    .or_else(|| generation_of(&scores.file.model)),
                 set,
                 scores,
             };
@@ -155,14 +160,24 @@ pub fn group_sets(inputs: &ReportInputs) -> Vec<Group<'_>> {
     groups
 }
 
-/// The label all rows share, else its generation template.
-fn shared_label<'l>(mut labels: impl Iterator<Item = &'l str>) -> String {
-    let first = labels.next().unwrap_or_default();
-    if labels.all(|l| l == first) {
-        first.to_string()
-    } else {
-        generation_template(first)
+/// The label all rows share, else the generation template most of them have (the
+/// latest rows' on a tie; rows are in generation order): an arm whose generation 0
+/// is shared with another arm names that arm's scorer in its file.
+fn shared_label<'l>(labels: impl Iterator<Item = &'l str>) -> String {
+    let labels: Vec<&str> = labels.collect();
+    let first = labels.first().copied().unwrap_or_default();
+    if labels.iter().all(|l| *l == first) {
+        return first.to_string();
     }
+    let templates: Vec<String> = labels.iter().map(|l| generation_template(l)).collect();
+    let count = |t: &String| templates.iter().filter(|u| *u == t).count();
+    let mut best = &templates[0];
+    for t in &templates {
+        if count(t) >= count(best) {
+            best = t;
+        }
+    }
+    best.clone()
 }
 
 /// The colour of a row: its generation, or a slot after the generations.

@@ -268,6 +268,62 @@ mod tests {
         }
     }
 
+    /// Two arms share generation 0's evaluation (one key, one file, which names the
+    /// replace arm's scorer): each arm's series still starts at generation 0, and
+    /// is named by its own scorer.
+    #[test]
+    fn an_evaluation_two_arms_share_belongs_to_both() {
+        use crate::artifacts::ScoresFile;
+        use crate::artifacts::scores::tests::degenerate_set;
+        let mut inputs = ReportInputs::default();
+        let scores = |reference: &str, scorer: &str| data::Scores {
+            provenance: provenance("evaluations", reference),
+            file: ScoresFile {
+                model: scorer.into(),
+                model_key: None,
+                sets: vec![degenerate_set("blocks.test")],
+            },
+        };
+        for g in 0..3 {
+            inputs.evaluations.push(scores(
+                &format!("test@{g}.scores"),
+                &format!("finetune@{g}.model"),
+            ));
+        }
+        inputs
+            .evaluations
+            .push(scores("acc_test@0.scores", "finetune@0.model"));
+        for g in 1..3 {
+            inputs.evaluations.push(scores(
+                &format!("acc_test@{g}.scores"),
+                &format!("acc_finetune@{g}.model"),
+            ));
+        }
+        let groups = groups::group_sets(&inputs);
+        let summary: Vec<(String, Vec<Option<u32>>)> = groups
+            .iter()
+            .map(|g| {
+                (
+                    g.name.clone(),
+                    g.rows.iter().map(|r| r.generation).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "blocks.test scored by finetune@*.model".to_string(),
+                    vec![Some(0), Some(1), Some(2)]
+                ),
+                (
+                    "blocks.test scored by acc_finetune@*.model".to_string(),
+                    vec![Some(0), Some(1), Some(2)]
+                ),
+            ]
+        );
+    }
+
     /// Degenerate artifacts render: a set too short for distinct-3 (null
     /// metrics), a set scored once, and a generation with no answers.
     #[test]

@@ -54,7 +54,7 @@ impl KindParams for Params {
     const KIND: &'static str = "report";
     /// 3: figures one panel per metric with the real data as reference, provenance
     /// paths relative to the store, a page that fits the window.
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const USES_SEED: bool = false;
     const USES_PRECISION: bool = false; // reads numbers; no model
     const RESOURCES: ResourceHint = ResourceHint::DATA;
