@@ -1,10 +1,12 @@
 //! Evaluated sets arranged by generation. Sets whose labels differ only by
-//! generation, read from evaluations whose references differ only by generation,
-//! form a group (`synthesize@*.blocks` from `fig1.scores`: the seed's Figure 1;
+//! generation, read from evaluations whose references differ only by generation
+//! (or, where the reference has none, scored by models whose names do), form a
+//! group (`synthesize@*.blocks` scored by `finetune@0.model`: the seed's Figure 1;
 //! `blocks.test` from `test@*.scores`: test perplexity per generation); within a
-//! group, rows are sorted by generation. The reference, not the scorer named in
-//! the file, decides: an evaluation two arms share (one key, so one file naming
-//! the scorer of the arm that ran it first) belongs to each arm that lists it.
+//! group, rows are sorted by generation. A generation in the reference comes
+//! before the scorer named in the file: an evaluation two arms share (one key, so
+//! one file naming the scorer of the arm that ran it first) belongs to each arm
+//! that lists it.
 
 use super::data::{ReportInputs, Scores, generation_of, generation_template};
 use crate::artifacts::SetScores;
@@ -124,10 +126,17 @@ pub fn group_sets(inputs: &ReportInputs) -> Vec<Group<'_>> {
     let mut groups: Vec<Group<'_>> = Vec::new();
     for scores in &inputs.evaluations {
         for set in &scores.file.sets {
+            // A reference with a generation (`test@2.scores`) says which series
+            // the evaluation belongs to; else (one evaluation of many sets, a
+            // source) the scorer does.
+            let by = match generation_of(&scores.provenance.label) {
+                Some(_) => &scores.provenance.label,
+                None => &scores.file.model,
+            };
             let name = format!(
                 "{} from {}",
                 generation_template(&set.label),
-                generation_template(&scores.provenance.label)
+                generation_template(by)
             );
             let row = SetRow {
                 generation: generation_of(&set.label)
