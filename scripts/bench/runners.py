@@ -21,8 +21,8 @@ getrusage(RUSAGE_CHILDREN)), which a loaded machine disturbs much less.
 
 DVC and Snakemake are installed into a throwaway venv (default under
 $XDG_CACHE_HOME/xp-bench-runners, override with RUNNERS_VENV). The xp binary is
-$XP_BIN (default /work/target-rel/release/xp; build with
-`CARGO_TARGET_DIR=/work/target-rel cargo build --release --offline`).
+$XP_BIN (default: the checkout's target/release/xp, or $CARGO_TARGET_DIR's;
+build it with `cargo build --release`).
 
 Usage: python3 scripts/bench/runners.py [--reps 5] [--sizes 13,103] [--tools xp,dvc,snakemake]
 """
@@ -40,7 +40,13 @@ import tempfile
 import time
 from pathlib import Path
 
-XP_BIN = os.path.abspath(os.environ.get("XP_BIN", "/work/target-rel/release/xp"))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+XP_BIN = os.path.abspath(
+    os.environ.get(
+        "XP_BIN",
+        os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target")), "release", "xp"),
+    )
+)
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
 VENV = Path(os.environ.get("RUNNERS_VENV", CACHE / "xp-bench-runners" / "venv"))
 
