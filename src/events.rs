@@ -167,7 +167,8 @@ pub struct WorkTiming {
     pub warmup_s: Option<f64>,
 }
 
-fn median(values: &[f64]) -> Option<f64> {
+/// The median (the mean of the middle two for an even count); `None` when empty.
+pub(crate) fn median(values: &[f64]) -> Option<f64> {
     if values.is_empty() {
         return None;
     }

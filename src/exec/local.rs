@@ -14,11 +14,11 @@ use std::time::Instant;
 use super::parallel::{Ended, Next, after_attempt, spawn};
 use super::{
     ExecError, Executor, RunOptions, RunSummary, SourceLocations, StepCommand, StepResult,
-    execute_step,
+    answered_by_store, execute_step, known_key,
 };
 use crate::events::{EventSink, RunEvent};
-use crate::plan::{KeyState, Plan};
-use crate::store::{Attempt, LookupOutcome, Store};
+use crate::plan::Plan;
+use crate::store::{Attempt, Store};
 
 pub struct LocalExecutor {
     /// How a step with `retry` is run in a child process.
@@ -37,22 +37,10 @@ impl LocalExecutor {
         events: &dyn EventSink,
     ) -> Result<StepResult, ExecError> {
         let step = &plan.steps[index];
-        let key = match &step.key {
-            KeyState::Known { key, .. } => *key,
-            KeyState::Unknown { missing_sources } => {
-                return Err(ExecError::UnknownKey {
-                    step: step.name.clone(),
-                    missing: missing_sources.clone(),
-                });
-            }
-        };
+        let (key, _) = known_key(step)?;
         let forced = options.forced(&step.name);
         // A cached step needs no process.
-        if !forced && matches!(store.lookup(&key)?, LookupOutcome::Hit(_)) {
-            events.emit(RunEvent::StepCached {
-                step: step.name.clone(),
-                key,
-            });
+        if answered_by_store(store, &step.name, key, forced, events)? {
             return Ok(StepResult::Cached);
         }
         let mut attempts: Vec<Attempt> = Vec::new();

@@ -94,6 +94,40 @@ pub trait Executor {
     ) -> Result<RunSummary, ExecError>;
 }
 
+/// A planned step's key and what it hashes; an error when sources it depends on
+/// are not resolved yet.
+pub(crate) fn known_key(
+    planned: &crate::plan::PlannedStep,
+) -> Result<(StepKey, &crate::plan::key::KeyInputs), ExecError> {
+    match &planned.key {
+        KeyState::Known { key, inputs } => Ok((*key, inputs)),
+        KeyState::Unknown { missing_sources } => Err(ExecError::UnknownKey {
+            step: planned.name.clone(),
+            missing: missing_sources.clone(),
+        }),
+    }
+}
+
+/// Whether an executor can answer the step from the store without starting it
+/// anywhere (not forced, entry sound); says so when it can. A corrupt entry is
+/// left to `execute_step`, which quarantines and recomputes it.
+pub(crate) fn answered_by_store(
+    store: &Store,
+    step: &str,
+    key: StepKey,
+    forced: bool,
+    events: &dyn EventSink,
+) -> Result<bool, ExecError> {
+    if forced || !matches!(store.lookup(&key)?, LookupOutcome::Hit(_)) {
+        return Ok(false);
+    }
+    events.emit(RunEvent::StepCached {
+        step: step.to_string(),
+        key,
+    });
+    Ok(true)
+}
+
 /// Runs step `index` of the plan here, unless the store has it.
 /// `earlier_attempts` are the starts of this step whose processes were killed
 /// (a parent retrying it knows them); the manifest lists them before this one.
@@ -108,15 +142,7 @@ pub fn execute_step(
 ) -> Result<StepResult, ExecError> {
     let planned = &plan.steps[index];
     let decl = plan.decl(index);
-    let (key, key_inputs) = match &planned.key {
-        KeyState::Known { key, inputs } => (*key, inputs),
-        KeyState::Unknown { missing_sources } => {
-            return Err(ExecError::UnknownKey {
-                step: planned.name.clone(),
-                missing: missing_sources.clone(),
-            });
-        }
-    };
+    let (key, key_inputs) = known_key(planned)?;
     let step = planned.name.clone();
     let waiting = |wait: &crate::store::LockWait| {
         events.emit(RunEvent::StepWaiting {

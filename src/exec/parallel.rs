@@ -19,11 +19,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::{ExecError, Executor, RunOptions, RunSummary, SourceLocations, StepCommand};
+use super::{
+    ExecError, Executor, RunOptions, RunSummary, SourceLocations, StepCommand, answered_by_store,
+    known_key,
+};
 use crate::digest::StepKey;
 use crate::events::{EventSink, RunEvent};
-use crate::plan::{KeyState, Plan};
-use crate::store::{Attempt, LookupOutcome, Store};
+use crate::plan::Plan;
+use crate::store::{Attempt, Store};
 
 pub struct ParallelExecutor {
     pub command: StepCommand,
@@ -136,21 +139,9 @@ impl Executor for ParallelExecutor {
                     if !step.deps.iter().all(|&d| state[d] == State::Done) {
                         continue;
                     }
-                    let key = match &step.key {
-                        KeyState::Known { key, .. } => *key,
-                        KeyState::Unknown { missing_sources } => {
-                            return Err(ExecError::UnknownKey {
-                                step: step.name.clone(),
-                                missing: missing_sources.clone(),
-                            });
-                        }
-                    };
+                    let (key, _) = known_key(step)?;
                     let forced = options.forced(&step.name);
-                    if !forced && matches!(store.lookup(&key)?, LookupOutcome::Hit(_)) {
-                        events.emit(RunEvent::StepCached {
-                            step: step.name.clone(),
-                            key,
-                        });
+                    if answered_by_store(store, &step.name, key, forced, events)? {
                         summary.cached.push(step.name.clone());
                         state[index] = State::Done;
                         continue;
@@ -367,11 +358,11 @@ fn finish(mut ended: Running<'_>, step: &str, events: &dyn EventSink) -> Ended {
     match status {
         Ok(status) if status.success() && reported.cached => Ended::Cached,
         Ok(status) if status.success() && reported.finished => Ended::Executed,
-        Ok(status) if status.signal().is_some() && !reported.finished && !reported.cached => {
-            let outcome = describe(Some(status));
+        Ok(status) if !reported.finished && !reported.cached && status.signal().is_some() => {
+            let outcome = format!("killed by signal {}", status.signal().unwrap_or_default());
             Ended::Killed {
-                message: format!("its process {outcome}{}", tail(&stderr)),
-                outcome: outcome.trim_start_matches("was ").to_string(),
+                message: format!("its process was {outcome}{}", tail(&stderr)),
+                outcome,
             }
         }
         status => {

@@ -32,6 +32,7 @@ use serde_json::Value;
 use super::{Entry, Outcome};
 use crate::backend::BackendKind;
 use crate::digest::StepKey;
+use crate::events::median;
 
 /// Runs considered per estimate, newest first.
 const MAX_RUNS: usize = 10;
@@ -187,14 +188,8 @@ impl<'a> History<'a> {
             })
             .collect();
         seconds.sort_by(f64::total_cmp);
-        let mid = seconds.len() / 2;
-        let median = if seconds.len() % 2 == 1 {
-            seconds[mid]
-        } else {
-            (seconds[mid - 1] + seconds[mid]) / 2.0
-        };
         Cost::Estimate(Estimate {
-            seconds: median,
+            seconds: median(&seconds).expect("at least one run"),
             low_s: seconds[0],
             high_s: seconds[seconds.len() - 1],
             runs: seconds.len(),

@@ -10,9 +10,9 @@ use super::resources::{kind_default, sbatch_options};
 use super::{SlurmError, Step, StepJob};
 use crate::digest::StepKey;
 use crate::events::{EventSink, RunEvent};
-use crate::exec::{ExecError, RunOptions, StepCommand};
-use crate::plan::{KeyState, Plan};
-use crate::store::{Attempt, LookupOutcome, Store};
+use crate::exec::{ExecError, RunOptions, StepCommand, answered_by_store, known_key};
+use crate::plan::Plan;
+use crate::store::{Attempt, Store};
 
 /// The batch script of one step: `exec` of `xp exec-step`.
 pub fn script(
@@ -98,21 +98,9 @@ pub(super) fn submit_all(
     })?;
     let mut steps: Vec<Step> = Vec::with_capacity(plan.steps.len());
     for (index, planned) in plan.steps.iter().enumerate() {
-        let key = match &planned.key {
-            KeyState::Known { key, .. } => *key,
-            KeyState::Unknown { missing_sources } => {
-                return Err(ExecError::UnknownKey {
-                    step: planned.name.clone(),
-                    missing: missing_sources.clone(),
-                });
-            }
-        };
-        let forced = options.rerun_all || options.rerun.contains(&planned.name);
-        if !forced && matches!(store.lookup(&key)?, LookupOutcome::Hit(_)) {
-            events.emit(RunEvent::StepCached {
-                step: planned.name.clone(),
-                key,
-            });
+        let (key, _) = known_key(planned)?;
+        let forced = options.forced(&planned.name);
+        if answered_by_store(store, &planned.name, key, forced, events)? {
             steps.push(Step::Cached);
             continue;
         }
