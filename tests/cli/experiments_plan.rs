@@ -3,7 +3,8 @@
 //! generation count adds exactly the new steps; `xp run` stops before any step with a
 //! message that says how to provide the sources; on a build without its backend,
 //! `xp run` refuses before resolving any source while `xp plan` and `xp validate`
-//! warn and succeed.
+//! warn and succeed. The real-scale studies (shumailov-accumulate.toml,
+//! shumailov-select.toml) plan offline too, every arm's data flow as declared.
 
 use crate::common;
 
@@ -13,6 +14,11 @@ use common::{Project, stderr, stdout};
 use serde_json::Value;
 
 const SHUMAILOV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/shumailov.toml");
+const ACCUMULATE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/experiments/shumailov-accumulate.toml"
+);
+const SELECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/shumailov-select.toml");
 
 /// `xp ARGS` offline with an empty Hugging Face cache.
 fn offline(p: &Project, args: &[&str]) -> std::process::Output {
@@ -24,9 +30,15 @@ fn offline(p: &Project, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// Step name → its dependencies, from `xp plan --json`.
+/// Step name → its dependencies, from `xp plan --json` of shumailov.toml.
 fn plan(p: &Project, extra: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
-    let mut args = vec!["plan", SHUMAILOV, "--json"];
+    plan_file(p, SHUMAILOV, extra)
+}
+
+/// Step name → its dependencies, from `xp plan --json` of `file`; every step waits for
+/// the sources.
+fn plan_file(p: &Project, file: &str, extra: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut args = vec!["plan", file, "--json"];
     args.extend_from_slice(extra);
     let out = offline(p, &args);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -216,4 +228,135 @@ fn the_backend_on_the_command_line_is_checked_by_clap() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("ndarray") && err.contains("cuda"), "{err}");
+}
+
+fn names(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+/// `{prefix}finetune@0..count` etc.: a loop's steps, one name per generation.
+fn loop_steps(prefix: &str, steps: &[&str], count: usize) -> Vec<String> {
+    (0..count)
+        .flat_map(|g| steps.iter().map(move |s| format!("{prefix}{s}@{g}")))
+        .collect()
+}
+
+/// `xp plan` of `file` offline says how many steps wait for the two sources.
+fn assert_waits_for_sources(p: &Project, file: &str, steps: usize) {
+    let text = offline(p, &["plan", file]);
+    let all = stdout(&text) + &stderr(&text);
+    let line = format!("{steps} steps: 0 cached, 0 will run, {steps} wait for sources to be fetched");
+    assert!(all.contains(&line), "{all}");
+    for source in ["opt", "wikitext"] {
+        assert!(all.contains(&format!("source `{source}` must be fetched")), "{all}");
+    }
+}
+
+#[test]
+fn the_accumulate_study_plans_offline_with_each_arms_data_flow() {
+    let p = Project::new(1);
+    let steps = plan_file(&p, ACCUMULATE, &[]);
+    let mut expected = loop_steps("", &["finetune", "synthesize", "test"], 6);
+    expected.extend(loop_steps("acc_", &["finetune", "synthesize", "pool", "test"], 6));
+    expected.extend(loop_steps("sub_", &["finetune", "synthesize", "pool", "test"], 6));
+    expected.extend(["blocks", "report"].map(String::from));
+    expected.sort();
+    assert_eq!(steps.keys().cloned().collect::<Vec<_>>(), expected);
+    assert_waits_for_sources(&p, ACCUMULATE, 68);
+
+    // Every generation 0 trains on the real data from the pre-trained model (a source).
+    for arm in ["", "acc_", "sub_"] {
+        assert_eq!(steps[&format!("{arm}finetune@0")], names(&["blocks"]), "{arm}");
+    }
+    for g in 1..6 {
+        let prev = g - 1;
+        // Replace: what generation g-1 wrote, and it prompts with that too.
+        assert_eq!(
+            steps[&format!("finetune@{g}")],
+            names(&["blocks", &format!("synthesize@{prev}")])
+        );
+        for arm in ["acc_", "sub_"] {
+            // Accumulate(-subsample): the pool, made of the real data and the text of
+            // every generation up to g-1; prompts follow the chain of what was written.
+            assert_eq!(
+                steps[&format!("{arm}finetune@{g}")],
+                names(&["blocks", &format!("{arm}pool@{prev}")]),
+                "{arm}{g}"
+            );
+            assert_eq!(
+                steps[&format!("{arm}synthesize@{g}")],
+                names(&[&format!("{arm}finetune@{g}"), &format!("{arm}synthesize@{prev}")]),
+                "{arm}{g}"
+            );
+        }
+    }
+    for g in 0..6 {
+        for arm in ["acc_", "sub_"] {
+            let mut pool = loop_steps(arm, &["synthesize"], g + 1);
+            pool.push("blocks".into());
+            let pool: BTreeSet<String> = pool.into_iter().collect();
+            assert_eq!(steps[&format!("{arm}pool@{g}")], pool, "{arm}pool@{g}");
+        }
+    }
+    assert_eq!(steps["report"].len(), 36, "{:?}", steps["report"]);
+
+    // The override the file's comment gives for the exact subsample size is accepted
+    // and changes no dependency.
+    let bigger = plan_file(&p, ACCUMULATE, &["--set", "loop.subsample.steps.sub_pool.blocks=40000"]);
+    assert_eq!(bigger, steps);
+}
+
+#[test]
+fn the_selection_study_plans_offline_with_each_arms_selection() {
+    let p = Project::new(1);
+    let steps = plan_file(&p, SELECT, &[]);
+    let mut expected = loop_steps("", &["finetune", "synthesize", "test"], 4);
+    for arm in ["hi_", "lo_", "rs_"] {
+        expected.extend(loop_steps(arm, &["finetune", "synthesize", "select", "test"], 4));
+    }
+    expected.extend(["blocks", "kept", "report"].map(String::from));
+    expected.sort();
+    assert_eq!(steps.keys().cloned().collect::<Vec<_>>(), expected);
+    assert_waits_for_sources(&p, SELECT, 63);
+
+    for g in 0..4 {
+        // Highest and lowest: scored by the model that wrote the text.
+        for arm in ["hi_", "lo_"] {
+            assert_eq!(
+                steps[&format!("{arm}select@{g}")],
+                names(&[&format!("{arm}finetune@{g}"), &format!("{arm}synthesize@{g}")]),
+                "{arm}{g}"
+            );
+        }
+        // Resample: scored by generation 0's model, towards the real data.
+        assert_eq!(
+            steps[&format!("rs_select@{g}")],
+            names(&["finetune@0", &format!("rs_synthesize@{g}"), "blocks"]),
+            "{g}"
+        );
+    }
+    for g in 1..4 {
+        let prev = g - 1;
+        for arm in ["hi_", "lo_", "rs_"] {
+            // Generation g trains on the selection of g-1's text, prompts with all of it.
+            assert_eq!(
+                steps[&format!("{arm}finetune@{g}")],
+                names(&["blocks", &format!("{arm}select@{prev}")]),
+                "{arm}{g}"
+            );
+            assert_eq!(
+                steps[&format!("{arm}synthesize@{g}")],
+                names(&[&format!("{arm}finetune@{g}"), &format!("{arm}synthesize@{prev}")]),
+                "{arm}{g}"
+            );
+        }
+    }
+    // `kept` scores, under generation 0's model, the real data, every generation's text
+    // and every selection.
+    let mut kept = loop_steps("", &["synthesize"], 4);
+    for arm in ["hi_", "lo_", "rs_"] {
+        kept.extend(loop_steps(arm, &["select"], 4));
+    }
+    kept.extend(["blocks".into(), "finetune@0".into()]);
+    assert_eq!(steps["kept"], kept.into_iter().collect::<BTreeSet<_>>());
 }
