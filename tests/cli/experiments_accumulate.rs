@@ -1,5 +1,6 @@
 //! experiments/mini-accumulate.toml offline: it validates and plans; its three arms
-//! share generation 0; the replace arm is mini.toml's loop (the same keys); the
+//! share generation 0; the replace arm is mini.toml's loop with the settings mini.toml
+//! had before its collapse study (the same keys); the
 //! accumulate arms' pools hold the real data and every generation's text so far, and
 //! are what the next generation trains on.
 
@@ -22,7 +23,15 @@ struct Planned {
 }
 
 fn plan(p: &Project, file: &str) -> BTreeMap<String, Planned> {
-    let out = p.run(&["plan", file, "--json"]);
+    plan_with(p, file, &[])
+}
+
+fn plan_with(p: &Project, file: &str, sets: &[&str]) -> BTreeMap<String, Planned> {
+    let mut args = vec!["plan", file, "--json"];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out = p.run(&args);
     assert!(out.status.success(), "{}", stderr(&out));
     let plan: Value = serde_json::from_str(&stdout(&out)).unwrap();
     plan["steps"]
@@ -67,8 +76,21 @@ fn mini_accumulate_validates_and_plans_its_three_arms() {
     assert_ne!(steps["finetune@1"].key, steps["acc_finetune@1"].key);
     assert_ne!(steps["acc_finetune@1"].key, steps["sub_finetune@1"].key);
 
-    // The replace arm is mini.toml's loop: its generations 0..3 have mini's keys.
-    let mini = plan(&p, MINI);
+    // The replace arm is mini.toml's loop as it was before docs/mini-collapse.md moved
+    // mini.toml to the paper's settings: its generations 0..3 have those keys.
+    let mini = plan_with(
+        &p,
+        MINI,
+        &[
+            "steps.blocks.block_size=32",
+            "steps.init.max_positions=64",
+            "loop.gen.steps.finetune.epochs=4",
+            "loop.gen.steps.synthesize.beams=3",
+            "loop.gen.steps.synthesize.new_tokens=32",
+            "loop.gen.steps.synthesize.min_new_tokens=32",
+            "loop.gen.steps.synthesize.repetition_penalty=2.0",
+        ],
+    );
     for g in 0..4 {
         for step in ["finetune", "synthesize", "test"] {
             let name = format!("{step}@{g}");

@@ -18,7 +18,10 @@ const ACCUMULATE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/experiments/shumailov-accumulate.toml"
 );
-const SELECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/shumailov-select.toml");
+const SELECT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/experiments/shumailov-select.toml"
+);
 
 /// `xp ARGS` offline with an empty Hugging Face cache.
 fn offline(p: &Project, args: &[&str]) -> std::process::Output {
@@ -245,10 +248,14 @@ fn loop_steps(prefix: &str, steps: &[&str], count: usize) -> Vec<String> {
 fn assert_waits_for_sources(p: &Project, file: &str, steps: usize) {
     let text = offline(p, &["plan", file]);
     let all = stdout(&text) + &stderr(&text);
-    let line = format!("{steps} steps: 0 cached, 0 will run, {steps} wait for sources to be fetched");
+    let line =
+        format!("{steps} steps: 0 cached, 0 will run, {steps} wait for sources to be fetched");
     assert!(all.contains(&line), "{all}");
     for source in ["opt", "wikitext"] {
-        assert!(all.contains(&format!("source `{source}` must be fetched")), "{all}");
+        assert!(
+            all.contains(&format!("source `{source}` must be fetched")),
+            "{all}"
+        );
     }
 }
 
@@ -257,8 +264,16 @@ fn the_accumulate_study_plans_offline_with_each_arms_data_flow() {
     let p = Project::new(1);
     let steps = plan_file(&p, ACCUMULATE, &[]);
     let mut expected = loop_steps("", &["finetune", "synthesize", "test"], 6);
-    expected.extend(loop_steps("acc_", &["finetune", "synthesize", "pool", "test"], 6));
-    expected.extend(loop_steps("sub_", &["finetune", "synthesize", "pool", "test"], 6));
+    expected.extend(loop_steps(
+        "acc_",
+        &["finetune", "synthesize", "pool", "test"],
+        6,
+    ));
+    expected.extend(loop_steps(
+        "sub_",
+        &["finetune", "synthesize", "pool", "test"],
+        6,
+    ));
     expected.extend(["blocks", "report"].map(String::from));
     expected.sort();
     assert_eq!(steps.keys().cloned().collect::<Vec<_>>(), expected);
@@ -266,7 +281,11 @@ fn the_accumulate_study_plans_offline_with_each_arms_data_flow() {
 
     // Every generation 0 trains on the real data from the pre-trained model (a source).
     for arm in ["", "acc_", "sub_"] {
-        assert_eq!(steps[&format!("{arm}finetune@0")], names(&["blocks"]), "{arm}");
+        assert_eq!(
+            steps[&format!("{arm}finetune@0")],
+            names(&["blocks"]),
+            "{arm}"
+        );
     }
     for g in 1..6 {
         let prev = g - 1;
@@ -285,7 +304,10 @@ fn the_accumulate_study_plans_offline_with_each_arms_data_flow() {
             );
             assert_eq!(
                 steps[&format!("{arm}synthesize@{g}")],
-                names(&[&format!("{arm}finetune@{g}"), &format!("{arm}synthesize@{prev}")]),
+                names(&[
+                    &format!("{arm}finetune@{g}"),
+                    &format!("{arm}synthesize@{prev}")
+                ]),
                 "{arm}{g}"
             );
         }
@@ -302,7 +324,11 @@ fn the_accumulate_study_plans_offline_with_each_arms_data_flow() {
 
     // The override the file's comment gives for the exact subsample size is accepted
     // and changes no dependency.
-    let bigger = plan_file(&p, ACCUMULATE, &["--set", "loop.subsample.steps.sub_pool.blocks=40000"]);
+    let bigger = plan_file(
+        &p,
+        ACCUMULATE,
+        &["--set", "loop.subsample.steps.sub_pool.blocks=40000"],
+    );
     assert_eq!(bigger, steps);
 }
 
@@ -312,7 +338,11 @@ fn the_selection_study_plans_offline_with_each_arms_selection() {
     let steps = plan_file(&p, SELECT, &[]);
     let mut expected = loop_steps("", &["finetune", "synthesize", "test"], 4);
     for arm in ["hi_", "lo_", "rs_"] {
-        expected.extend(loop_steps(arm, &["finetune", "synthesize", "select", "test"], 4));
+        expected.extend(loop_steps(
+            arm,
+            &["finetune", "synthesize", "select", "test"],
+            4,
+        ));
     }
     expected.extend(["blocks", "kept", "report"].map(String::from));
     expected.sort();
@@ -324,7 +354,10 @@ fn the_selection_study_plans_offline_with_each_arms_selection() {
         for arm in ["hi_", "lo_"] {
             assert_eq!(
                 steps[&format!("{arm}select@{g}")],
-                names(&[&format!("{arm}finetune@{g}"), &format!("{arm}synthesize@{g}")]),
+                names(&[
+                    &format!("{arm}finetune@{g}"),
+                    &format!("{arm}synthesize@{g}")
+                ]),
                 "{arm}{g}"
             );
         }
@@ -346,7 +379,10 @@ fn the_selection_study_plans_offline_with_each_arms_selection() {
             );
             assert_eq!(
                 steps[&format!("{arm}synthesize@{g}")],
-                names(&[&format!("{arm}finetune@{g}"), &format!("{arm}synthesize@{prev}")]),
+                names(&[
+                    &format!("{arm}finetune@{g}"),
+                    &format!("{arm}synthesize@{prev}")
+                ]),
                 "{arm}{g}"
             );
         }

@@ -63,7 +63,10 @@ fn mini_runs_end_to_end_and_shows_collapse() {
     let tail: Vec<f64> = sets.iter().map(|s| metric(s, "tail_coverage")).collect();
     eprintln!("unigram JS {js:?}, median perplexity {median:?}, tail coverage {tail:?}");
     for g in 1..4 {
-        assert!(js[g] > js[0], "unigram JS to the real data by generation: {js:?}");
+        assert!(
+            js[g] > js[0],
+            "unigram JS to the real data by generation: {js:?}"
+        );
         assert!(
             median[g] > 2.0 * median[0],
             "median perplexity under generation 0 by generation: {median:?}"
