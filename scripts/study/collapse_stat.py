@@ -79,7 +79,7 @@ def interval(values, level=0.95):
     return {"n": n, "mean": mean, "sd": sd, "low": mean - half, "high": mean + half}
 
 
-def _metrics(rows, step):
+def step_metrics(rows, step):
     for row in rows:
         if row["step"] == step:
             if row["metrics"] is None:
@@ -98,8 +98,8 @@ def seed_values(rows):
     if not gens or min(gens) != 0:
         raise SystemExit(f"no `{TEST_STEP}@0` step in the `xp show --json` output")
     last = max(gens)
-    ppl = [_metrics(rows, f"{TEST_STEP}@{g}")[TEST_SET]["corpus_perplexity"] for g in (0, last)]
-    fig1 = _metrics(rows, TEXT_EVAL_STEP)
+    ppl = [step_metrics(rows, f"{TEST_STEP}@{g}")[TEST_SET]["corpus_perplexity"] for g in (0, last)]
+    fig1 = step_metrics(rows, TEXT_EVAL_STEP)
     tail = [fig1[f"synthesize@{g}.blocks"]["tail_coverage"] for g in (0, last)]
     return {
         "last_generation": last,

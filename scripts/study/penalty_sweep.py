@@ -66,7 +66,7 @@ def run_one(args, seed, penalty):
     rows = json.loads(show.stdout)
     Path(args.work, f"show-p{penalty}-s{seed}.json").write_text(show.stdout)
     values = collapse_stat.seed_values(rows)
-    fig1 = collapse_stat._metrics(rows, collapse_stat.TEXT_EVAL_STEP)
+    fig1 = collapse_stat.step_metrics(rows, collapse_stat.TEXT_EVAL_STEP)
     last = values["last_generation"]
     values["fig1_median"] = {
         "real": fig1["blocks.train"]["median"],
