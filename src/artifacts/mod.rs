@@ -17,6 +17,7 @@
 //! This module depends on serde alone, so every other module may use it.
 
 pub mod answers;
+pub mod labels;
 pub mod metrics;
 pub mod samples;
 pub mod scores;

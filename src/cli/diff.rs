@@ -1,6 +1,8 @@
 //! `xp diff A B`: two runs' metrics side by side. A and B are experiment files
 //! (every step, matched by name) or store keys (one step each; a unique prefix
-//! of at least 6 hex digits will do).
+//! of at least 6 hex digits will do). `xp diff FILE --point A --point B`: two
+//! points of one file's sweep, steps matched by their name in the file
+//! (replicates of a point pooled: numbers are their mean).
 
 use std::path::PathBuf;
 
@@ -9,15 +11,23 @@ use serde_json::{Value, json};
 
 use super::common;
 use super::exit::Success;
-use super::show::{flatten_metrics, format_value, step_rows};
+use super::show::{StepRow, flatten_metrics, format_value, step_rows, step_rows_of};
 use super::{CliError, ExperimentArgs, StoreArgs};
+use crate::artifacts::labels::without_point;
+use crate::report::replicates::Summary;
+use crate::spec::Sweep;
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     /// An experiment file, or a store key (or a unique prefix of one).
     pub a: String,
-    /// An experiment file, or a store key (or a unique prefix of one).
-    pub b: String,
+    /// An experiment file, or a store key (or a unique prefix of one); absent
+    /// with `--point`.
+    pub b: Option<String>,
+    /// Compare two points of A's sweep (`--point lr=3e-4 --point lr=1e-3`; several
+    /// axes as `lr=3e-4,seed=1`): give it twice.
+    #[arg(long = "point", value_name = "AXIS=VALUE,...")]
+    pub points: Vec<String>,
     /// Override a value of both files (as for `xp show`).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub set: Vec<String>,
@@ -173,9 +183,161 @@ fn compare(a: &Side, b: &Side) -> Vec<Row> {
     rows
 }
 
+/// The points of `sweep` a selector (`lr=3e-4,seed=1`, brackets optional) names.
+fn select_points(sweep: &Sweep, selector: &str) -> Result<Vec<usize>, CliError> {
+    let inner = selector
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let names: Vec<&str> = sweep.axes.iter().map(|a| a.name.as_str()).collect();
+    let mut wanted = Vec::new();
+    for part in inner.split(',').filter(|p| !p.trim().is_empty()) {
+        let Some((axis, value)) = part.split_once('=') else {
+            return Err(CliError::Usage(format!(
+                "error: --point `{selector}`: expected AXIS=VALUE (axes: {})",
+                names.join(", ")
+            )));
+        };
+        let Some(a) = names.iter().position(|n| *n == axis.trim()) else {
+            return Err(CliError::Usage(format!(
+                "error: --point `{selector}`: the sweep has no axis `{}` (axes: {})",
+                axis.trim(),
+                names.join(", ")
+            )));
+        };
+        wanted.push((a, value.trim().to_string()));
+    }
+    let points: Vec<usize> = (0..sweep.points.len())
+        .filter(|&p| {
+            wanted
+                .iter()
+                .all(|(a, v)| sweep.axes[*a].values[sweep.points[p].0[*a]] == *v)
+        })
+        .collect();
+    if points.is_empty() {
+        return Err(CliError::Usage(format!(
+            "error: --point `{selector}` matches no point of the sweep; the points are {}",
+            (0..sweep.points.len())
+                .map(|p| sweep.point_label(p))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )));
+    }
+    Ok(points)
+}
+
+/// One point's steps (the file's names; replicates pooled: a number is the mean
+/// over the point's seeds).
+fn point_side(rows: &[StepRow], sweep: &Sweep, points: &[usize]) -> Side {
+    let labels: Vec<String> = points.iter().map(|&p| sweep.point_label(p)).collect();
+    let mut grouped: Vec<(String, Vec<&StepRow>)> = Vec::new();
+    for row in rows
+        .iter()
+        .filter(|r| r.points.iter().any(|l| labels.contains(l)))
+    {
+        let base = without_point(&row.step).to_string();
+        match grouped.iter_mut().find(|(b, _)| *b == base) {
+            Some((_, members)) => members.push(row),
+            None => grouped.push((base, vec![row])),
+        }
+    }
+    let steps = grouped
+        .into_iter()
+        .map(|(base, members)| {
+            let status = if members.iter().all(|r| r.status == members[0].status) {
+                members[0].status.to_string()
+            } else {
+                "partly cached".to_string()
+            };
+            let mut metrics: Metrics = Vec::new();
+            for row in &members {
+                for (name, value) in row
+                    .metrics
+                    .as_ref()
+                    .map(flatten_metrics)
+                    .unwrap_or_default()
+                {
+                    if !metrics.iter().any(|(n, _)| *n == name) {
+                        metrics.push((name, value));
+                    }
+                }
+            }
+            if members.len() > 1 {
+                for (name, value) in &mut metrics {
+                    let values = members.iter().filter_map(|r| {
+                        let flat = r.metrics.as_ref().map(flatten_metrics)?;
+                        flat.into_iter().find(|(n, _)| n == name)?.1.as_f64()
+                    });
+                    if value.is_number() {
+                        if let Some(s) = Summary::of(values) {
+                            *value = json!(s.mean);
+                        }
+                    }
+                }
+            }
+            (base, status, metrics)
+        })
+        .collect();
+    Side { steps }
+}
+
+/// "lr: 3e-4 → 1e-3" for each axis whose values differ between the two selections.
+fn differing_axes(sweep: &Sweep, a: &[usize], b: &[usize]) -> Vec<String> {
+    let values = |points: &[usize], axis: usize| {
+        let mut v: Vec<&str> = points
+            .iter()
+            .map(|&p| sweep.axes[axis].values[sweep.points[p].0[axis]].as_str())
+            .collect();
+        v.dedup();
+        v.join("|")
+    };
+    (0..sweep.axes.len())
+        .filter_map(|axis| {
+            let (va, vb) = (values(a, axis), values(b, axis));
+            (va != vb).then(|| format!("{}: {va} → {vb}", sweep.axes[axis].name))
+        })
+        .collect()
+}
+
 pub fn run(args: DiffArgs) -> Result<Success, CliError> {
-    let a = resolve(&args.a, &args)?;
-    let b = resolve(&args.b, &args)?;
+    let (a, b, differ) = match (args.points.as_slice(), &args.b) {
+        ([], Some(b)) => (resolve(&args.a, &args)?, resolve(b, &args)?, Vec::new()),
+        ([pa, pb], None) => {
+            let experiment = ExperimentArgs {
+                file: PathBuf::from(&args.a),
+                set: args.set.clone(),
+                backend: None,
+                precision: None,
+            };
+            let plan = common::plan_offline(&experiment)?;
+            let sweep = &plan.experiment.sweep;
+            if !sweep.is_swept() {
+                return Err(CliError::Usage(format!(
+                    "error: `{}` has no [sweep] and no seeds: --point compares points of a sweep",
+                    args.a
+                )));
+            }
+            let (points_a, points_b) = (select_points(sweep, pa)?, select_points(sweep, pb)?);
+            let rows = step_rows_of(&plan, &args.store)?;
+            let differ = differing_axes(sweep, &points_a, &points_b);
+            (
+                point_side(&rows, sweep, &points_a),
+                point_side(&rows, sweep, &points_b),
+                differ,
+            )
+        }
+        _ => {
+            return Err(CliError::Usage(
+                "error: give two runs (`xp diff A B`: files or keys) or one file and two points \
+                 (`xp diff FILE --point lr=3e-4 --point lr=1e-3`)"
+                    .into(),
+            ));
+        }
+    };
+    let (name_a, name_b) = match args.points.as_slice() {
+        [pa, pb] => (pa.clone(), pb.clone()),
+        _ => (args.a.clone(), args.b.clone().unwrap_or_default()),
+    };
     let rows = compare(&a, &b);
     if args.json {
         for r in &rows {
@@ -206,8 +368,8 @@ pub fn run(args: DiffArgs) -> Result<Success, CliError> {
     let header = [
         "step".to_string(),
         "metric".to_string(),
-        format!("A: {}", args.a),
-        format!("B: {}", args.b),
+        format!("A: {name_a}"),
+        format!("B: {name_b}"),
         String::new(),
     ];
     let widths: Vec<usize> = (0..4)
@@ -236,6 +398,9 @@ pub fn run(args: DiffArgs) -> Result<Success, CliError> {
         .trim_end()
         .to_string()
     };
+    if !differ.is_empty() {
+        println!("the points differ in {}\n", differ.join("; "));
+    }
     println!("{}", line(&header));
     for r in &table {
         println!("{}", line(r));

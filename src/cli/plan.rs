@@ -3,12 +3,13 @@
 //! stderr), not an error. `--since REV` is in `plan_since.rs`.
 
 use clap::Args;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::common::{self, StepStatus};
 use super::cost::{self, PlanPaths};
 use super::exit::Success;
 use super::{CliError, ExperimentArgs, StoreArgs};
+use crate::plan::Plan;
 use crate::store::{Cost, History};
 
 #[derive(Debug, Args)]
@@ -70,6 +71,7 @@ pub fn run(args: PlanArgs) -> Result<Success, CliError> {
                     "depends_on": step.deps.iter().map(|&d| plan.steps[d].name.clone()).collect::<Vec<_>>(),
                     "why": status.reasons(),
                     "cost": cost.as_ref().map(cost::to_json),
+                    "points": plan.decl_of(step).points.iter().map(|&p| plan.experiment.sweep.point_label(p)).filter(|l| !l.is_empty()).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -86,6 +88,7 @@ pub fn run(args: PlanArgs) -> Result<Success, CliError> {
             "steps": steps,
             "sources": sources,
             "estimated_s": known.iter().sum::<f64>(),
+            "sweep": sweep_json(&plan),
             "without_history": costs.iter().flatten().filter(|c| c.seconds().is_none()).count(),
         });
         println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
@@ -132,6 +135,9 @@ pub fn run(args: PlanArgs) -> Result<Success, CliError> {
             n => format!(", {n} wait for sources to be fetched"),
         }
     );
+    if let Some(line) = sweep_line(&plan) {
+        println!("{line}");
+    }
     if let Some(summary) = cost::summary(costs.iter().flatten(), backend) {
         println!("{summary}");
     }
@@ -143,4 +149,46 @@ pub fn run(args: PlanArgs) -> Result<Success, CliError> {
         }
     }
     Ok(Success::Ok)
+}
+
+/// Steps the points would have on their own: a step counts once for each point it
+/// belongs to (a report gathering three seeds stands for three reports).
+fn steps_without_sharing(plan: &Plan) -> usize {
+    plan.steps
+        .iter()
+        .map(|s| plan.decl_of(s).points.len())
+        .sum()
+}
+
+/// "sweep: 6 points (lr: 2 values, seed: 3 values); 44 steps where the points on
+/// their own would have 66", for a swept experiment.
+fn sweep_line(plan: &Plan) -> Option<String> {
+    let sweep = &plan.experiment.sweep;
+    if !sweep.is_swept() {
+        return None;
+    }
+    let mut dimensions: Vec<String> = Vec::new();
+    for axis in &sweep.axes {
+        dimensions.push(format!("{}: {} values", axis.name, axis.values.len()));
+    }
+    Some(format!(
+        "sweep: {} points ({}); {} steps where the points on their own would have {}",
+        sweep.points.len(),
+        dimensions.join(", "),
+        plan.steps.len(),
+        steps_without_sharing(plan)
+    ))
+}
+
+fn sweep_json(plan: &Plan) -> Value {
+    let sweep = &plan.experiment.sweep;
+    if !sweep.is_swept() {
+        return Value::Null;
+    }
+    json!({
+        "axes": sweep.axes.iter().map(|a| json!({"name": a.name, "path": a.path, "values": a.values})).collect::<Vec<_>>(),
+        "points": (0..sweep.points.len()).map(|p| sweep.point_label(p)).collect::<Vec<_>>(),
+        "steps": plan.steps.len(),
+        "steps_without_sharing": steps_without_sharing(plan),
+    })
 }

@@ -6,8 +6,11 @@ use serde_json::{Value, json};
 use super::common;
 use super::exit::Success;
 use super::{CliError, ExperimentArgs, StoreArgs};
+use crate::artifacts::labels::{without_point, without_replicate};
 use crate::backend::{BackendKind, Precision};
 use crate::events::WorkTiming;
+use crate::plan::Plan;
+use crate::report::replicates::Summary;
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
@@ -32,6 +35,8 @@ pub(super) struct StepRow {
     /// `None` also for entries written before precision was recorded.
     pub precision: Option<Precision>,
     pub timing: Option<WorkTiming>,
+    /// The sweep points ([`crate::spec::Sweep`]) the step belongs to, by label.
+    pub points: Vec<String>,
 }
 
 /// Every step of the experiment: key, status, output paths, metrics.
@@ -40,6 +45,14 @@ pub(super) fn step_rows(
     store: &super::StoreArgs,
 ) -> Result<Vec<StepRow>, CliError> {
     let plan = common::plan_offline(experiment)?;
+    step_rows_of(&plan, store)
+}
+
+/// [`step_rows`] of a plan already made.
+pub(super) fn step_rows_of(
+    plan: &Plan,
+    store: &super::StoreArgs,
+) -> Result<Vec<StepRow>, CliError> {
     let store = common::open_store_if_exists(store)?;
     let mut rows = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
@@ -76,6 +89,13 @@ pub(super) fn step_rows(
             backend: entry.as_ref().map(|e| e.manifest.backend),
             precision: entry.as_ref().and_then(|e| e.manifest.precision),
             timing: entry.as_ref().and_then(|e| e.manifest.timing.clone()),
+            points: plan
+                .decl(i)
+                .points
+                .iter()
+                .map(|&p| plan.experiment.sweep.point_label(p))
+                .filter(|label| !label.is_empty())
+                .collect(),
         });
     }
     Ok(rows)
@@ -98,6 +118,7 @@ pub fn run(args: ShowArgs) -> Result<Success, CliError> {
                     "backend": r.backend,
                     "precision": r.precision,
                     "timing": r.timing,
+                    "points": r.points,
                 })
             })
             .collect();
@@ -141,7 +162,117 @@ pub fn run(args: ShowArgs) -> Result<Success, CliError> {
             println!("    {name:<width$}  {}", format_value(value));
         }
     }
+    for table in by_point(&rows) {
+        println!("\n{table}");
+    }
     Ok(Success::Ok)
+}
+
+/// For each step of the file that differs between sweep points (`test@1` at
+/// `[lr=1e-3]` and at `[lr=3e-4]`), its numeric metrics side by side, one column
+/// per point; replicates (the same point but for the seed) pooled as mean ± the
+/// half-width of the 95 % Student-t interval, with the number of seeds.
+fn by_point(rows: &[StepRow]) -> Vec<String> {
+    let mut bases: Vec<&str> = Vec::new();
+    for row in rows {
+        let base = without_point(&row.step);
+        if base != row.step && !bases.contains(&base) {
+            bases.push(base);
+        }
+    }
+    let mut tables = Vec::new();
+    for base in bases {
+        // Columns: the step's point without its seed, in plan order.
+        let mut columns: Vec<(String, Vec<&StepRow>)> = Vec::new();
+        for row in rows.iter().filter(|r| without_point(&r.step) == base) {
+            let column = without_replicate(&row.step)[base.len()..].to_string();
+            match columns.iter_mut().find(|(c, _)| *c == column) {
+                Some((_, members)) => members.push(row),
+                None => columns.push((column, vec![row])),
+            }
+        }
+        let mut metric_names: Vec<String> = Vec::new();
+        for row in columns.iter().flat_map(|(_, m)| m) {
+            for (name, value) in row
+                .metrics
+                .as_ref()
+                .map(flatten_metrics)
+                .unwrap_or_default()
+            {
+                if value.is_number() && !metric_names.contains(&name) {
+                    metric_names.push(name);
+                }
+            }
+        }
+        if metric_names.is_empty() {
+            continue;
+        }
+        let cell = |members: &[&StepRow], metric: &str| -> String {
+            let values = members.iter().filter_map(|r| {
+                let flat = r.metrics.as_ref().map(flatten_metrics)?;
+                flat.into_iter()
+                    .find(|(n, _)| n == metric)
+                    .and_then(|(_, v)| v.as_f64())
+            });
+            match Summary::of(values) {
+                None => "—".into(),
+                Some(s) => match s.half_width {
+                    Some(h) => format!("{} ± {} ({})", short(s.mean), short(h), s.n),
+                    None if members.len() > 1 => format!("{} (1)", short(s.mean)),
+                    None => short(s.mean),
+                },
+            }
+        };
+        let replicated = columns.iter().any(|(_, m)| m.len() > 1);
+        let mut header = vec![format!("{base} by point")];
+        header.extend(columns.iter().map(|(c, _)| match c.as_str() {
+            "" if replicated => "over seeds".to_string(),
+            "" => "every point".to_string(),
+            _ => c.clone(),
+        }));
+        let mut lines = vec![header];
+        for metric in &metric_names {
+            let mut line = vec![metric.clone()];
+            line.extend(columns.iter().map(|(_, members)| cell(members, metric)));
+            lines.push(line);
+        }
+        let widths: Vec<usize> = (0..lines[0].len())
+            .map(|c| {
+                lines
+                    .iter()
+                    .map(|l| l[c].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut text = String::new();
+        if replicated {
+            text.push_str("(over seeds: mean ± 95 % Student-t half-width (seeds))\n");
+        }
+        for line in &lines {
+            let cells: Vec<String> = line
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            text.push_str(cells.join("  ").trim_end());
+            text.push('\n');
+        }
+        tables.push(text.trim_end().to_string());
+    }
+    tables
+}
+
+/// Four significant digits.
+fn short(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        format!("{v}")
+    } else if v.abs() >= 1e6 || v.abs() < 1e-3 {
+        format!("{v:.3e}")
+    } else {
+        let digits = (3 - v.abs().log10().floor() as i32).clamp(0, 6) as usize;
+        format!("{v:.digits$}")
+    }
 }
 
 /// "setup 2.1 s, first of 120 training steps 41.2 s, then 0.38 s each": the

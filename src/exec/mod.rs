@@ -193,7 +193,7 @@ pub fn execute_step(
         out_dir: staging.out_dir(),
         scratch_dir: staging.scratch_dir(),
         inputs,
-        seed: plan.experiment.meta.seed,
+        seed: decl.seed,
         backend: plan.experiment.meta.backend,
         precision: plan.experiment.meta.precision,
         events,

@@ -148,7 +148,7 @@ fn same_unkeyed(old: &Plan, old_step: usize, new: &Plan, step: usize, so_far: &C
     a.kind() == b.kind()
         && a.version() == b.version()
         && a.params_without_inputs() == b.params_without_inputs()
-        && (!b.uses_seed() || ma.seed == mb.seed)
+        && (!b.uses_seed() || old.decl(old_step).seed == new.decl(step).seed)
         && (!b.uses_precision() || ma.precision == mb.precision)
         && ia.len() == ib.len()
         && ia.iter().zip(ib).all(|((sa, xa), (sb, xb))| {

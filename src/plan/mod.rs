@@ -303,7 +303,7 @@ fn key_state(
         kind: params.kind().to_string(),
         kind_version: params.version(),
         params: params.params_without_inputs(),
-        seed: params.uses_seed().then_some(experiment.meta.seed),
+        seed: params.uses_seed().then_some(decl.seed),
         precision: if params.uses_precision() {
             experiment.meta.precision
         } else {

@@ -82,6 +82,9 @@ pub struct Series {
     pub name: String,
     pub colour: Colour,
     pub points: Vec<(f64, f64)>,
+    /// An interval around the line, (x, low, high) in x order, drawn as a light
+    /// band under it (the 95 % interval over replicate seeds); empty for none.
+    pub band: Vec<(f64, f64, f64)>,
     /// Mark each point (for few points, e.g. one per generation).
     pub markers: bool,
 }
@@ -403,6 +406,12 @@ fn draw_chart<DB: DrawingBackend>(
         points()
             .map(|p| p.1)
             .chain(chart.ref_lines.iter().map(|r| r.y))
+            .chain(
+                chart
+                    .series
+                    .iter()
+                    .flat_map(|s| s.band.iter().flat_map(|b| [b.1, b.2])),
+            )
     };
     let (y0, y1) = range(ys(), 0.08);
     let y0 = if ys().all(|y| y >= 0.0) {
@@ -456,6 +465,19 @@ fn draw_chart<DB: DrawingBackend>(
         let (x, y) = ctx.backend_coord(p);
         (x - base.0, y - base.1)
     };
+    // Bands first, so every line stays visible over them.
+    for series in chart.series.iter().filter(|s| s.band.len() >= 2) {
+        let outline: Vec<(f64, f64)> = series
+            .band
+            .iter()
+            .map(|b| (b.0, b.2))
+            .chain(series.band.iter().rev().map(|b| (b.0, b.1)))
+            .collect();
+        ctx.draw_series(std::iter::once(Polygon::new(
+            outline,
+            series.colour.rgb().mix(0.2).filled(),
+        )))?;
+    }
     for series in &chart.series {
         let style = line_style(series.colour);
         if series.colour.dashed() {
@@ -499,6 +521,7 @@ mod tests {
                     name: "gen 0".into(),
                     colour: Colour::Palette(0),
                     points: vec![(0.0, 1.0), (1.0, 2.0), (2.0, 1.5)],
+                    band: Vec::new(),
                     markers: true,
                 }],
                 ref_lines: vec![RefLine {

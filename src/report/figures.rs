@@ -144,6 +144,7 @@ fn density_panels(groups: &[Group<'_>]) -> Vec<Chart> {
                 name,
                 colour,
                 points: density.points,
+                band: Vec::new(),
                 markers: false,
             })
         };
@@ -177,12 +178,27 @@ fn density_panels(groups: &[Group<'_>]) -> Vec<Chart> {
     panels
 }
 
-fn by_generation(group: &Group<'_>, value: impl Fn(&SetRow<'_>) -> Option<f64>) -> Vec<(f64, f64)> {
+/// (generation, value) of each row: over replicates, the mean.
+fn by_generation(group: &Group<'_>, value: Metric) -> Vec<(f64, f64)> {
     group
         .rows
         .iter()
-        .filter_map(|r| Some((r.generation? as f64, value(r)?)))
+        .filter_map(|r| Some((r.generation? as f64, value(&r.set)?)))
         .filter(|p| p.1.is_finite())
+        .collect()
+}
+
+/// (generation, low, high) of the 95 % interval over replicates, for rows that
+/// pool two or more seeds.
+fn band_by_generation(group: &Group<'_>, value: Metric) -> Vec<(f64, f64, f64)> {
+    group
+        .rows
+        .iter()
+        .filter_map(|r| {
+            let (lo, hi) = r.summary(value)?.interval()?;
+            Some((r.generation? as f64, lo, hi))
+        })
+        .filter(|b| b.1.is_finite() && b.2.is_finite())
         .collect()
 }
 
@@ -206,13 +222,15 @@ fn perplexity_panel(group: &Group<'_>, groups: &[Group<'_>]) -> Chart {
             Series {
                 name: "corpus (token-weighted)".into(),
                 colour: Colour::Palette(0),
-                points: by_generation(group, |r| Some(r.set.corpus_perplexity)),
+                points: by_generation(group, |s| Some(s.corpus_perplexity)),
+                band: band_by_generation(group, |s| Some(s.corpus_perplexity)),
                 markers: true,
             },
             Series {
                 name: "batch mean (authors')".into(),
                 colour: Colour::Palette(1),
-                points: by_generation(group, |r| Some(r.set.batch_mean_perplexity)),
+                points: by_generation(group, |s| Some(s.batch_mean_perplexity)),
+                band: band_by_generation(group, |s| Some(s.batch_mean_perplexity)),
                 markers: true,
             },
         ],
@@ -266,7 +284,8 @@ fn collapse_panels(groups: &[Group<'_>]) -> Vec<Chart> {
             .map(|(i, group)| Series {
                 name: generation_template(&group.rows[0].set.label),
                 colour: Colour::Palette(i),
-                points: by_generation(group, |r| value(r.set)),
+                points: by_generation(group, value),
+                band: band_by_generation(group, value),
                 markers: true,
             })
             .filter(|s| !s.points.is_empty())
@@ -281,7 +300,7 @@ fn collapse_panels(groups: &[Group<'_>]) -> Vec<Chart> {
                 Some(RefLine {
                     name: reference_name(&row.set.label),
                     colour: Colour::Reference(i),
-                    y: value(row.set).filter(|v| v.is_finite())?,
+                    y: value(&row.set).filter(|v| v.is_finite())?,
                 })
             })
             .collect();
@@ -327,6 +346,7 @@ fn training_panels(inputs: &ReportInputs) -> Vec<Chart> {
             name: run_name(*g, &t.provenance.label),
             colour: Colour::Palette(colour_of(*g, i)),
             points: t.metrics.train().map(|p| (p.step as f64, p.loss)).collect(),
+            band: Vec::new(),
             markers: false,
         })
         .collect();
@@ -342,6 +362,7 @@ fn training_panels(inputs: &ReportInputs) -> Vec<Chart> {
                 .valid()
                 .map(|p| (p.epoch as f64, p.loss))
                 .collect(),
+            band: Vec::new(),
             markers: true,
         })
         .collect();

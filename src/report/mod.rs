@@ -11,6 +11,7 @@ pub mod document;
 pub mod figures;
 pub mod groups;
 pub mod kde;
+pub mod replicates;
 pub mod tables;
 
 use std::collections::BTreeMap;
@@ -142,6 +143,18 @@ pub fn build_report(
         blocks.push(Block::Heading("Collapse metrics".into()));
         figure(FigureKind::Collapse, &mut blocks)?;
         table(tables::collapse(&groups), &mut blocks);
+        let replicated = tables::replicates(&groups);
+        if replicated.is_some() {
+            blocks.push(Block::Heading("Over seeds".into()));
+            blocks.push(Block::Paragraph(
+                "Each number over the replicate seeds: its mean, the number of seeds and the \
+                 95 % Student-t interval of the mean (mean ± t(0.975, n−1)·s/√n). The figures \
+                 draw the means, the interval as a band; the density figure pools the seeds' \
+                 per-sample perplexities."
+                    .into(),
+            ));
+        }
+        table(replicated, &mut blocks);
     }
     if !inputs.training.is_empty() {
         blocks.push(Block::Heading("Training".into()));

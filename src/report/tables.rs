@@ -4,7 +4,8 @@
 use super::data::{ReportInputs, generation_of};
 use super::document::Table;
 use super::figures::{run_name, sorted_training};
-use super::groups::Group;
+use super::groups::{Group, Member, SetRow};
+use crate::artifacts::SetScores;
 
 /// Four significant figures or so; `—` for a missing value.
 pub fn num(value: Option<f64>) -> String {
@@ -27,27 +28,35 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
+/// Every replicate of every row, with its row: the tables list each seed's set.
+fn members<'g, 'a>(
+    groups: &'g [Group<'a>],
+) -> impl Iterator<Item = (&'g SetRow<'a>, &'g Member<'a>)> {
+    groups.iter().flat_map(|g| {
+        g.rows
+            .iter()
+            .flat_map(|r| r.members.iter().map(move |m| (r, m)))
+    })
+}
+
 pub fn perplexity(groups: &[Group<'_>]) -> Option<Table> {
-    let rows: Vec<Vec<String>> = groups
-        .iter()
-        .flat_map(|g| {
-            g.rows.iter().map(|r| {
-                let s = r.set;
-                vec![
-                    gen_cell(r.generation),
-                    s.label.clone(),
-                    r.scorer().to_string(),
-                    s.blocks.to_string(),
-                    s.tokens.to_string(),
-                    num(Some(s.corpus_perplexity)),
-                    num(Some(s.batch_mean_perplexity)),
-                    num(Some(s.mean)),
-                    num(Some(s.median)),
-                    num(Some(s.p90)),
-                    num(Some(s.p99)),
-                    r.scores.provenance.label.clone(),
-                ]
-            })
+    let rows: Vec<Vec<String>> = members(groups)
+        .map(|(r, m)| {
+            let s = m.set;
+            vec![
+                gen_cell(r.generation),
+                s.label.clone(),
+                m.scores.file.model.clone(),
+                s.blocks.to_string(),
+                s.tokens.to_string(),
+                num(Some(s.corpus_perplexity)),
+                num(Some(s.batch_mean_perplexity)),
+                num(Some(s.mean)),
+                num(Some(s.median)),
+                num(Some(s.p90)),
+                num(Some(s.p99)),
+                m.scores.provenance.label.clone(),
+            ]
         })
         .collect();
     (!rows.is_empty()).then(|| Table {
@@ -71,25 +80,22 @@ pub fn perplexity(groups: &[Group<'_>]) -> Option<Table> {
 }
 
 pub fn collapse(groups: &[Group<'_>]) -> Option<Table> {
-    let rows: Vec<Vec<String>> = groups
-        .iter()
-        .flat_map(|g| {
-            g.rows.iter().map(|r| {
-                let s = r.set;
-                vec![
-                    gen_cell(r.generation),
-                    s.label.clone(),
-                    num(s.distinct_1),
-                    num(s.distinct_2),
-                    num(s.distinct_3),
-                    num(s.repetition_rate),
-                    num(s.unigram_kl),
-                    num(s.unigram_js),
-                    num(s.tail_coverage),
-                    num(s.tail_mass),
-                    r.scores.provenance.label.clone(),
-                ]
-            })
+    let rows: Vec<Vec<String>> = members(groups)
+        .map(|(r, m)| {
+            let s = m.set;
+            vec![
+                gen_cell(r.generation),
+                s.label.clone(),
+                num(s.distinct_1),
+                num(s.distinct_2),
+                num(s.distinct_3),
+                num(s.repetition_rate),
+                num(s.unigram_kl),
+                num(s.unigram_js),
+                num(s.tail_coverage),
+                num(s.tail_mass),
+                m.scores.provenance.label.clone(),
+            ]
         })
         .collect();
     (!rows.is_empty()).then(|| Table {
@@ -106,6 +112,88 @@ pub fn collapse(groups: &[Group<'_>]) -> Option<Table> {
             "tail coverage",
             "tail mass",
             "from",
+        ]),
+        rows,
+    })
+}
+
+type Metric = fn(&SetScores) -> Option<f64>;
+
+const PERPLEXITY_METRICS: usize = 5;
+
+/// The numbers a replicate table summarises, in the perplexity and collapse
+/// tables' order; the first [`PERPLEXITY_METRICS`] depend on the scorer, the
+/// others on the text alone.
+const REPLICATED_METRICS: [(&str, Metric); 13] = [
+    ("corpus ppl", |s| Some(s.corpus_perplexity)),
+    ("batch-mean ppl (authors')", |s| {
+        Some(s.batch_mean_perplexity)
+    }),
+    ("mean ppl", |s| Some(s.mean)),
+    ("median ppl", |s| Some(s.median)),
+    ("p90 ppl", |s| Some(s.p90)),
+    ("distinct-1", |s| s.distinct_1),
+    ("distinct-2", |s| s.distinct_2),
+    ("distinct-3", |s| s.distinct_3),
+    ("repetition", |s| s.repetition_rate),
+    ("unigram KL", |s| s.unigram_kl),
+    ("unigram JS", |s| s.unigram_js),
+    ("tail coverage", |s| s.tail_coverage),
+    ("tail mass", |s| s.tail_mass),
+];
+
+/// Over seeds: per group, generation and number, the mean, n and the 95 %
+/// Student-t interval of the mean. Only when some row pools replicates.
+pub fn replicates(groups: &[Group<'_>]) -> Option<Table> {
+    if !groups
+        .iter()
+        .flat_map(|g| &g.rows)
+        .any(SetRow::is_replicated)
+    {
+        return None;
+    }
+    let mut rows = Vec::new();
+    for group in groups {
+        // The test split under each generation's model: its text-only numbers are
+        // the same in every row, as in the collapse figure.
+        let metrics = if group.same_set() && group.rows.len() > 1 {
+            &REPLICATED_METRICS[..PERPLEXITY_METRICS]
+        } else {
+            &REPLICATED_METRICS[..]
+        };
+        for row in &group.rows {
+            for &(name, value) in metrics {
+                let Some(summary) = row.summary(value) else {
+                    continue;
+                };
+                let (lo, hi) = match summary.interval() {
+                    Some((lo, hi)) => (Some(lo), Some(hi)),
+                    None => (None, None),
+                };
+                rows.push(vec![
+                    gen_cell(row.generation),
+                    row.set.label.clone(),
+                    row.scorer(),
+                    name.to_string(),
+                    summary.n.to_string(),
+                    num(Some(summary.mean)),
+                    num(lo),
+                    num(hi),
+                ]);
+            }
+        }
+    }
+    (!rows.is_empty()).then(|| Table {
+        id: "replicates".into(),
+        header: strings(&[
+            "gen",
+            "set",
+            "scored by",
+            "metric",
+            "seeds",
+            "mean",
+            "95% CI low",
+            "95% CI high",
         ]),
         rows,
     })

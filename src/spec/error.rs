@@ -181,6 +181,9 @@ pub enum Problem {
 
     #[error("in `{path}`: {message}")]
     Retry { path: String, message: String },
+
+    #[error("in [sweep]: {message}")]
+    Sweep { message: String },
 }
 
 /// `` `a`, `b`, `c` ``

@@ -434,6 +434,7 @@ impl<'a> Names<'a> {
             }
         }
         let params = typed(step, &name, table, map)?;
+        let replicate = step.replicate.unwrap_or_else(|| params.replicated());
         let ref_locations = ref_spans
             .iter()
             .map(|(r, span)| (r.clone(), map.locate(span)))
@@ -446,6 +447,10 @@ impl<'a> Names<'a> {
             ref_locations,
             resources: step.resources.clone(),
             retry: step.retry,
+            // Set by the caller, which knows the point's seeds and the sweep.
+            seed: 0,
+            replicate,
+            points: Vec::new(),
         };
         Ok(Expanded {
             decl,

@@ -108,6 +108,17 @@ impl<'a> SourceMap<'a> {
         base
     }
 
+    /// The text `span` covers, in the file or the override it points into.
+    pub(crate) fn text_of(&self, span: &Range<usize>) -> &'a str {
+        let (text, base) = match self.overrides.iter().rev().find(|o| span.start >= o.base) {
+            Some(o) => (o.text, o.base),
+            None => (self.text, 0),
+        };
+        let start = floor_boundary(text, span.start.saturating_sub(base));
+        let end = floor_boundary(text, span.end.saturating_sub(base)).max(start);
+        &text[start..end]
+    }
+
     /// The location of the first byte of `span`.
     pub(crate) fn locate(&self, span: &Range<usize>) -> Location {
         self.resolve(span).0

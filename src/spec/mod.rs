@@ -24,11 +24,13 @@ mod expand;
 mod files;
 mod location;
 mod overrides;
+mod points;
 mod raw;
 mod reference;
 mod resources;
 mod retry;
 mod schema;
+mod sweep;
 mod validate;
 
 pub use error::{Diagnostic, Problem, SpecError};
@@ -37,6 +39,7 @@ pub use reference::kinds_reference;
 pub use resources::Resources;
 pub use retry::{MAX_RETRIES, Retry};
 pub use schema::json_schema;
+pub use sweep::{Axis, Point, SEED_AXIS, Sweep};
 
 /// `[experiment]`: what the experiment is called and how it runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +87,16 @@ pub struct StepDecl {
     /// How often the step is started again after its process was killed
     /// (`retry = { max = N }`, over `[defaults.KIND]`); never part of the key.
     pub retry: Retry,
+    /// The seed the step's randomness uses (in its key when the kind uses one):
+    /// its replicate's seed for a step that is replicated
+    /// ([`crate::steps::StepParams::replicated`], or `replicate = true|false` on the
+    /// step), else `experiment.seed`.
+    pub seed: u64,
+    /// Whether the step gets each replicate's seed (when the file has `seeds`).
+    pub replicate: bool,
+    /// The sweep points ([`Experiment::sweep`]) this step belongs to; every point
+    /// when nothing is swept or the step does not depend on the sweep.
+    pub points: Vec<usize>,
 }
 
 /// A loaded, validated experiment.
@@ -96,7 +109,12 @@ pub struct Experiment {
     pub meta: ExperimentMeta,
     pub sources: BTreeMap<String, SourceDecl>,
     /// File order; a loop's steps generation by generation at the loop's place.
+    /// With a sweep, point by point: each point's steps that an earlier point
+    /// did not already have.
     pub steps: Vec<StepDecl>,
+    /// The sweep's axes and points (`[sweep]`, `experiment.seeds`); one point
+    /// without axes when there is neither.
+    pub sweep: Sweep,
 }
 
 impl Experiment {
@@ -145,8 +163,58 @@ pub fn load_str(text: &str, file: &Path, overrides: &[String]) -> Result<Experim
     })?;
     let mut root = root.into_inner();
     overrides::apply(&mut root, overrides, &mut map)?;
-    let doc = raw::Document::parse(root, &map)?;
+    let raw_sweep = sweep::RawSweep::take(&mut root, &map)?;
+    let dir = match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
 
+    // The file as written is checked once before its points, so an error that is
+    // not about the sweep is reported once, where it is written.
+    let doc = raw::Document::parse(root.clone(), &map)?;
+    let seeds = doc
+        .experiment
+        .seeds
+        .as_ref()
+        .map(|s| (s.get_ref().clone(), s.span()));
+    let sweep = raw_sweep.points(seeds.as_ref(), &map)?;
+    let mut expanded = Vec::with_capacity(sweep.points.len());
+    for (i, point) in sweep.points.iter().enumerate() {
+        let mut root = root.clone();
+        raw_sweep.apply(&mut root, point, &map)?;
+        let doc = raw::Document::parse(root, &map)?;
+        expanded.push(expand_point(doc, sweep.seed_of(i), &dir, &map)?);
+    }
+    let merged = points::merge(&sweep, expanded, &map)?;
+    let points::Merged {
+        meta,
+        sources,
+        steps,
+    } = merged;
+    Ok(Experiment {
+        file: file.to_path_buf(),
+        dir,
+        meta,
+        sources,
+        steps,
+        sweep,
+    })
+}
+
+/// One point of the experiment, expanded and checked: its meta, sources and steps
+/// (named as in the file), each step's seed set.
+pub(crate) struct PointExpansion {
+    pub meta: ExperimentMeta,
+    pub sources: BTreeMap<String, SourceDecl>,
+    pub steps: Vec<StepDecl>,
+}
+
+fn expand_point(
+    doc: raw::Document<'_>,
+    replicate_seed: Option<u64>,
+    dir: &Path,
+    map: &location::SourceMap<'_>,
+) -> Result<PointExpansion, SpecError> {
     let meta = ExperimentMeta {
         name: doc.experiment.name.clone(),
         seed: doc.experiment.seed,
@@ -166,20 +234,24 @@ pub fn load_str(text: &str, file: &Path, overrides: &[String]) -> Result<Experim
             (name.text.clone(), decl)
         })
         .collect();
-    let dir = match file.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let expanded = expand::expand(&doc.steps, &doc.loops, &map)?;
-    sources.extend(files::file_sources(&expanded, &dir, &map)?);
-    validate::check(&expanded, &sources, &map)?;
-    let expanded = expanded.steps;
-
-    Ok(Experiment {
-        file: file.to_path_buf(),
-        dir,
+    let expanded = expand::expand(&doc.steps, &doc.loops, map)?;
+    sources.extend(files::file_sources(&expanded, dir, map)?);
+    validate::check(&expanded, &sources, map)?;
+    let steps = expanded
+        .steps
+        .into_iter()
+        .map(|e| {
+            let mut decl = e.decl;
+            decl.seed = match replicate_seed {
+                Some(seed) if decl.replicate => seed,
+                _ => meta.seed,
+            };
+            decl
+        })
+        .collect();
+    Ok(PointExpansion {
         meta,
         sources,
-        steps: expanded.into_iter().map(|e| e.decl).collect(),
+        steps,
     })
 }

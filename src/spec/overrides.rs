@@ -61,7 +61,7 @@ fn apply_one<'i>(
             let why = format!("empty key in `{path}` (write the path as `a.b.c`)");
             return Err(bad(span.start..span.end.max(span.start + 1), why));
         }
-        segments.push((segment, span));
+        segments.push((Cow::Borrowed(segment), span));
         offset += segment.len() + 1;
     }
 
@@ -74,31 +74,42 @@ fn apply_one<'i>(
         ),
     };
 
+    set_path(root, &segments, value).map_err(|(span, why)| bad(span, why))
+}
+
+/// Sets the value at the dotted path `segments` (each with its span), creating
+/// the tables on the way; `Err((span, why))` when a segment on the way is not a
+/// table. Shared by `--set` and the sweep's axes.
+pub(crate) fn set_path<'i>(
+    root: &mut DeTable<'i>,
+    segments: &[(Cow<'i, str>, Range<usize>)],
+    value: Spanned<DeValue<'i>>,
+) -> Result<(), (Range<usize>, String)> {
     let Some(((last, last_span), parents)) = segments.split_last() else {
-        return Err(bad(whole, "empty path".into()));
+        return Err((value.span(), "empty path".into()));
     };
     let mut table = root;
     for (i, (segment, span)) in parents.iter().enumerate() {
-        if !table.contains_key(*segment) {
-            let key = Spanned::new(span.clone(), Cow::Borrowed(*segment));
+        if !table.contains_key(segment.as_ref()) {
+            let key = Spanned::new(span.clone(), segment.clone());
             table.insert(
                 key,
                 Spanned::new(span.clone(), DeValue::Table(DeTable::new())),
             );
         }
-        let Some(child) = table.get_mut(*segment) else {
-            return Err(bad(span.clone(), format!("cannot create `{segment}`")));
+        let Some(child) = table.get_mut(segment.as_ref()) else {
+            return Err((span.clone(), format!("cannot create `{segment}`")));
         };
         match child.get_mut() {
             DeValue::Table(child) => table = child,
             other => {
-                let prefix: Vec<&str> = segments[..=i].iter().map(|(s, _)| *s).collect();
+                let prefix: Vec<&str> = segments[..=i].iter().map(|(s, _)| s.as_ref()).collect();
                 let why = format!("`{}` is {}, not a table", prefix.join("."), a_type(other));
-                return Err(bad(span.clone(), why));
+                return Err((span.clone(), why));
             }
         }
     }
-    table.insert(Spanned::new(last_span.clone(), Cow::Borrowed(*last)), value);
+    table.insert(Spanned::new(last_span.clone(), last.clone()), value);
     Ok(())
 }
 

@@ -31,6 +31,8 @@ const LOOP_KEYS: &[&str] = &["count", "carry", "next", "steps"];
 pub(crate) const RESOURCES: &str = "resources";
 /// The key of a step's (or a kind default's) retries after its process was killed.
 pub(crate) const RETRY: &str = "retry";
+/// The key that says whether a step gets each replicate's seed (`experiment.seeds`).
+pub(crate) const REPLICATE: &str = "replicate";
 
 /// `[experiment]` as written.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -38,9 +40,18 @@ pub(crate) const RETRY: &str = "retry";
 pub(crate) struct ExperimentTable {
     /// The experiment's name (reports and `xp plan` show it).
     pub name: String,
-    /// The seed every seeded step uses (it is part of their keys).
+    /// The seed every seeded step uses (it is part of their keys). With `seeds`,
+    /// the seed of the data steps (corpus, tokenizer, tokenize), which the
+    /// replicates share.
     #[serde(default)]
     pub seed: u64,
+    /// Replicate seeds: the experiment runs once per seed, each replicate's seeded
+    /// steps (training, generation, selection) with its own seed; steps that do not
+    /// depend on it run once. Steps are named `finetune@2[seed=1]`; `xp show` and the
+    /// report give the mean and a 95 % interval over seeds.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<u64>>")]
+    pub seeds: Option<Spanned<Vec<u64>>>,
     /// Where tensors are computed. `--backend` overrides it. Recorded in every
     /// manifest, never part of a key: results computed on a GPU are reused on a CPU.
     #[serde(default)]
@@ -75,6 +86,9 @@ pub(crate) struct RawStep<'i> {
     /// `retry` taken out of the table (it is not a parameter either), else the
     /// kind's default.
     pub retry: Retry,
+    /// `replicate` taken out of the table: whether the step gets each replicate's
+    /// seed; `None` when the file does not say (the kind decides).
+    pub replicate: Option<bool>,
 }
 
 /// `[defaults.KIND]`: parameters merged under every step of the kind, and the
@@ -416,6 +430,22 @@ fn steps<'i>(
             )?),
             None => None,
         };
+        let replicate = match table.remove(REPLICATE) {
+            Some(value) => match value.get_ref() {
+                DeValue::Boolean(b) => Some(*b),
+                other => {
+                    let what = format!("{prefix}.{}.{REPLICATE}", name.text);
+                    return Err(wrong_type(
+                        &value.span(),
+                        &what,
+                        "true or false",
+                        other,
+                        map,
+                    ));
+                }
+            },
+            None => None,
+        };
         // Kind defaults sit under the step's own keys: the step's keys win.
         if let Some(defaults) = defaults.get(&kind.text) {
             for (key, value) in defaults.params.iter() {
@@ -433,6 +463,7 @@ fn steps<'i>(
             table_span,
             resources,
             retry: retry.unwrap_or_default(),
+            replicate,
         });
     }
     Ok(steps)

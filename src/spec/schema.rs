@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde_json::{Map, Value, json};
 
-use super::raw::{ExperimentTable, MAX_GENERATIONS, RESOURCES, RETRY};
+use super::raw::{ExperimentTable, MAX_GENERATIONS, REPLICATE, RESOURCES, RETRY};
 use super::resources::Resources;
 use super::retry::Retry;
 use crate::steps::StepParams;
@@ -37,6 +37,25 @@ struct ExperimentFile {
     /// Loops: steps repeated for generations 0..count-1.
     #[serde(default, rename = "loop")]
     loops: BTreeMap<String, LoopTable>,
+    /// Points to run the experiment at: each axis is a value path (as `--set`
+    /// takes it) and its values. Steps that compute the same thing at several
+    /// points run once; the others are named after their point
+    /// (`finetune@2[lr=3e-4]`).
+    #[serde(default)]
+    sweep: Option<SweepTable>,
+}
+
+/// `[sweep]`: `grid` axes multiply; `zip` axes vary together.
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SweepTable {
+    /// Every combination of these axes' values: `{ "loop.gen.steps.finetune.lr" = [1e-3, 3e-4] }`.
+    #[serde(default)]
+    grid: BTreeMap<String, Vec<Value>>,
+    /// Axes whose lists (of equal length) vary together: the i-th values form one point.
+    #[serde(default)]
+    zip: BTreeMap<String, Vec<Value>>,
 }
 
 /// `[loop.NAME]`: its steps are expanded to `NAME@0`, `NAME@1`, ...
@@ -126,6 +145,13 @@ fn add_resources(root: &mut Value) {
                 json!({
                     "$ref": "#/$defs/Resources",
                     "description": "What a cluster job running this step asks for (`xp run --executor slurm`); not part of the step's key."
+                }),
+            );
+            props.insert(
+                REPLICATE.into(),
+                json!({
+                    "type": "boolean",
+                    "description": "With `experiment.seeds`: whether each replicate runs this step with its own seed (default: yes for seeded kinds, no for the data kinds corpus, tokenizer and tokenize, whose steps the replicates share)."
                 }),
             );
             props.insert(

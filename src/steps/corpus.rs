@@ -56,6 +56,7 @@ impl KindParams for Params {
     const KIND: &'static str = "corpus";
     const VERSION: u32 = 1;
     const USES_SEED: bool = true;
+    const REPLICATED: bool = false; // data: the replicates share it
     const USES_PRECISION: bool = false; // no model
     const RESOURCES: ResourceHint = ResourceHint::DATA;
     input_slots!();

@@ -233,6 +233,15 @@ pub trait KindParams: Serialize + JsonSchema + Clone + fmt::Debug {
     /// Whether results depend on how f32 matrix products are computed (the kind
     /// runs a model); then the experiment's precision is in the key.
     const USES_PRECISION: bool;
+    /// Whether, with replicate seeds (`experiment.seeds`), each replicate runs this
+    /// kind's steps with its own seed. The data kinds say no: their steps keep
+    /// `experiment.seed` and the replicates share them. A step may say otherwise
+    /// (`replicate = true|false`). Moot for kinds that do not use the seed.
+    const REPLICATED: bool = true;
+    /// Whether one step of this kind gathers every replicate: its list inputs hold
+    /// the outputs of every seed (a report with mean and interval over seeds)
+    /// instead of one step per seed.
+    const GATHERS_REPLICATES: bool = false;
     /// What a cluster job of this kind asks for by default.
     const RESOURCES: ResourceHint;
     /// The numeric parameters whose product its time grows with, beside the size
@@ -264,6 +273,24 @@ pub trait KindParams: Serialize + JsonSchema + Clone + fmt::Debug {
 pub struct ParamProblem {
     pub key: &'static str,
     pub message: String,
+}
+
+/// Replaces one reference of a single or named slot (for `StepParams::with_refs`).
+fn rename_one(
+    slot: &str,
+    text: &mut String,
+    rename: &mut impl FnMut(&str, &[InputRef]) -> Vec<InputRef>,
+    changed: &mut bool,
+) -> Result<(), String> {
+    let old = InputRef(text.clone());
+    match rename(slot, std::slice::from_ref(&old)).as_slice() {
+        [new] => {
+            *changed |= *new != old;
+            *text = new.0.clone();
+            Ok(())
+        }
+        other => Err(format!("`{slot}` takes one reference, not {}", other.len())),
+    }
 }
 
 macro_rules! step_kinds {
@@ -319,6 +346,62 @@ macro_rules! step_kinds {
 
             pub fn uses_seed(&self) -> bool {
                 match self { $(Self::$variant(_) => <$module::Params as KindParams>::USES_SEED),* }
+            }
+
+            /// [`KindParams::REPLICATED`].
+            pub fn replicated(&self) -> bool {
+                match self { $(Self::$variant(_) => <$module::Params as KindParams>::REPLICATED),* }
+            }
+
+            /// [`KindParams::GATHERS_REPLICATES`].
+            pub fn gathers_replicates(&self) -> bool {
+                match self { $(Self::$variant(_) => <$module::Params as KindParams>::GATHERS_REPLICATES),* }
+            }
+
+            /// The same parameters with the references of every input slot replaced
+            /// by `rename(slot, its references)`: a list slot takes whatever it gives, a
+            /// single reference (and each entry of a named one) exactly one. Unchanged
+            /// references keep the parameters as they are.
+            pub fn with_refs(&self, mut rename: impl FnMut(&str, &[InputRef]) -> Vec<InputRef>) -> Result<Self, String> {
+                let (value, slots) = match self {
+                    $(Self::$variant(p) => (
+                        serde_json::to_value(p).expect("step params serialise to JSON"),
+                        <$module::Params as KindParams>::INPUT_SLOTS,
+                    )),*
+                };
+                let mut value = value;
+                let mut changed = false;
+                let map = value.as_object_mut().expect("step params are a table");
+                for slot in slots {
+                    match map.get_mut(*slot) {
+                        Some(serde_json::Value::String(text)) => {
+                            rename_one(slot, text, &mut rename, &mut changed)?
+                        }
+                        Some(serde_json::Value::Object(named)) => {
+                            for item in named.values_mut() {
+                                if let serde_json::Value::String(text) = item {
+                                    rename_one(slot, text, &mut rename, &mut changed)?;
+                                }
+                            }
+                        }
+                        Some(serde_json::Value::Array(items)) => {
+                            let old: Vec<InputRef> = items
+                                .iter()
+                                .filter_map(|item| item.as_str().map(|t| InputRef(t.to_string())))
+                                .collect();
+                            let new = rename(slot, &old);
+                            changed |= new != old;
+                            *items = new.into_iter().map(|r| serde_json::Value::String(r.0)).collect();
+                        }
+                        _ => {}
+                    }
+                }
+                if !changed {
+                    return Ok(self.clone());
+                }
+                Self::deserialize_kind(self.kind(), value)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("unknown kind `{}`", self.kind()))
             }
 
             pub fn uses_precision(&self) -> bool {

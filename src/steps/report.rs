@@ -56,6 +56,7 @@ impl KindParams for Params {
     /// paths relative to the store, a page that fits the window.
     const VERSION: u32 = 4;
     const USES_SEED: bool = false;
+    const GATHERS_REPLICATES: bool = true;
     const USES_PRECISION: bool = false; // reads numbers; no model
     const RESOURCES: ResourceHint = ResourceHint::DATA;
     const DOCUMENT: Option<Document> = Some(Document {

@@ -78,6 +78,7 @@ impl KindParams for Params {
     const KIND: &'static str = "tokenize";
     const VERSION: u32 = 1;
     const USES_SEED: bool = false;
+    const REPLICATED: bool = false; // data: the replicates share it
     const USES_PRECISION: bool = false; // no model
     const RESOURCES: ResourceHint = ResourceHint::DATA;
     input_slots!(data, tokenizer);

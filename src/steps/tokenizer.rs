@@ -56,6 +56,7 @@ impl KindParams for Params {
     const KIND: &'static str = "tokenizer";
     const VERSION: u32 = 1;
     const USES_SEED: bool = false;
+    const REPLICATED: bool = false; // data: the replicates share it
     const USES_PRECISION: bool = false; // no model
     const RESOURCES: ResourceHint = ResourceHint::DATA;
     input_slots!(from, train_on);
