@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The miniature's collapse statistic over seeds (issue 17, item 4), fixed in advance.
 
-Per seed s, from that seed's `xp show --json`:
+Per seed s, from that seed's `xp show --json` (one run per seed, `--set
+experiment.seed=s`), or from one `xp show --json` of a file with replicates
+(`experiment.seeds`, steps named `test@3[seed=1]`):
 
   d_ppl(s)  = test perplexity of held-out real text at the last generation minus at
               generation 0: `corpus_perplexity` of set `blocks.test` in the metrics of
@@ -16,7 +18,8 @@ mean ± t(0.975, n-1) · sd / √n. Collapse is shown when the interval of d_ppl
 above 0 and the interval of d_tail below 0.
 
 Usage:
-  collapse_stat.py SHOW_JSON...          one `xp show --json` output file per seed
+  collapse_stat.py SHOW_JSON...          `xp show --json` output files: one per seed, or
+                                         one with every replicate
   collapse_stat.py --json SHOW_JSON...   the same, as one JSON object
 
 Plain python3 (standard library only); scripts/study/penalty_sweep.py imports it.
@@ -88,6 +91,36 @@ def step_metrics(rows, step):
     raise SystemExit(f"no step `{step}` in the `xp show --json` output")
 
 
+REPLICATE = re.compile(r"\[seed=(\d+)\]")
+
+
+def replicates(rows):
+    """The rows of each replicate seed, with `[seed=N]` taken out of step names and of
+    the labels of their metrics' sets; steps without a seed (the shared data steps)
+    belong to every replicate. A file without replicates gives one entry, `None`."""
+    for row in rows:
+        if "[" in row["step"] and not REPLICATE.search(row["step"]):
+            raise SystemExit(f"step `{row['step']}` is a sweep point other than a seed: "
+                             "give this script one point's steps")
+    seeds = sorted({int(m.group(1)) for row in rows if (m := REPLICATE.search(row["step"]))})
+    if not seeds:
+        return {None: rows}
+    out = {}
+    for seed in seeds:
+        tag = f"[seed={seed}]"
+        mine = []
+        for row in rows:
+            m = REPLICATE.search(row["step"])
+            if m and int(m.group(1)) != seed:
+                continue
+            metrics = row["metrics"]
+            if isinstance(metrics, dict):
+                metrics = {k.replace(tag, ""): v for k, v in metrics.items()}
+            mine.append({**row, "step": row["step"].replace(tag, ""), "metrics": metrics})
+        out[seed] = mine
+    return out
+
+
 def seed_values(rows):
     """The per-seed numbers from one `xp show --json` output (a list of step rows)."""
     gens = [
@@ -137,7 +170,9 @@ def main():
     per_seed = []
     for path in args.show_json:
         with open(path) as f:
-            per_seed.append({"file": path, **seed_values(json.load(f))})
+            for seed, rows in replicates(json.load(f)).items():
+                name = path if seed is None else f"{path} seed {seed}"
+                per_seed.append({"file": name, **seed_values(rows)})
     stat = statistic(per_seed)
     if args.json:
         print(json.dumps({"seeds": per_seed, **stat}, indent=2))
