@@ -268,10 +268,10 @@ fn point_side(rows: &[StepRow], sweep: &Sweep, points: &[usize]) -> Side {
                         let flat = r.metrics.as_ref().map(flatten_metrics)?;
                         flat.into_iter().find(|(n, _)| n == name)?.1.as_f64()
                     });
-                    if value.is_number() {
-                        if let Some(s) = Summary::of(values) {
-                            *value = json!(s.mean);
-                        }
+                    if value.is_number()
+                        && let Some(s) = Summary::of(values)
+                    {
+                        *value = json!(s.mean);
                     }
                 }
             }

@@ -217,6 +217,10 @@ fn by_point(rows: &[StepRow]) -> Vec<String> {
             match Summary::of(values) {
                 None => "—".into(),
                 Some(s) => match s.half_width {
+                    // Seeds that agree but for rounding: no spread.
+                    Some(h) if h <= 1e-9 * s.mean.abs() => {
+                        format!("{} ± 0 ({})", short(s.mean), s.n)
+                    }
                     Some(h) => format!("{} ± {} ({})", short(s.mean), short(h), s.n),
                     None if members.len() > 1 => format!("{} (1)", short(s.mean)),
                     None => short(s.mean),
@@ -224,44 +228,69 @@ fn by_point(rows: &[StepRow]) -> Vec<String> {
             }
         };
         let replicated = columns.iter().any(|(_, m)| m.len() > 1);
-        let mut header = vec![format!("{base} by point")];
-        header.extend(columns.iter().map(|(c, _)| match c.as_str() {
+        let point_name = |c: &str| match c {
             "" if replicated => "over seeds".to_string(),
             "" => "every point".to_string(),
-            _ => c.clone(),
-        }));
-        let mut lines = vec![header];
-        for metric in &metric_names {
-            let mut line = vec![metric.clone()];
-            line.extend(columns.iter().map(|(_, members)| cell(members, metric)));
-            lines.push(line);
-        }
-        let widths: Vec<usize> = (0..lines[0].len())
-            .map(|c| {
-                lines
-                    .iter()
-                    .map(|l| l[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let mut text = String::new();
+            _ => c.to_string(),
+        };
+        // One row per point; the metrics as columns, in as many tables as keep
+        // each under a terminal's width.
+        let mut text = format!("{base} by point");
         if replicated {
-            text.push_str("(over seeds: mean ± 95 % Student-t half-width (seeds))\n");
+            text.push_str(" (over seeds: mean ± 95 % Student-t half-width (seeds))");
         }
-        for line in &lines {
-            let cells: Vec<String> = line
+        let first_width = columns
+            .iter()
+            .map(|(c, _)| point_name(c).chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("point".len());
+        let cells: Vec<Vec<String>> = columns
+            .iter()
+            .map(|(_, members)| metric_names.iter().map(|m| cell(members, m)).collect())
+            .collect();
+        let width_of = |m: usize| {
+            cells
                 .iter()
-                .zip(&widths)
-                .map(|(cell, w)| format!("{cell:<w$}"))
-                .collect();
-            text.push_str(cells.join("  ").trim_end());
-            text.push('\n');
+                .map(|row| row[m].chars().count())
+                .chain(std::iter::once(metric_names[m].chars().count()))
+                .max()
+                .unwrap_or(0)
+        };
+        let mut chunks: Vec<Vec<usize>> = vec![Vec::new()];
+        let mut used = first_width;
+        for m in 0..metric_names.len() {
+            let w = width_of(m) + 2;
+            let chunk = chunks.last_mut().expect("one chunk");
+            if !chunk.is_empty() && used + w > SHOW_WIDTH {
+                chunks.push(Vec::new());
+                used = first_width;
+            }
+            chunks.last_mut().expect("one chunk").push(m);
+            used += w;
         }
-        tables.push(text.trim_end().to_string());
+        for chunk in chunks {
+            let mut header = format!("{:<first_width$}", "point");
+            for &m in &chunk {
+                header.push_str(&format!("  {:<w$}", metric_names[m], w = width_of(m)));
+            }
+            text.push_str(&format!("\n  {}", header.trim_end()));
+            for ((c, _), row) in columns.iter().zip(&cells) {
+                let mut line = format!("{:<first_width$}", point_name(c));
+                for &m in &chunk {
+                    line.push_str(&format!("  {:<w$}", row[m], w = width_of(m)));
+                }
+                text.push_str(&format!("\n  {}", line.trim_end()));
+            }
+        }
+        tables.push(text);
     }
     tables
 }
+
+/// How wide `xp show`'s tables by point may grow before their columns wrap into
+/// another table.
+const SHOW_WIDTH: usize = 150;
 
 /// Four significant digits.
 fn short(v: f64) -> String {

@@ -20,7 +20,8 @@ pub fn kinds_reference() -> String {
          that are references to other steps' outputs or to sources (its inputs), and the\n\
          outputs other steps can refer to as `STEP.OUTPUT`. Every kind also takes a\n\
          `resources` table for cluster jobs and a `retry` table for steps whose process\n\
-         may be killed (docs/dsl.md); neither is part of the key.\n\n",
+         may be killed, neither part of the key, and `replicate = true|false`, whether\n\
+         the step gets each replicate's seed, which is in its key (docs/dsl.md).\n\n",
     );
     for kind in KIND_NAMES {
         out.push_str(&format!("- [`{kind}`](#{kind})\n"));
@@ -101,7 +102,7 @@ fn kind_section(schema: &Value, kind: &str, variant: &Value) -> String {
     }
     out.push_str("| Parameter | Type | Default | Description |\n| --- | --- | --- | --- |\n");
     for (name, property) in properties {
-        if name == "kind" || name == "resources" || name == "retry" {
+        if name == "kind" || name == "resources" || name == "retry" || name == "replicate" {
             continue;
         }
         let is_input = slots.contains(&name.as_str());

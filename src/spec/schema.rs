@@ -121,6 +121,10 @@ fn add_resources(root: &mut Value) {
     if let Some(defs) = root.get_mut("$defs").and_then(Value::as_object_mut) {
         defs.insert("Resources".into(), definition(resources));
         defs.insert("Retry".into(), definition(retry));
+        defs.insert(
+            "Replicate".into(),
+            json!({ "type": "boolean", "description": "Whether the step gets each replicate's seed." }),
+        );
     }
     let count = root
         .pointer("/$defs/StepParams/oneOf")
@@ -150,7 +154,7 @@ fn add_resources(root: &mut Value) {
             props.insert(
                 REPLICATE.into(),
                 json!({
-                    "type": "boolean",
+                    "$ref": "#/$defs/Replicate",
                     "description": "With `experiment.seeds`: whether each replicate runs this step with its own seed (default: yes for seeded kinds, no for the data kinds corpus, tokenizer and tokenize, whose steps the replicates share)."
                 }),
             );

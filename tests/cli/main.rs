@@ -28,3 +28,4 @@ mod spec_errors;
 mod spec_load;
 mod spec_no_panic;
 mod spec_schema;
+mod sweep;

@@ -108,7 +108,7 @@ fn errors_name_the_problem_and_the_place() {
         case(
             "unknown key in [experiment]",
             BASE.replace("name = \"mini\"", "name = \"mini\"\nseeed = 1"),
-            "in [experiment]: unknown field `seeed`, expected one of `name`, `seed`, `backend`, `precision`, `description`",
+            "in [experiment]: unknown field `seeed`, expected one of `name`, `seed`, `seeds`, `backend`, `precision`, `description`",
             "x.toml:3:1",
         ),
         case(

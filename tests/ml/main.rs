@@ -24,5 +24,6 @@ mod generate_parity;
 mod model_cache;
 mod model_checkpoint;
 mod model_parity;
+mod replicates_run;
 mod run_jobs;
 mod synthesize_resume;
