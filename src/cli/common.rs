@@ -96,6 +96,7 @@ pub fn run_options(plan: &Plan, rerun: &[String], rerun_all: bool) -> Result<Run
     Ok(RunOptions {
         rerun: forced,
         rerun_all,
+        push: false,
     })
 }
 

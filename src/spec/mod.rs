@@ -19,6 +19,7 @@ use toml::de::DeTable;
 use crate::backend::{BackendKind, Precision};
 use crate::steps::StepParams;
 
+mod cache;
 mod error;
 mod expand;
 mod files;
@@ -31,6 +32,7 @@ mod retry;
 mod schema;
 mod validate;
 
+pub use cache::CacheTable;
 pub use error::{Diagnostic, Problem, SpecError};
 pub use location::{Location, Snippet};
 pub use reference::kinds_reference;
@@ -94,6 +96,8 @@ pub struct Experiment {
     /// The directory local sources are relative to (the file's directory).
     pub dir: PathBuf,
     pub meta: ExperimentMeta,
+    /// `[cache]`: the remote cache; never part of a key.
+    pub cache: CacheTable,
     pub sources: BTreeMap<String, SourceDecl>,
     /// File order; a loop's steps generation by generation at the loop's place.
     pub steps: Vec<StepDecl>,
@@ -179,6 +183,7 @@ pub fn load_str(text: &str, file: &Path, overrides: &[String]) -> Result<Experim
         file: file.to_path_buf(),
         dir,
         meta,
+        cache: doc.cache,
         sources,
         steps: expanded.into_iter().map(|e| e.decl).collect(),
     })
