@@ -86,6 +86,19 @@ pub fn chosen(
         .map(|url| (url, table)))
 }
 
+/// The chosen remote cache, if any, with its URL (nothing is sent yet).
+pub fn connect(
+    args: &RemoteArgs,
+    experiment: Option<&Experiment>,
+) -> Result<Option<(Remote, String)>, CliError> {
+    let Some((url, table)) = chosen(args, experiment)? else {
+        return Ok(None);
+    };
+    let settings = table.settings(Some(&url))?.expect("a URL was given");
+    let remote = Remote::connect(&settings, &AwsConfig::from_environment()?)?;
+    Ok(Some((remote, url)))
+}
+
 /// `store`, reading through to (and pushing to) the chosen remote cache, if any.
 /// Returns the remote's URL too, for the child processes and jobs.
 pub fn attach(
@@ -93,14 +106,10 @@ pub fn attach(
     args: &RemoteArgs,
     experiment: Option<&Experiment>,
 ) -> Result<(Store, Option<String>), CliError> {
-    let Some((url, table)) = chosen(args, experiment)? else {
-        return Ok((store, None));
-    };
-    let settings = table
-        .settings(Some(&url))?
-        .expect("a URL was given");
-    let remote = Remote::connect(&settings, &AwsConfig::from_environment()?)?;
-    Ok((store.with_remote(remote), Some(url)))
+    Ok(match connect(args, experiment)? {
+        Some((remote, url)) => (store.with_remote(remote), Some(url)),
+        None => (store, None),
+    })
 }
 
 /// What `xp push` and `xp pull` copy: an experiment's steps or given keys.

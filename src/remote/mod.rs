@@ -346,7 +346,7 @@ impl Remote {
                     };
                     return Err(self.transport(method, name, message));
                 }
-                Err(_) => std::thread::sleep(Duration::from_millis(200 << (2 * tries))),
+                Err(_) => std::thread::sleep(Duration::from_millis(100 << (2 * (tries - 1)))),
             }
         }
     }

@@ -69,7 +69,7 @@ pub use history::{Cost, CostQuery, Estimate, History, KindFacts, SizedInput};
 pub use lock::{LockHolder, LockWait};
 pub use manifest::{Attempt, MANIFEST_VERSION, Manifest, ManifestInfo, Outcome, OutputFile};
 pub use publish::{Begin, Staging, TryBegin};
-pub use remote::{Pulled, Pushed};
+pub use remote::{Pulled, Pushed, in_remote};
 pub use verify::{VerifyOptions, VerifyReport};
 
 use check::{Checked, Depth, HashStats};

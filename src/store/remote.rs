@@ -47,14 +47,20 @@ pub enum Pushed {
     AlreadyThere,
 }
 
+/// Whether `remote` has an entry for `key` (its manifest exists), asked
+/// without a store (`xp plan` on a machine that has none yet).
+pub fn in_remote(remote: &Remote, key: &StepKey) -> Result<bool, StoreError> {
+    Ok(remote.exists(&remote_manifest(key))?)
+}
+
 impl Store {
     fn remote_or_error(&self) -> Result<&Remote, StoreError> {
         self.remote().ok_or(StoreError::NoRemote)
     }
 
-    /// Whether the remote cache has an entry for `key` (its manifest exists).
+    /// Whether the store's remote cache has an entry for `key`.
     pub fn in_remote(&self, key: &StepKey) -> Result<bool, StoreError> {
-        Ok(self.remote_or_error()?.exists(&remote_manifest(key))?)
+        in_remote(self.remote_or_error()?, key)
     }
 
     /// Uploads the entry of `key` to the remote cache, unless it is there.
