@@ -74,7 +74,14 @@ pub fn run(args: ExecStepArgs) -> Result<Success, CliError> {
             key.to_hex()
         )));
     }
-    let store = common::open_store(&args.store)?;
+    let mut store_args = args.store.clone();
+    // `--node-cache-dir /local/xp-%j`: a store per job, as sbatch's `%j` in --output.
+    if let Ok(job) = std::env::var("SLURM_JOB_ID")
+        && let Some(dir) = store_args.cache_dir.to_str()
+    {
+        store_args.cache_dir = dir.replace("%j", &job).into();
+    }
+    let store = common::open_store(&store_args)?;
     let (store, _) = super::remote::attach(store, &args.remote, Some(&plan.experiment))?;
     let events = reporter::for_output(args.json);
     let options = exec::RunOptions {

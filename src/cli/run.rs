@@ -62,7 +62,8 @@ pub struct RunArgs {
     pub push: bool,
     /// With `--executor slurm`: every job uses this store on its node (a local
     /// disk) instead of the submitting store; needs a remote cache, from which
-    /// jobs pull their inputs and to which they push their outputs.
+    /// jobs pull their inputs and to which they push their outputs. `%j` in it
+    /// is the job's id (a store per job, e.g. on the job's scratch disk).
     #[arg(long, value_name = "DIR")]
     pub node_cache_dir: Option<std::path::PathBuf>,
 }
