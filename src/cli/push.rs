@@ -17,6 +17,10 @@ pub struct PushArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,
+    /// Upload every file and manifest even where the remote has them: repairs a
+    /// remote entry that `xp pull` or `xp run` rejected.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 pub fn run(args: PushArgs) -> Result<Success, CliError> {
@@ -39,7 +43,7 @@ pub fn run(args: PushArgs) -> Result<Success, CliError> {
             absent += 1;
             continue;
         }
-        match store.push(&key)? {
+        match store.push(&key, args.overwrite)? {
             Pushed::Uploaded { files, bytes } => {
                 eprintln!("pushed    {label} ({}): {files} new files, {bytes} bytes", key.short());
                 pushed += 1;

@@ -163,7 +163,7 @@ pub(crate) fn lookup_through(
             events.emit(RunEvent::RemoteProblem {
                 step: step.to_string(),
                 key,
-                problem: format!("{e}; computing it here"),
+                problem: format!("{e}; the remote's entry is not used"),
             });
             Ok(LookupOutcome::Miss)
         }
@@ -174,7 +174,7 @@ pub(crate) fn lookup_through(
 /// Uploads a step just published here to the store's remote cache. A failed
 /// upload is reported, not a failed step: the entry is sound here.
 fn push_executed(store: &Store, step: &str, key: StepKey, events: &dyn EventSink) {
-    match store.push(&key) {
+    match store.push(&key, false) {
         Ok(Pushed::Uploaded { files, bytes }) => events.emit(RunEvent::StepPushed {
             step: step.to_string(),
             key,

@@ -82,3 +82,55 @@ pub(crate) fn parse(
     }
     Ok(cache)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    const STEPS: &str = "\n[steps.c]\nkind = \"corpus\"\n";
+
+    fn load(cache: &str) -> Result<super::CacheTable, String> {
+        let text = format!("[experiment]\nname = \"x\"\n\n{cache}{STEPS}");
+        crate::spec::load_str(&text, Path::new("x.toml"), &[])
+            .map(|e| e.cache)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_table_is_read_and_checked_where_it_is_written() {
+        assert_eq!(load("").unwrap(), super::CacheTable::default());
+        let table = load("[cache]\nremote = \"s3://team/xp\"\nregion = \"eu-west-1\"\n").unwrap();
+        assert_eq!(table.remote.as_deref(), Some("s3://team/xp"));
+        let settings = table.settings(None).unwrap().unwrap();
+        assert_eq!(settings.url.prefix, "xp");
+        assert_eq!(settings.region.as_deref(), Some("eu-west-1"));
+        // --remote wins over the file.
+        let flag = table.settings(Some("s3://other")).unwrap().unwrap();
+        assert_eq!(flag.url.bucket, "other");
+        for (cache, expected) in [
+            ("[cache]\nremote = \"/tmp/cache\"\n", "x.toml:5:"),
+            ("[cache]\nremote = \"s3://B\"\n", "bucket name"),
+            ("[cache]\nbucket = \"b\"\n", "unknown field `bucket`"),
+            ("cache = 3\n", "a table"),
+        ] {
+            let err = load(cache).unwrap_err();
+            assert!(err.contains(expected), "{cache:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_files_table_wins_over_the_users() {
+        let file = super::CacheTable {
+            remote: Some("s3://mine".into()),
+            ..Default::default()
+        };
+        let user = super::CacheTable {
+            remote: Some("s3://team".into()),
+            endpoint: Some("http://127.0.0.1:1".into()),
+            region: None,
+        };
+        let both = file.over(&user);
+        assert_eq!(both.remote.as_deref(), Some("s3://mine"));
+        assert_eq!(both.endpoint.as_deref(), Some("http://127.0.0.1:1"));
+    }
+}

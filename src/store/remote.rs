@@ -64,10 +64,12 @@ impl Store {
     }
 
     /// Uploads the entry of `key` to the remote cache, unless it is there.
-    pub fn push(&self, key: &StepKey) -> Result<Pushed, StoreError> {
+    /// With `overwrite`, every object and the manifest are uploaded whatever the
+    /// remote holds: the repair of a remote entry that failed its check.
+    pub fn push(&self, key: &StepKey, overwrite: bool) -> Result<Pushed, StoreError> {
         let remote = self.remote_or_error()?;
         let manifest_name = remote_manifest(key);
-        if remote.exists(&manifest_name)? {
+        if !overwrite && remote.exists(&manifest_name)? {
             return Ok(Pushed::AlreadyThere);
         }
         let entry = match self.lookup(key)? {
@@ -82,7 +84,7 @@ impl Store {
         let (mut files, mut bytes) = (0, 0);
         for (rel, file) in &entry.manifest.outputs {
             let name = remote_object(&file.digest);
-            if remote.exists(&name)? {
+            if !overwrite && remote.exists(&name)? {
                 continue;
             }
             remote.put_file(&name, &entry.output_path(rel))?;

@@ -188,6 +188,10 @@ fn a_corrupt_remote_object_is_detected_and_the_step_recomputed() {
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     assert!(stderr(&out).contains("REJECTED"), "{}", stderr(&out));
     assert!(c.entries().is_empty());
+    // `xp push --overwrite` from a sound store repairs the remote.
+    ok(&b.run(&["push", "x.toml", "--overwrite", "--remote", &url]));
+    ok(&c.run(&["pull", "--key", &key, "--remote", &url]));
+    assert_eq!(c.entries(), [key]);
 }
 
 /// A TCP proxy to `upstream` that passes each connection's first `budget`
