@@ -67,8 +67,8 @@ pub fn run(args: &PlanArgs, rev: &str) -> Result<Success, CliError> {
             let key = new.steps[inv.step].key.key();
             let in_store = key.is_some_and(|k| cached.contains(&k));
             let in_remote = !in_store && key.is_some_and(in_remote);
-            let cost = (!in_store && !in_remote)
-                .then(|| cost::estimate(&new, inv.step, &history, &paths));
+            let cost =
+                (!in_store && !in_remote).then(|| cost::estimate(&new, inv.step, &history, &paths));
             Row {
                 step: inv.step,
                 label: label(&inv.reason),

@@ -36,7 +36,10 @@ pub fn run(args: PullArgs) -> Result<Success, CliError> {
             }
             Ok(Pulled::Present(_)) => present += 1,
             Ok(Pulled::Absent) => {
-                eprintln!("absent    {label} ({}): not in the remote cache", key.short());
+                eprintln!(
+                    "absent    {label} ({}): not in the remote cache",
+                    key.short()
+                );
                 absent += 1;
             }
             // Go on with the others; the exit code says one was refused.

@@ -45,11 +45,17 @@ pub fn run(args: PushArgs) -> Result<Success, CliError> {
         }
         match store.push(&key, args.overwrite)? {
             Pushed::Uploaded { files, bytes } => {
-                eprintln!("pushed    {label} ({}): {files} new files, {bytes} bytes", key.short());
+                eprintln!(
+                    "pushed    {label} ({}): {files} new files, {bytes} bytes",
+                    key.short()
+                );
                 pushed += 1;
             }
             Pushed::AlreadyThere => {
-                eprintln!("present   {label} ({}): in the remote cache already", key.short());
+                eprintln!(
+                    "present   {label} ({}): in the remote cache already",
+                    key.short()
+                );
                 there += 1;
             }
         }

@@ -170,9 +170,11 @@ impl Selection {
         self.keys
             .iter()
             .map(|hex| {
-                hex.parse()
-                    .map(|key| (hex.clone(), key))
-                    .map_err(|_| CliError::Usage(format!("error: --key {hex}: not a step key (64 hex digits)")))
+                hex.parse().map(|key| (hex.clone(), key)).map_err(|_| {
+                    CliError::Usage(format!(
+                        "error: --key {hex}: not a step key (64 hex digits)"
+                    ))
+                })
             })
             .collect()
     }

@@ -133,17 +133,15 @@ pub fn run(args: RunArgs) -> Result<Success, CliError> {
         to_run,
     });
     let summary = match args.executor {
-        ExecutorName::Local if args.jobs > 1 => {
-            ParallelExecutor::new(command, args.jobs as usize).run(
+        ExecutorName::Local if args.jobs > 1 => ParallelExecutor::new(command, args.jobs as usize)
+            .run(
                 &plan,
                 &store,
                 &resolved.locations,
                 &options,
                 events.as_ref(),
-            )?
-        }
-        ExecutorName::Local => LocalExecutor { command }
-        .run(
+            )?,
+        ExecutorName::Local => LocalExecutor { command }.run(
             &plan,
             &store,
             &resolved.locations,

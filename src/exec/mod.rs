@@ -122,7 +122,12 @@ pub(crate) fn answered_by_store(
     forced: bool,
     events: &dyn EventSink,
 ) -> Result<bool, ExecError> {
-    if forced || !matches!(lookup_through(store, step, key, events)?, LookupOutcome::Hit(_)) {
+    if forced
+        || !matches!(
+            lookup_through(store, step, key, events)?,
+            LookupOutcome::Hit(_)
+        )
+    {
         return Ok(false);
     }
     events.emit(RunEvent::StepCached {

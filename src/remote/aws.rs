@@ -26,7 +26,10 @@ impl std::fmt::Debug for AwsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AwsConfig")
             .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "…"))
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "…"),
+            )
             .field("session_token", &self.session_token.as_ref().map(|_| "…"))
             .field("region", &self.region)
             .field("endpoint_url", &self.endpoint_url)
@@ -39,7 +42,10 @@ impl AwsConfig {
     /// Reads this process's environment and the user's AWS files.
     pub fn from_environment() -> Result<Self, RemoteError> {
         let home = std::env::var_os("HOME").map(PathBuf::from);
-        Self::read(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()), home.as_deref())
+        Self::read(
+            &|name| std::env::var(name).ok().filter(|v| !v.is_empty()),
+            home.as_deref(),
+        )
     }
 
     /// The configuration given the environment `var` and the home directory.

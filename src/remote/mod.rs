@@ -154,7 +154,10 @@ impl Remote {
             .clone()
             .or_else(|| aws.region.clone())
             .unwrap_or_else(|| "us-east-1".into());
-        let custom = settings.endpoint.clone().or_else(|| aws.endpoint_url.clone());
+        let custom = settings
+            .endpoint
+            .clone()
+            .or_else(|| aws.endpoint_url.clone());
         let endpoint = custom
             .clone()
             .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
@@ -227,7 +230,8 @@ impl Remote {
             .bucket
             .get_object(self.credentials.as_ref(), &object)
             .sign(SIGNATURE_VALIDITY);
-        let Some(response) = self.send("GET", name, || Ok(self.agent.get(signed.as_str()).call()))?
+        let Some(response) =
+            self.send("GET", name, || Ok(self.agent.get(signed.as_str()).call()))?
         else {
             return Ok(None);
         };
@@ -389,7 +393,13 @@ mod tests {
         assert_eq!(url.to_string(), "s3://team-cache/xp/runs");
         let bare: RemoteUrl = "s3://bucket".parse().unwrap();
         assert_eq!(bare.prefix, "");
-        for bad in ["gs://bucket/x", "s3://", "s3://UPPER/x", "s3://b/../x", "/tmp/cache"] {
+        for bad in [
+            "gs://bucket/x",
+            "s3://",
+            "s3://UPPER/x",
+            "s3://b/../x",
+            "/tmp/cache",
+        ] {
             let err = bad.parse::<RemoteUrl>().unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
         }
@@ -408,7 +418,10 @@ mod tests {
             region: None,
         };
         let remote = Remote::connect(&settings, &aws).unwrap();
-        assert_eq!(remote.object("manifests/ab.json"), "team/xp/manifests/ab.json");
+        assert_eq!(
+            remote.object("manifests/ab.json"),
+            "team/xp/manifests/ab.json"
+        );
         assert!(!format!("{remote:?}").contains("very-secret"));
         let bad = RemoteSettings {
             endpoint: Some("ftp://x".into()),

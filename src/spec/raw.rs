@@ -25,7 +25,14 @@ pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
 /// typo (`count = 1000000000`) is an error instead of an out-of-memory.
 pub(crate) const MAX_GENERATIONS: u64 = 1_000;
 
-const TOP_KEYS: &[&str] = &["experiment", "cache", "sources", "defaults", "steps", "loop"];
+const TOP_KEYS: &[&str] = &[
+    "experiment",
+    "cache",
+    "sources",
+    "defaults",
+    "steps",
+    "loop",
+];
 const LOOP_KEYS: &[&str] = &["count", "carry", "next", "steps"];
 /// The key of a step's (or a kind default's) scheduler resources.
 pub(crate) const RESOURCES: &str = "resources";

@@ -143,10 +143,7 @@ impl Staging {
         manifest_json: &[u8],
     ) -> Result<Entry, StoreError> {
         let here = scan_outputs(&self.out)?;
-        let reject = |why: String| StoreError::RemoteRejected {
-            key: self.key,
-            why,
-        };
+        let reject = |why: String| StoreError::RemoteRejected { key: self.key, why };
         for (rel, listed) in &manifest.outputs {
             match here.get(rel) {
                 None => return Err(reject(format!("`{rel}` was not downloaded"))),
@@ -177,7 +174,11 @@ impl Staging {
                     .write(true)
                     .open(&path)
                     .and_then(|f| f.set_modified(when).and_then(|_| f.sync_all()))
-                    .map_err(io_err("setting the modification time of", &path, NOT_PUBLISHED))?;
+                    .map_err(io_err(
+                        "setting the modification time of",
+                        &path,
+                        NOT_PUBLISHED,
+                    ))?;
             }
         }
         super::manifest::write_manifest_bytes(&self.dir, MANIFEST_FILE, manifest_json)?;

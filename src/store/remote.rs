@@ -130,7 +130,9 @@ impl Store {
         let mut total = 0;
         for (rel, file) in &manifest.outputs {
             if !is_plain_relative(rel) {
-                return Err(reject(format!("its manifest lists the output path `{rel}`")));
+                return Err(reject(format!(
+                    "its manifest lists the output path `{rel}`"
+                )));
             }
             let path = staging.out_dir().join(rel);
             if let Some(parent) = path.parent() {
@@ -140,7 +142,9 @@ impl Store {
             let mut writer = BufWriter::with_capacity(1 << 20, out);
             let object = remote_object(&file.digest);
             let Some(got) = remote.get_into(&object, &mut writer)? else {
-                return Err(reject(format!("the object of `{rel}` ({object}) is missing")));
+                return Err(reject(format!(
+                    "the object of `{rel}` ({object}) is missing"
+                )));
             };
             writer
                 .flush()
@@ -162,7 +166,9 @@ fn is_plain_relative(rel: &str) -> bool {
         && Path::new(rel)
             .components()
             .all(|c| matches!(c, Component::Normal(_)))
-        && !rel.split('/').any(|part| part.is_empty() || part == "." || part == "..")
+        && !rel
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
 }
 
 #[cfg(test)]

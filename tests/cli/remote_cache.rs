@@ -59,7 +59,11 @@ fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let rel = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 files.insert(rel, std::fs::read(&path).unwrap());
             }
         }
@@ -99,9 +103,16 @@ fn a_pushed_mini_is_downloaded_elsewhere_not_executed() {
     assert_eq!(steps_with(&second, "step_pulled"), executed);
     assert_eq!(steps_with(&second, "step_cached"), executed);
     // Every entry byte for byte, the report's files and the manifests included.
-    let (ta, tb) = (tree(&a.cache().join("entries")), tree(&b.cache().join("entries")));
+    let (ta, tb) = (
+        tree(&a.cache().join("entries")),
+        tree(&b.cache().join("entries")),
+    );
     assert_eq!(ta.keys().collect::<Vec<_>>(), tb.keys().collect::<Vec<_>>());
-    assert!(ta.keys().any(|k| k.ends_with("report.md")), "{:?}", ta.keys());
+    assert!(
+        ta.keys().any(|k| k.ends_with("report.md")),
+        "{:?}",
+        ta.keys()
+    );
     for (rel, bytes) in &ta {
         assert!(tb[rel] == *bytes, "{rel} differs");
     }
@@ -113,7 +124,10 @@ fn small(name: &str) -> Project {
     let p = Project::new(40);
     p.write("x.toml", &tiny_model_prelude(name, 32));
     let events = p.run_ok("x.toml", &[]);
-    assert_eq!(steps_with(&events, "step_started"), ["blocks", "init", "tok"]);
+    assert_eq!(
+        steps_with(&events, "step_started"),
+        ["blocks", "init", "tok"]
+    );
     p
 }
 
@@ -136,8 +150,11 @@ fn connect(url: &str, endpoint: Option<String>) -> xp::remote::Remote {
         endpoint,
         region: None,
     };
-    xp::remote::Remote::connect(&settings, &xp::remote::AwsConfig::from_environment().unwrap())
-        .unwrap()
+    xp::remote::Remote::connect(
+        &settings,
+        &xp::remote::AwsConfig::from_environment().unwrap(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -149,9 +166,21 @@ fn a_corrupt_remote_object_is_detected_and_the_step_recomputed() {
     let remote = connect(&url, None);
     for (step, damage) in [("init", "truncate"), ("tok", "replace")] {
         let (_, manifest) = manifest_of(&a, step);
-        let (rel, file) = manifest["outputs"].as_object().unwrap().iter().next().unwrap();
+        let (rel, file) = manifest["outputs"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .next()
+            .unwrap();
         let object = format!("objects/{}", file["digest"].as_str().unwrap());
-        let good = std::fs::read(a.cache().join("entries").join(manifest["key"].as_str().unwrap()).join("out").join(rel)).unwrap();
+        let good = std::fs::read(
+            a.cache()
+                .join("entries")
+                .join(manifest["key"].as_str().unwrap())
+                .join("out")
+                .join(rel),
+        )
+        .unwrap();
         let bad = match damage {
             "truncate" => good[..good.len() / 2].to_vec(),
             _ => good.iter().map(|b| b ^ 0x55).collect(),
@@ -171,14 +200,30 @@ fn a_corrupt_remote_object_is_detected_and_the_step_recomputed() {
         .filter(|e| e["event"] == "remote_problem")
         .map(|e| e["problem"].as_str().unwrap())
         .collect();
-    assert!(problems.iter().all(|p| p.contains("digest")), "{problems:?}");
+    assert!(
+        problems.iter().all(|p| p.contains("digest")),
+        "{problems:?}"
+    );
     // What was computed is what A computed.
-    assert_eq!(tree(&a.cache().join("entries")).len(), tree(&b.cache().join("entries")).len());
+    assert_eq!(
+        tree(&a.cache().join("entries")).len(),
+        tree(&b.cache().join("entries")).len()
+    );
     for step in ["init", "tok"] {
         assert_eq!(manifest_of(&a, step).0, manifest_of(&b, step).0);
         assert_eq!(
-            manifest_of(&a, step).1["outputs"].as_object().unwrap().values().map(|f| f["digest"].clone()).collect::<Vec<_>>(),
-            manifest_of(&b, step).1["outputs"].as_object().unwrap().values().map(|f| f["digest"].clone()).collect::<Vec<_>>()
+            manifest_of(&a, step).1["outputs"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|f| f["digest"].clone())
+                .collect::<Vec<_>>(),
+            manifest_of(&b, step).1["outputs"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|f| f["digest"].clone())
+                .collect::<Vec<_>>()
         );
     }
     // `xp pull` of a refused entry says so (exit code 7) and keeps nothing.
@@ -202,8 +247,11 @@ fn cutting_proxy(upstream: String, budget: usize) -> String {
     std::thread::spawn(move || {
         for client in listener.incoming() {
             let Ok(mut client) = client else { continue };
-            let Ok(mut server) = TcpStream::connect(&upstream) else { continue };
-            let (mut client_in, mut server_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let Ok(mut server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let (mut client_in, mut server_out) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
             std::thread::spawn(move || {
                 let _ = std::io::copy(&mut client_in, &mut server_out);
                 let _ = server_out.shutdown(Shutdown::Write);
@@ -231,7 +279,9 @@ fn cutting_proxy(upstream: String, budget: usize) -> String {
 
 #[test]
 fn an_interrupted_download_leaves_no_entry() {
-    let Some(url) = remote("interrupted") else { return };
+    let Some(url) = remote("interrupted") else {
+        return;
+    };
     let a = small("interrupted");
     ok(&a.run(&["push", "x.toml", "--remote", &url]));
     let (key, manifest) = manifest_of(&a, "init");
@@ -242,7 +292,10 @@ fn an_interrupted_download_leaves_no_entry() {
         .map(|f| f["size"].as_u64().unwrap())
         .sum();
     let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("scripts/s3/start.sh sets it");
-    let upstream = endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let upstream = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
     // Enough for the manifest, not for the model.
     let proxy = cutting_proxy(upstream, (size / 2) as usize);
 
@@ -254,7 +307,9 @@ fn an_interrupted_download_leaves_no_entry() {
         .unwrap();
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     assert!(b.entries().is_empty(), "{:?}", b.entries());
-    let staging: Vec<_> = std::fs::read_dir(b.cache().join("staging")).unwrap().collect();
+    let staging: Vec<_> = std::fs::read_dir(b.cache().join("staging"))
+        .unwrap()
+        .collect();
     assert!(staging.is_empty(), "{staging:?}");
     // The remote is intact: the same pull without the cut succeeds.
     ok(&b.run(&["pull", "--key", &key, "--remote", &url]));
@@ -264,7 +319,9 @@ fn an_interrupted_download_leaves_no_entry() {
 
 #[test]
 fn concurrent_pushes_of_one_key_stay_valid() {
-    let Some(url) = remote("concurrent") else { return };
+    let Some(url) = remote("concurrent") else {
+        return;
+    };
     let (a1, a2) = (small("concurrent"), small("concurrent"));
     assert_eq!(a1.entries(), a2.entries());
     for round in 0..3 {

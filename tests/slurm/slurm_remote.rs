@@ -70,7 +70,9 @@ fn jobs_with_stores_of_their_own_share_through_the_remote() {
         return;
     }
     let Ok(bucket) = std::env::var("XP_S3_TESTS") else {
-        eprintln!("SKIPPED {test}: no S3 server (run scripts/s3/start.sh, then `. /tmp/xp-s3/env`)");
+        eprintln!(
+            "SKIPPED {test}: no S3 server (run scripts/s3/start.sh, then `. /tmp/xp-s3/env`)"
+        );
         return;
     };
     let p = Project::new(10);
@@ -81,14 +83,23 @@ fn jobs_with_stores_of_their_own_share_through_the_remote() {
     let node_store = format!("{}/%j", nodes.display());
 
     let submit = p.path().join("submit-store");
-    let out = slurm_run(&p, &submit, &["--remote", &url, "--node-cache-dir", &node_store]);
+    let out = slurm_run(
+        &p,
+        &submit,
+        &["--remote", &url, "--node-cache-dir", &node_store],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let first = events(&out);
     let submitted = |events: &[serde_json::Value]| {
         let mut steps: Vec<String> = events
             .iter()
             .filter(|e| e["event"] == "step_waiting")
-            .filter(|e| e["holder"].as_str().unwrap_or("").starts_with("submitted as"))
+            .filter(|e| {
+                e["holder"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("submitted as")
+            })
             .map(|e| e["step"].as_str().unwrap().to_string())
             .collect();
         steps.sort();
@@ -112,7 +123,11 @@ fn jobs_with_stores_of_their_own_share_through_the_remote() {
 
     // A second run, from a fresh store too: nothing is submitted.
     let again = p.path().join("another-submit-store");
-    let out = slurm_run(&p, &again, &["--remote", &url, "--node-cache-dir", &node_store]);
+    let out = slurm_run(
+        &p,
+        &again,
+        &["--remote", &url, "--node-cache-dir", &node_store],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let second = events(&out);
     assert!(submitted(&second).is_empty(), "{second:?}");
