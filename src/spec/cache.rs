@@ -111,7 +111,7 @@ mod tests {
             ("[cache]\nremote = \"/tmp/cache\"\n", "x.toml:5:"),
             ("[cache]\nremote = \"s3://B\"\n", "bucket name"),
             ("[cache]\nbucket = \"b\"\n", "unknown field `bucket`"),
-            ("cache = 3\n", "a table"),
+            ("[cache]\nremote = 3\n", "in [cache]: invalid type"),
         ] {
             let err = load(cache).unwrap_err();
             assert!(err.contains(expected), "{cache:?}: {err}");

@@ -27,11 +27,11 @@ pub(crate) const MAX_GENERATIONS: u64 = 1_000;
 
 const TOP_KEYS: &[&str] = &[
     "experiment",
-    "cache",
     "sources",
     "defaults",
     "steps",
     "loop",
+    "cache",
 ];
 const LOOP_KEYS: &[&str] = &["count", "carry", "next", "steps"];
 /// The key of a step's (or a kind default's) scheduler resources.
