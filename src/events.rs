@@ -76,6 +76,30 @@ pub enum RunEvent {
         /// How the previous attempt ended.
         why: String,
     },
+    /// The step's entry was downloaded from the remote cache, verified against
+    /// its manifest's digests and published here (a `StepCached` follows).
+    StepPulled {
+        step: String,
+        key: StepKey,
+        bytes: u64,
+        #[serde(with = "secs")]
+        duration: Duration,
+    },
+    /// The step's entry was uploaded to the remote cache.
+    StepPushed {
+        step: String,
+        key: StepKey,
+        files: usize,
+        bytes: u64,
+    },
+    /// The remote cache could not be asked for the step, or held an entry that
+    /// failed its check (nothing of it was kept), or took no upload: the run
+    /// goes on without it.
+    RemoteProblem {
+        step: String,
+        key: StepKey,
+        problem: String,
+    },
     /// Not executed because a step it depends on failed.
     StepSkipped {
         step: String,

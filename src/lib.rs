@@ -19,6 +19,7 @@ pub mod exec;
 pub mod generate;
 pub mod model;
 pub mod plan;
+pub mod remote;
 pub mod report;
 pub mod source;
 pub mod spec;

@@ -96,6 +96,7 @@ pub fn run_options(plan: &Plan, rerun: &[String], rerun_all: bool) -> Result<Run
     Ok(RunOptions {
         rerun: forced,
         rerun_all,
+        push: false,
     })
 }
 
@@ -107,6 +108,8 @@ pub enum StepStatus {
     WillRun(Vec<String>),
     /// Its key depends on these sources, which must be fetched first.
     NeedsSources(Vec<String>),
+    /// Not in the store but in its remote cache: `xp run` downloads it.
+    InRemote,
 }
 
 impl StepStatus {
@@ -115,12 +118,16 @@ impl StepStatus {
             StepStatus::Cached => "cached",
             StepStatus::WillRun(_) => "run",
             StepStatus::NeedsSources(_) => "fetch",
+            StepStatus::InRemote => "pull",
         }
     }
 
     pub fn reasons(&self) -> Vec<String> {
         match self {
             StepStatus::Cached => vec![],
+            StepStatus::InRemote => {
+                vec!["in the remote cache: `xp run` downloads it instead of running it".into()]
+            }
             StepStatus::WillRun(reasons) => reasons.clone(),
             StepStatus::NeedsSources(sources) => {
                 vec![format!(
@@ -138,6 +145,30 @@ pub fn statuses(
     options: &RunOptions,
 ) -> Result<Vec<StepStatus>, CliError> {
     Ok(statuses_of(plan, &entries(store)?, options))
+}
+
+/// Marks the steps that would run but that `remote` has (unless forced). A
+/// remote that cannot be asked is a warning: the plan stands without it.
+pub fn mark_in_remote(
+    plan: &Plan,
+    statuses: &mut [StepStatus],
+    remote: &crate::remote::Remote,
+    options: &RunOptions,
+) {
+    for (step, status) in plan.steps.iter().zip(statuses.iter_mut()) {
+        let Some(key) = step.key.key() else { continue };
+        if !matches!(status, StepStatus::WillRun(_)) || options.forced(&step.name) {
+            continue;
+        }
+        match crate::store::in_remote(remote, &key) {
+            Ok(true) => *status = StepStatus::InRemote,
+            Ok(false) => {}
+            Err(e) => {
+                eprintln!("warning: {e}; the plan does not say what the remote cache holds");
+                return;
+            }
+        }
+    }
 }
 
 /// [`statuses`] against entries already read.

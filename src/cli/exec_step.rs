@@ -43,6 +43,11 @@ pub struct ExecStepArgs {
     /// by the `xp run` that retries the step), for its manifest.
     #[arg(long, value_parser = parse_attempts)]
     pub earlier_attempts: Option<Attempts>,
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
+    /// Upload the step to the remote cache once it is executed.
+    #[arg(long)]
+    pub push: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -69,7 +74,15 @@ pub fn run(args: ExecStepArgs) -> Result<Success, CliError> {
             key.to_hex()
         )));
     }
-    let store = common::open_store(&args.store)?;
+    let mut store_args = args.store.clone();
+    // `--node-cache-dir /local/xp-%j`: a store per job, as sbatch's `%j` in --output.
+    if let Ok(job) = std::env::var("SLURM_JOB_ID")
+        && let Some(dir) = store_args.cache_dir.to_str()
+    {
+        store_args.cache_dir = dir.replace("%j", &job).into();
+    }
+    let store = common::open_store(&store_args)?;
+    let (store, _) = super::remote::attach(store, &args.remote, Some(&plan.experiment))?;
     let events = reporter::for_output(args.json);
     let options = exec::RunOptions {
         rerun: [args.step.clone()]
@@ -77,6 +90,7 @@ pub fn run(args: ExecStepArgs) -> Result<Success, CliError> {
             .filter(|_| args.rerun)
             .collect(),
         rerun_all: false,
+        push: args.push,
     };
     match exec::execute_step(
         &plan,

@@ -16,7 +16,9 @@ Exit codes:
   4  a source is not available (offline, not in the HF cache, missing file)
   5  the store cannot be used (permissions, disk full, newer format)
   6  xp plan --since REV: some step's key differs from REV (something to rerun);
-     0 when nothing is invalidated";
+     0 when nothing is invalidated
+  7  the remote cache cannot be used (unreachable, refused the credentials, or
+     holds an entry that fails its check)";
 
 /// How a successful command ends (some "successes" still exit non-zero).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +58,8 @@ pub enum CliError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Exec(#[from] ExecError),
+    #[error("error: {0}")]
+    Remote(#[from] crate::remote::RemoteError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -68,6 +72,9 @@ impl CliError {
         match self {
             CliError::Spec(_) | CliError::Plan(_) | CliError::Usage(_) | CliError::Backend(_) => 2,
             CliError::SourceUnavailable(_) => 4,
+            CliError::Store(StoreError::NoRemote) => 2,
+            CliError::Remote(_)
+            | CliError::Store(StoreError::Remote(_) | StoreError::RemoteRejected { .. }) => 7,
             CliError::Store(_) | CliError::Io { .. } => 5,
             CliError::Exec(ExecError::Store(_)) => 5,
             CliError::Exec(ExecError::UnknownKey { .. }) => 4,

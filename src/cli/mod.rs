@@ -11,6 +11,9 @@ mod gc;
 mod log;
 mod plan;
 mod plan_since;
+mod pull;
+mod push;
+mod remote;
 mod report;
 mod reporter;
 mod run;
@@ -63,6 +66,11 @@ pub enum Command {
     Gc(gc::GcArgs),
     /// Re-hash every store entry and report corrupt ones.
     Verify(verify::VerifyArgs),
+    /// Upload an experiment's entries (or given keys) to the remote cache.
+    Push(push::PushArgs),
+    /// Download an experiment's entries (or given keys) from the remote cache,
+    /// checked against their digests.
+    Pull(pull::PullArgs),
     /// Print the log of a step's latest Slurm job.
     Log(log::LogArgs),
     /// Run one step of an experiment here (what a cluster job runs on its node).
@@ -139,6 +147,8 @@ pub fn run(cli: Cli) -> Result<exit::Success, CliError> {
         Command::Diff(args) => diff::run(args),
         Command::Gc(args) => gc::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Push(args) => push::run(args),
+        Command::Pull(args) => pull::run(args),
         Command::Log(args) => log::run(args),
         Command::ExecStep(args) => exec_step::run(args),
     }

@@ -32,6 +32,8 @@ pub struct PlanArgs {
     /// some step is invalidated, 0 when none is.
     #[arg(long, value_name = "REV")]
     pub since: Option<String>,
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
 }
 
 pub fn run(args: PlanArgs) -> Result<Success, CliError> {
@@ -43,7 +45,10 @@ pub fn run(args: PlanArgs) -> Result<Success, CliError> {
     let store = common::open_store_if_exists(&args.store)?;
     let options = common::run_options(&plan, &args.rerun, args.rerun_all)?;
     let entries = common::entries(store.as_ref())?;
-    let statuses = common::statuses_of(&plan, &entries, &options);
+    let mut statuses = common::statuses_of(&plan, &entries, &options);
+    if let Some((remote, _)) = super::remote::connect(&args.remote, Some(&plan.experiment))? {
+        common::mark_in_remote(&plan, &mut statuses, &remote, &options);
+    }
     let history = History::new(&entries);
     let paths = PlanPaths::of(&plan);
     let costs: Vec<Option<Cost>> = statuses
@@ -126,9 +131,13 @@ pub fn run(args: PlanArgs) -> Result<Success, CliError> {
     }
     let count = |f: fn(&StepStatus) -> bool| statuses.iter().filter(|s| f(s)).count();
     println!(
-        "{} steps: {} cached, {} will run{}",
+        "{} steps: {} cached, {}{} will run{}",
         statuses.len(),
         count(|s| matches!(s, StepStatus::Cached)),
+        match count(|s| matches!(s, StepStatus::InRemote)) {
+            0 => String::new(),
+            n => format!("{n} in the remote cache, "),
+        },
         count(|s| matches!(s, StepStatus::WillRun(_))),
         match count(|s| matches!(s, StepStatus::NeedsSources(_))) {
             0 => String::new(),

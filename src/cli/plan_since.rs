@@ -28,6 +28,8 @@ struct Row {
     label: &'static str,
     why: Vec<String>,
     in_store: bool,
+    /// Not in the store but in its remote cache (`xp run` downloads it).
+    in_remote: bool,
     /// `None` when the new key is in the store: nothing to estimate.
     cost: Option<Cost>,
 }
@@ -48,6 +50,15 @@ pub fn run(args: &PlanArgs, rev: &str) -> Result<Success, CliError> {
     let cached: HashSet<_> = entries.iter().map(|e| e.key).collect();
     let history = History::new(&entries);
     let paths = PlanPaths::of(&new);
+    let remote = super::remote::connect(&args.remote, Some(&new.experiment))?;
+    let in_remote = |key: crate::digest::StepKey| {
+        remote.as_ref().is_some_and(|(remote, _)| {
+            crate::store::in_remote(remote, &key).unwrap_or_else(|e| {
+                eprintln!("warning: {e}");
+                false
+            })
+        })
+    };
     let invalidated: HashSet<usize> = comparison.invalidated.iter().map(|i| i.step).collect();
     let rows: Vec<Row> = comparison
         .invalidated
@@ -55,12 +66,15 @@ pub fn run(args: &PlanArgs, rev: &str) -> Result<Success, CliError> {
         .map(|inv| {
             let key = new.steps[inv.step].key.key();
             let in_store = key.is_some_and(|k| cached.contains(&k));
-            let cost = (!in_store).then(|| cost::estimate(&new, inv.step, &history, &paths));
+            let in_remote = !in_store && key.is_some_and(in_remote);
+            let cost =
+                (!in_store && !in_remote).then(|| cost::estimate(&new, inv.step, &history, &paths));
             Row {
                 step: inv.step,
                 label: label(&inv.reason),
                 why: reasons(&inv.reason, inv.step, &new, old.as_ref(), &invalidated),
                 in_store,
+                in_remote,
                 cost,
             }
         })
@@ -247,6 +261,7 @@ fn print_text(
             .unwrap_or_else(|| "?".repeat(12));
         let status = match (&row.cost, row.in_store) {
             (_, true) => "already in the store".to_string(),
+            _ if row.in_remote => "in the remote cache (`xp run` downloads it)".to_string(),
             (Some(cost), false) => format!("to run, {}", cost::text(cost, backend)),
             (None, false) => "to run".to_string(),
         };
@@ -275,6 +290,10 @@ fn print_text(
         "{n} of {} steps invalidated, {in_store} already in the store",
         new.steps.len()
     );
+    let in_remote = rows.iter().filter(|r| r.in_remote).count();
+    if in_remote > 0 {
+        summary.push_str(&format!(", {in_remote} in the remote cache"));
+    }
     if let Some(time) = cost::summary(rows.iter().filter_map(|r| r.cost.as_ref()), backend) {
         summary.push_str("; ");
         summary.push_str(&time);
@@ -316,6 +335,7 @@ fn print_json(
                 "why": row.why,
                 "changes": changes,
                 "in_store": row.in_store,
+                "in_remote": row.in_remote,
                 "cost": row.cost.as_ref().map(cost::to_json),
             })
         })

@@ -89,6 +89,25 @@ fn line_for(event: &RunEvent) -> Option<String> {
             why,
             ..
         } => format!("retry     {step} (attempt {attempt} of {max_attempts}): {why}"),
+        RunEvent::StepPulled {
+            step,
+            bytes,
+            duration,
+            ..
+        } => format!(
+            "pulled    {step} from the remote cache ({} in {})",
+            human_bytes(*bytes),
+            human(*duration)
+        ),
+        RunEvent::StepPushed {
+            step, files, bytes, ..
+        } => format!(
+            "pushed    {step} to the remote cache ({files} new files, {})",
+            human_bytes(*bytes)
+        ),
+        RunEvent::RemoteProblem { step, problem, .. } => {
+            format!("warning   {step}: {problem}")
+        }
         RunEvent::StepSkipped {
             step,
             failed_dependency,
@@ -109,6 +128,14 @@ fn line_for(event: &RunEvent) -> Option<String> {
             s + &format!(" in {}", human(*duration))
         }
     })
+}
+
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b < 1 << 10 => format!("{b} B"),
+        b if b < 1 << 20 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+    }
 }
 
 fn human(d: Duration) -> String {

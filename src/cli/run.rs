@@ -54,6 +54,18 @@ pub struct RunArgs {
     #[arg(long, short = 'j', value_name = "N", default_value_t = 1, env = "XP_JOBS",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub jobs: u64,
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
+    /// Upload every step executed to the remote cache (steps found there are
+    /// downloaded instead of executed, with or without this).
+    #[arg(long)]
+    pub push: bool,
+    /// With `--executor slurm`: every job uses this store on its node (a local
+    /// disk) instead of the submitting store; needs a remote cache, from which
+    /// jobs pull their inputs and to which they push their outputs. `%j` in it
+    /// is the job's id (a store per job, e.g. on the job's scratch disk).
+    #[arg(long, value_name = "DIR")]
+    pub node_cache_dir: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: RunArgs) -> Result<Success, CliError> {
@@ -66,6 +78,12 @@ pub fn run(args: RunArgs) -> Result<Success, CliError> {
     if args.detach && args.executor != ExecutorName::Slurm {
         return Err(CliError::Usage(
             "error: --detach needs --executor slurm (a local run cannot outlive xp)".into(),
+        ));
+    }
+    if args.node_cache_dir.is_some() && args.executor != ExecutorName::Slurm {
+        return Err(CliError::Usage(
+            "error: --node-cache-dir needs --executor slurm (it is the jobs' store on their nodes)"
+                .into(),
         ));
     }
     let experiment = common::load_experiment(&args.experiment)?;
@@ -88,7 +106,20 @@ pub fn run(args: RunArgs) -> Result<Success, CliError> {
     }
     let plan = Plan::build(experiment, &resolved)?;
     let store = common::open_store(&args.store)?;
-    let options = common::run_options(&plan, &args.rerun, args.rerun_all)?;
+    let (store, remote) = super::remote::attach(store, &args.remote, Some(&plan.experiment))?;
+    if args.push && remote.is_none() {
+        return Err(crate::store::StoreError::NoRemote.into());
+    }
+    if args.node_cache_dir.is_some() && remote.is_none() {
+        return Err(CliError::Usage(
+            "error: --node-cache-dir needs a remote cache (--remote or [cache] remote): \
+             jobs on nodes with stores of their own share results only through it"
+                .into(),
+        ));
+    }
+    let mut options = common::run_options(&plan, &args.rerun, args.rerun_all)?;
+    options.push = args.push;
+    let command = step_command(&args, remote)?;
     let statuses = common::statuses(&plan, Some(&store), &options)?;
     let to_run = statuses
         .iter()
@@ -102,19 +133,15 @@ pub fn run(args: RunArgs) -> Result<Success, CliError> {
         to_run,
     });
     let summary = match args.executor {
-        ExecutorName::Local if args.jobs > 1 => {
-            ParallelExecutor::new(step_command(&args)?, args.jobs as usize).run(
+        ExecutorName::Local if args.jobs > 1 => ParallelExecutor::new(command, args.jobs as usize)
+            .run(
                 &plan,
                 &store,
                 &resolved.locations,
                 &options,
                 events.as_ref(),
-            )?
-        }
-        ExecutorName::Local => LocalExecutor {
-            command: step_command(&args)?,
-        }
-        .run(
+            )?,
+        ExecutorName::Local => LocalExecutor { command }.run(
             &plan,
             &store,
             &resolved.locations,
@@ -122,7 +149,7 @@ pub fn run(args: RunArgs) -> Result<Success, CliError> {
             events.as_ref(),
         )?,
         ExecutorName::Slurm => {
-            let slurm = SlurmExecutor::new(step_command(&args)?);
+            let slurm = SlurmExecutor::new(command);
             if args.detach {
                 let submission = slurm.submit(&plan, &store, &options, events.as_ref())?;
                 if !args.json {
@@ -158,7 +185,7 @@ pub fn run(args: RunArgs) -> Result<Success, CliError> {
 
 /// What a job or a child process runs: this very `xp` binary on this file, with
 /// the same overrides, every path absolute.
-fn step_command(args: &RunArgs) -> Result<StepCommand, CliError> {
+fn step_command(args: &RunArgs, remote: Option<String>) -> Result<StepCommand, CliError> {
     let xp = std::env::current_exe().map_err(|source| CliError::Io {
         context: "cannot find the path of the running xp binary (jobs run it)".into(),
         source,
@@ -176,5 +203,10 @@ fn step_command(args: &RunArgs) -> Result<StepCommand, CliError> {
         overrides: args.experiment.set.clone(),
         backend: args.experiment.backend,
         precision: args.experiment.precision,
+        remote,
+        // A job on a node with its own store must push, or its dependents
+        // (on other nodes) and this xp would never see its outputs.
+        push: args.push || args.node_cache_dir.is_some(),
+        node_store: args.node_cache_dir.clone(),
     })
 }

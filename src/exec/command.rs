@@ -24,6 +24,13 @@ pub struct StepCommand {
     pub backend: Option<BackendKind>,
     /// `--precision` given to the running `xp`.
     pub precision: Option<Precision>,
+    /// The remote cache of the running `xp` (`s3://…`): the child reads
+    /// through to it, and with `push` uploads what it executes.
+    pub remote: Option<String>,
+    pub push: bool,
+    /// The store the child uses when not the parent's: a Slurm node's own
+    /// (`--node-cache-dir`), which it fills from the remote cache.
+    pub node_store: Option<PathBuf>,
 }
 
 impl StepCommand {
@@ -33,7 +40,8 @@ impl StepCommand {
     }
 
     /// The arguments after the binary: `exec-step FILE --step STEP --expect-key
-    /// KEY --cache-dir STORE [--set ...] [--backend ...] [--precision ...] [--rerun]
+    /// KEY --cache-dir STORE [--remote URL] [--push] [--set ...] [--backend ...]
+    /// [--precision ...] [--rerun]
     /// [--earlier-attempts JSON]`. `earlier` are the step's killed attempts, for
     /// its manifest: a few short records, so they travel as one JSON argument
     /// rather than in a file someone must clean up.
@@ -53,8 +61,19 @@ impl StepCommand {
             "--expect-key".into(),
             key.to_hex(),
             "--cache-dir".into(),
-            store.to_string_lossy().into_owned(),
+            self.node_store
+                .as_deref()
+                .unwrap_or(store)
+                .to_string_lossy()
+                .into_owned(),
         ];
+        if let Some(remote) = &self.remote {
+            words.push("--remote".into());
+            words.push(remote.clone());
+        }
+        if self.push {
+            words.push("--push".into());
+        }
         for set in &self.overrides {
             words.push("--set".into());
             words.push(set.clone());

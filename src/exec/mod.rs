@@ -20,13 +20,17 @@ use crate::digest::StepKey;
 use crate::events::{EventSink, RunEvent, RunReason, WorkClock};
 use crate::plan::{KeyState, Plan, PlannedInput};
 use crate::steps::context::{InputLocation, InputOrigin, StepContext};
-use crate::store::{Attempt, Begin, LookupOutcome, ManifestInfo, Outcome, Store, StoreError};
+use crate::store::{
+    Attempt, Begin, LookupOutcome, ManifestInfo, Outcome, Pulled, Pushed, Store, StoreError,
+};
 
 /// Which steps to execute even when cached.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     pub rerun: HashSet<String>,
     pub rerun_all: bool,
+    /// Upload every step executed here to the store's remote cache (`--push`).
+    pub push: bool,
 }
 
 impl RunOptions {
@@ -118,7 +122,12 @@ pub(crate) fn answered_by_store(
     forced: bool,
     events: &dyn EventSink,
 ) -> Result<bool, ExecError> {
-    if forced || !matches!(store.lookup(&key)?, LookupOutcome::Hit(_)) {
+    if forced
+        || !matches!(
+            lookup_through(store, step, key, events)?,
+            LookupOutcome::Hit(_)
+        )
+    {
         return Ok(false);
     }
     events.emit(RunEvent::StepCached {
@@ -126,6 +135,64 @@ pub(crate) fn answered_by_store(
         key,
     });
     Ok(true)
+}
+
+/// The store's answer for `key`, reading through to its remote cache on a
+/// miss: an entry there is downloaded, checked against its manifest's digests
+/// and published here, and is then a hit. A remote that cannot be reached, or
+/// whose entry fails the check, is reported and the step left to compute.
+pub(crate) fn lookup_through(
+    store: &Store,
+    step: &str,
+    key: StepKey,
+    events: &dyn EventSink,
+) -> Result<LookupOutcome, ExecError> {
+    let outcome = store.lookup(&key)?;
+    if !matches!(outcome, LookupOutcome::Miss) || store.remote().is_none() {
+        return Ok(outcome);
+    }
+    let clock = Instant::now();
+    match store.pull(&key) {
+        Ok(Pulled::Fetched { entry, bytes }) => {
+            events.emit(RunEvent::StepPulled {
+                step: step.to_string(),
+                key,
+                bytes,
+                duration: clock.elapsed(),
+            });
+            Ok(LookupOutcome::Hit(entry))
+        }
+        Ok(Pulled::Present(entry)) => Ok(LookupOutcome::Hit(entry)),
+        Ok(Pulled::Absent) => Ok(LookupOutcome::Miss),
+        Err(e @ (StoreError::Remote(_) | StoreError::RemoteRejected { .. })) => {
+            events.emit(RunEvent::RemoteProblem {
+                step: step.to_string(),
+                key,
+                problem: format!("{e}; the remote's entry is not used"),
+            });
+            Ok(LookupOutcome::Miss)
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Uploads a step just published here to the store's remote cache. A failed
+/// upload is reported, not a failed step: the entry is sound here.
+fn push_executed(store: &Store, step: &str, key: StepKey, events: &dyn EventSink) {
+    match store.push(&key, false) {
+        Ok(Pushed::Uploaded { files, bytes }) => events.emit(RunEvent::StepPushed {
+            step: step.to_string(),
+            key,
+            files,
+            bytes,
+        }),
+        Ok(Pushed::AlreadyThere) => {}
+        Err(e) => events.emit(RunEvent::RemoteProblem {
+            step: step.to_string(),
+            key,
+            problem: format!("not pushed: {e}"),
+        }),
+    }
 }
 
 /// Runs step `index` of the plan here, unless the store has it.
@@ -154,7 +221,7 @@ pub fn execute_step(
     let (staging, reason) = if options.forced(&step) {
         (store.begin_rerun(&key, waiting)?, RunReason::Forced)
     } else {
-        let reason = match store.lookup(&key)? {
+        let reason = match lookup_through(store, &step, key, events)? {
             LookupOutcome::Hit(_) => {
                 events.emit(RunEvent::StepCached { step, key });
                 return Ok(StepResult::Cached);
@@ -178,7 +245,7 @@ pub fn execute_step(
         }
     };
 
-    let inputs = input_locations(plan, index, store, sources)?;
+    let inputs = input_locations(plan, index, store, sources, events)?;
     events.emit(RunEvent::StepStarted {
         step: step.clone(),
         key,
@@ -236,11 +303,14 @@ pub fn execute_step(
         earlier_attempts: earlier_attempts.to_vec(),
     })?;
     events.emit(RunEvent::StepFinished {
-        step,
+        step: step.clone(),
         key,
         duration,
         by_other_process: false,
     });
+    if options.push {
+        push_executed(store, &step, key, events);
+    }
     Ok(StepResult::Executed)
 }
 
@@ -261,6 +331,7 @@ fn input_locations(
     index: usize,
     store: &Store,
     sources: &SourceLocations,
+    events: &dyn EventSink,
 ) -> Result<BTreeMap<&'static str, Vec<InputLocation>>, ExecError> {
     let mut out = BTreeMap::new();
     for (slot, inputs) in &plan.steps[index].inputs {
@@ -280,7 +351,10 @@ fn input_locations(
                         input: output.clone(),
                     };
                     let key = producer.key.key().ok_or_else(missing)?;
-                    let entry = store.lookup(&key)?.hit().ok_or_else(missing)?;
+                    // On a node with a store of its own, the producer ran elsewhere.
+                    let entry = lookup_through(store, &producer.name, key, events)?
+                        .hit()
+                        .ok_or_else(missing)?;
                     let path = entry.out_dir().join(path);
                     let store_path = path
                         .strip_prefix(store.root())

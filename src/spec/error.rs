@@ -91,6 +91,9 @@ pub enum Problem {
     #[error("in [experiment]: {message}")]
     Experiment { message: String },
 
+    #[error("in [cache]: {message}")]
+    Cache { message: String },
+
     #[error(
         "invalid {what} name `{name}`: names start with a letter or `_` and contain only letters, digits, `_` and `-`"
     )]

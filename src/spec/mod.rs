@@ -19,6 +19,7 @@ use toml::de::DeTable;
 use crate::backend::{BackendKind, Precision};
 use crate::steps::StepParams;
 
+mod cache;
 mod error;
 mod expand;
 mod files;
@@ -33,6 +34,7 @@ mod schema;
 mod sweep;
 mod validate;
 
+pub use cache::CacheTable;
 pub use error::{Diagnostic, Problem, SpecError};
 pub use location::{Location, Snippet};
 pub use reference::kinds_reference;
@@ -107,6 +109,8 @@ pub struct Experiment {
     /// The directory local sources are relative to (the file's directory).
     pub dir: PathBuf,
     pub meta: ExperimentMeta,
+    /// `[cache]`: the remote cache; never part of a key.
+    pub cache: CacheTable,
     pub sources: BTreeMap<String, SourceDecl>,
     /// File order; a loop's steps generation by generation at the loop's place.
     /// With a sweep, point by point: each point's steps that an earlier point
@@ -251,6 +255,7 @@ fn expand_point(
         .collect();
     Ok(PointExpansion {
         meta,
+        cache: doc.cache,
         sources,
         steps,
     })

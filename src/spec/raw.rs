@@ -25,7 +25,14 @@ pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
 /// typo (`count = 1000000000`) is an error instead of an out-of-memory.
 pub(crate) const MAX_GENERATIONS: u64 = 1_000;
 
-const TOP_KEYS: &[&str] = &["experiment", "sources", "defaults", "steps", "loop"];
+const TOP_KEYS: &[&str] = &[
+    "experiment",
+    "sources",
+    "defaults",
+    "steps",
+    "loop",
+    "cache",
+];
 const LOOP_KEYS: &[&str] = &["count", "carry", "next", "steps"];
 /// The key of a step's (or a kind default's) scheduler resources.
 pub(crate) const RESOURCES: &str = "resources";
@@ -119,6 +126,7 @@ pub(crate) struct RawLoop<'i> {
 /// The file, split by section.
 pub(crate) struct Document<'i> {
     pub experiment: ExperimentTable,
+    pub cache: super::cache::CacheTable,
     /// (name, value), file order.
     pub sources: Vec<(Text, Text)>,
     pub steps: Vec<RawStep<'i>>,
@@ -134,6 +142,10 @@ impl<'i> Document<'i> {
                 let what = "[experiment] table (with at least `name = \"...\"`)".to_string();
                 return Err(map.error(&(0..0), Problem::Missing { what }));
             }
+        };
+        let cache = match root.remove_entry("cache") {
+            Some((key, value)) => super::cache::parse(key.span(), value, map)?,
+            None => Default::default(),
         };
         let sources = match root.remove("sources") {
             Some(value) => sources(value, map)?,
@@ -163,6 +175,7 @@ impl<'i> Document<'i> {
         };
         Ok(Document {
             experiment,
+            cache,
             sources,
             steps,
             loops,

@@ -24,6 +24,9 @@ use crate::steps::StepParams;
 struct ExperimentFile {
     /// What the experiment is called and how it runs.
     experiment: ExperimentTable,
+    /// Where the remote cache is (never part of a key).
+    #[serde(default)]
+    cache: super::cache::CacheTable,
     /// Models and datasets: `name = "hf:owner/repo"` (Hugging Face Hub) or a
     /// local path, relative to the experiment file.
     #[serde(default)]

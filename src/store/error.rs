@@ -71,6 +71,22 @@ pub enum StoreError {
     #[error("{wait}; try again when it has finished")]
     Busy { wait: Box<LockWait> },
 
+    /// The remote cache could not be reached or refused a request.
+    #[error("remote cache: {0}")]
+    Remote(#[from] crate::remote::RemoteError),
+
+    /// What the remote cache holds for a key does not match its manifest: the
+    /// download was thrown away, nothing was published.
+    #[error("the remote cache's entry {key} was not taken: {why}")]
+    RemoteRejected { key: StepKey, why: String },
+
+    /// `xp push` / `xp pull` without a remote cache.
+    #[error(
+        "no remote cache: give `--remote s3://BUCKET/PREFIX`, or `remote` in the `[cache]` \
+         table of the experiment file or of the user configuration"
+    )]
+    NoRemote,
+
     /// The key has no published entry.
     #[error("step {key} has no entry in the store at {root}")]
     NotFound { key: StepKey, root: PathBuf },

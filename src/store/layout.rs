@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::digest::StepKey;
+use crate::digest::{ContentDigest, StepKey};
 
 use super::error::{CHECK_STORE, StoreError, io_err};
 
@@ -128,6 +128,20 @@ impl Layout {
         self.quarantine_dir()
             .join(format!("{}.{stamp}", key.to_hex()))
     }
+}
+
+/// The object of an entry's manifest in a remote cache, relative to its prefix:
+/// `manifests/<key-hex>.json`. Uploaded last, so that it exists only once every
+/// object it lists does: it is the entry's commit marker.
+pub(crate) fn remote_manifest(key: &StepKey) -> String {
+    format!("manifests/{}.json", key.to_hex())
+}
+
+/// The object of a file's content in a remote cache: `objects/<blake3-hex>`.
+/// Named by content, so two uploads of one name carry the same bytes and
+/// entries share the files they have in common.
+pub(crate) fn remote_object(digest: &ContentDigest) -> String {
+    format!("objects/{}", digest.to_hex())
 }
 
 /// The key a `staging/`, `quarantine/` or `scratch/` directory name starts with.

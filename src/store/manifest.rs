@@ -194,21 +194,32 @@ impl Manifest {
     /// Writes the manifest to `dir/manifest.json` through a temporary file that
     /// is fsynced and renamed, so no reader ever sees half a manifest.
     pub(crate) fn write_into(&self, dir: &Path, file_name: &str) -> Result<(), StoreError> {
-        let tmp = dir.join(format!("{file_name}.tmp"));
-        let path = dir.join(file_name);
-        let hint = super::error::NOT_PUBLISHED;
-        let json = serde_json::to_vec_pretty(self).map_err(|e| StoreError::BadManifest {
-            path: path.clone(),
+        let mut json = serde_json::to_vec_pretty(self).map_err(|e| StoreError::BadManifest {
+            path: dir.join(file_name),
             reason: format!("cannot serialise: {e}"),
         })?;
-        let mut file = File::create(&tmp).map_err(io_err("creating", &tmp, hint))?;
-        file.write_all(&json)
-            .and_then(|_| file.write_all(b"\n"))
-            .map_err(io_err("writing", &tmp, hint))?;
-        file.sync_all().map_err(io_err("syncing", &tmp, hint))?;
-        drop(file);
-        fs::rename(&tmp, &path).map_err(io_err("renaming into place", &path, hint))
+        json.push(b'\n');
+        write_manifest_bytes(dir, file_name, &json)
     }
+}
+
+/// Writes a manifest's bytes as [`Manifest::write_into`] does: a pulled entry's
+/// manifest is kept byte for byte (parsing and writing it again would round
+/// its metrics' last digits).
+pub(crate) fn write_manifest_bytes(
+    dir: &Path,
+    file_name: &str,
+    json: &[u8],
+) -> Result<(), StoreError> {
+    let tmp = dir.join(format!("{file_name}.tmp"));
+    let path = dir.join(file_name);
+    let hint = super::error::NOT_PUBLISHED;
+    let mut file = File::create(&tmp).map_err(io_err("creating", &tmp, hint))?;
+    file.write_all(json)
+        .map_err(io_err("writing", &tmp, hint))?;
+    file.sync_all().map_err(io_err("syncing", &tmp, hint))?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(io_err("renaming into place", &path, hint))
 }
 
 /// Why a manifest could not be read.

@@ -23,6 +23,13 @@
 //!   <executor>/<group>/<step>.<key12>.<job>.log   a cluster job's log (`slurm/<experiment>/...`)
 //! ```
 //!
+//! A remote cache (`s3://BUCKET/PREFIX`, see [`crate::remote`]) holds, under its prefix:
+//!
+//! ```text
+//! manifests/<key-hex>.json         an entry's manifest, uploaded after its objects
+//! objects/<blake3-hex>             a file's content, named by its digest
+//! ```
+//!
 //! # Guarantees
 //!
 //! - `entries/` only ever holds complete entries: publishing is one rename of
@@ -43,6 +50,7 @@ mod layout;
 mod lock;
 mod manifest;
 mod publish;
+mod remote;
 mod verify;
 
 #[cfg(test)]
@@ -61,6 +69,7 @@ pub use history::{Cost, CostQuery, Estimate, History, KindFacts, SizedInput};
 pub use lock::{LockHolder, LockWait};
 pub use manifest::{Attempt, MANIFEST_VERSION, Manifest, ManifestInfo, Outcome, OutputFile};
 pub use publish::{Begin, Staging, TryBegin};
+pub use remote::{Pulled, Pushed, in_remote};
 pub use verify::{VerifyOptions, VerifyReport};
 
 use check::{Checked, Depth, HashStats};
@@ -77,6 +86,8 @@ pub const STORE_FORMAT: u32 = 1;
 pub struct Store {
     layout: Layout,
     host: String,
+    /// The remote cache lookups may read through (`xp run --remote`).
+    remote: Option<std::sync::Arc<crate::remote::Remote>>,
 }
 
 /// A published entry.
@@ -160,9 +171,22 @@ impl Store {
         let store = Store {
             layout,
             host: gethostname::gethostname().to_string_lossy().into_owned(),
+            remote: None,
         };
         store.sweep_staging(false)?;
         Ok(store)
+    }
+
+    /// This store, reading through to `remote` on a miss ([`Store::pull`]) and
+    /// publishing to it ([`Store::push`]).
+    pub fn with_remote(mut self, remote: crate::remote::Remote) -> Store {
+        self.remote = Some(std::sync::Arc::new(remote));
+        self
+    }
+
+    /// The remote cache, if this store has one.
+    pub fn remote(&self) -> Option<&crate::remote::Remote> {
+        self.remote.as_deref()
     }
 
     /// The store's root directory.

@@ -120,7 +120,7 @@ impl Staging {
     /// Hashes every file under [`out_dir`](Self::out_dir), writes the manifest,
     /// and makes the entry visible with one rename. On error nothing is
     /// published and the staging directory is removed.
-    pub fn publish(mut self, info: ManifestInfo) -> Result<Entry, StoreError> {
+    pub fn publish(self, info: ManifestInfo) -> Result<Entry, StoreError> {
         let outputs = scan_outputs(&self.out)?;
         let manifest = Manifest::assemble(
             self.key,
@@ -130,6 +130,63 @@ impl Staging {
             chrono::Utc::now(),
         );
         manifest.write_into(&self.dir, MANIFEST_FILE)?;
+        self.commit(manifest)
+    }
+
+    /// Publishes what a pull downloaded into [`out_dir`](Self::out_dir) under
+    /// the remote's manifest, once every file hashes to the digest it lists
+    /// and no other file is there. On a mismatch nothing is published and the
+    /// staging directory is removed.
+    pub(crate) fn publish_pulled(
+        self,
+        manifest: Manifest,
+        manifest_json: &[u8],
+    ) -> Result<Entry, StoreError> {
+        let here = scan_outputs(&self.out)?;
+        let reject = |why: String| StoreError::RemoteRejected { key: self.key, why };
+        for (rel, listed) in &manifest.outputs {
+            match here.get(rel) {
+                None => return Err(reject(format!("`{rel}` was not downloaded"))),
+                Some(got) if got.digest != listed.digest || got.size != listed.size => {
+                    return Err(reject(format!(
+                        "`{rel}` has digest {} ({} bytes), its manifest says {} ({} bytes)",
+                        got.digest.short(),
+                        got.size,
+                        listed.digest.short(),
+                        listed.size
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(extra) = here.keys().find(|rel| !manifest.outputs.contains_key(*rel)) {
+            return Err(reject(format!("`{extra}` is not in its manifest")));
+        }
+        // Each file gets the modification time the manifest lists, so the entry
+        // (its manifest byte for byte) is the one that was pushed, and lookups
+        // trust the files by size and time as they do any other entry's.
+        for (rel, listed) in &manifest.outputs {
+            let path = self.out.join(rel);
+            let when = u64::try_from(listed.mtime_ns)
+                .map(|ns| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns));
+            if let Ok(when) = when {
+                File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(when).and_then(|_| f.sync_all()))
+                    .map_err(io_err(
+                        "setting the modification time of",
+                        &path,
+                        NOT_PUBLISHED,
+                    ))?;
+            }
+        }
+        super::manifest::write_manifest_bytes(&self.dir, MANIFEST_FILE, manifest_json)?;
+        self.commit(manifest)
+    }
+
+    /// Renames the directory, its manifest written, into `entries/`.
+    fn commit(mut self, manifest: Manifest) -> Result<Entry, StoreError> {
         super::fsync_dir(&self.dir)?;
 
         let entry_dir = self.layout.entry_dir(&self.key);

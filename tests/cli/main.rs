@@ -22,6 +22,7 @@ mod experiments_plan;
 mod mini_e2e;
 mod plan_since;
 mod readme;
+mod remote_cache;
 mod report_render;
 mod retry;
 mod spec_errors;

@@ -46,6 +46,9 @@ impl Project {
         cmd.current_dir(self.path())
             .env("XP_CACHE_DIR", self.cache())
             .env("HF_HUB_OFFLINE", "1")
+            // No remote cache but the one a test gives: not the user's.
+            .env("XDG_CONFIG_HOME", self.path().join(".config"))
+            .env_remove("XP_REMOTE")
             .args(args);
         cmd
     }

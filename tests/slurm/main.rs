@@ -9,4 +9,5 @@ mod cluster;
 mod common;
 
 mod slurm_executor;
+mod slurm_remote;
 mod slurm_submit;

@@ -234,7 +234,8 @@ fn observe(
         }
         // The parent's failure shows up in a later poll: wait for it.
         JobState::Cancelled { reason } if reason == "DependencyNeverSatisfied" => Ok(None),
-        JobState::Completed => match store.lookup(&key)? {
+        // With node stores of their own, the job pushed its step to the remote.
+        JobState::Completed => match crate::exec::lookup_through(store, &step, key, events)? {
             LookupOutcome::Hit(entry) => {
                 started(job);
                 let log = log_path(store, experiment, &step, key, &job.id);

@@ -220,6 +220,9 @@ mod tests {
             overrides: vec!["steps.b.block_size=8".into()],
             backend: Some(BackendKind::Cuda),
             precision: Some(Precision::Tf32),
+            remote: None,
+            push: false,
+            node_store: None,
         };
         let key = StepKey([1; 32]);
         let script = script(&job, Path::new("/shared/cache"), "gen@1", key, true, &[]);
