@@ -32,6 +32,7 @@ const TOP_KEYS: &[&str] = &[
     "steps",
     "loop",
     "cache",
+    super::sweep::SWEEP,
 ];
 const LOOP_KEYS: &[&str] = &["count", "carry", "next", "steps"];
 /// The key of a step's (or a kind default's) scheduler resources.

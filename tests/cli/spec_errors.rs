@@ -96,7 +96,7 @@ fn errors_name_the_problem_and_the_place() {
         case(
             "unknown top-level key",
             with_base("\n[stepz.other]\nkind = \"tokenize\"\n"),
-            "unknown key `stepz` in the top level of the file, expected one of `experiment`, `sources`, `defaults`, `steps`, `loop`, `cache`",
+            "unknown key `stepz` in the top level of the file, expected one of `experiment`, `sources`, `defaults`, `steps`, `loop`, `cache`, `sweep`",
             "x.toml:14:2",
         ),
         case(
