@@ -38,6 +38,16 @@ pub trait XpBackend: Backend {
         false
     }
 
+    /// `t` with `shape` (the same element count), as burn's `reshape`; the CPU backend
+    /// keeps the buffer where burn-ndarray 0.21 copies it on every reshape. The
+    /// optimizer flattens every parameter and gradient on every step.
+    fn reshape_in_place<const D1: usize, const D2: usize>(
+        t: Tensor<Self, D1>,
+        shape: [usize; D2],
+    ) -> Tensor<Self, D2> {
+        t.reshape(shape)
+    }
+
     /// Prepares `w` `[in, out]` (any layout) for [`XpBackend::decode_product`].
     fn prepare_decode_weight(w: Tensor<Self, 2>) -> Self::DecodeWeight;
 

@@ -54,6 +54,16 @@ impl XpBackend for Cpu {
         }
     }
 
+    fn reshape_in_place<const D1: usize, const D2: usize>(
+        t: Tensor<Self, D1>,
+        shape: [usize; D2],
+    ) -> Tensor<Self, D2> {
+        let reshaped = standard(array(t))
+            .into_shape_with_order(IxDyn(&shape))
+            .unwrap_or_else(|e| panic!("reshape to {shape:?}: {e}"));
+        tensor(reshaped)
+    }
+
     fn prepare_decode_weight(w: Tensor<Self, 2>) -> Self::DecodeWeight {
         let w = array(w);
         let view = w
