@@ -226,13 +226,13 @@ mod avx512 {
             let (xp, wp) = (x.as_ptr(), panel.as_ptr());
             for kk in 0..k {
                 let w = _mm512_loadu_ps(wp.add(kk * PANEL));
-                for r in 0..R {
+                for (r, sum) in sums.iter_mut().enumerate() {
                     let a = _mm512_set1_ps(*xp.add(r * k + kk));
-                    sums[r] = _mm512_add_ps(sums[r], _mm512_mul_ps(a, w));
+                    *sum = _mm512_add_ps(*sum, _mm512_mul_ps(a, w));
                 }
             }
-            for r in 0..R {
-                _mm512_storeu_ps(tile[r].as_mut_ptr(), sums[r]);
+            for (row, sum) in tile.iter_mut().zip(sums) {
+                _mm512_storeu_ps(row.as_mut_ptr(), sum);
             }
         }
     }
