@@ -211,8 +211,10 @@ mod tests {
     #[test]
     fn training_products_and_their_gradients_are_bitwise_burns() {
         type Ad = Autodiff<Cpu>;
+        // Draws from the process's generator: others' seeded draws must not interleave.
+        let _rng = crate::backend::seeded_rng_lock();
         for (m, k, n, transposed) in [(12, 16, 40, false), (6, 8, 50, true)] {
-            // Drawn once (the generator is shared with tests running in parallel).
+            // Drawn once, then lifted into both runs.
             let x = random::<Cpu, 2>([m, k]);
             let table = if transposed {
                 random::<Cpu, 2>([n, k])
