@@ -8,10 +8,11 @@
 
 mod common;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::tensor::{Distribution, Int, Tensor};
-use xp::backend::{BackendTask, Target, XpAutodiffBackend, dispatch};
+use xp::backend::cpu::product_time;
+use xp::backend::{BackendKind, BackendTask, Target, XpAutodiffBackend, dispatch};
 use xp::model::score::causal_lm_loss;
 use xp::model::{Opt, OptConfig};
 use xp::train::{AdamW, AdamWConfig, Gradients};
@@ -24,10 +25,10 @@ struct FinetuneStep {
 }
 
 impl BackendTask for FinetuneStep {
-    /// Seconds per optimizer step.
-    type Output = f64;
+    /// Seconds per optimizer step, and of them in the CPU backend's products.
+    type Output = (f64, f64);
 
-    fn run<B: XpAutodiffBackend>(self, device: B::Device) -> f64 {
+    fn run<B: XpAutodiffBackend>(self, device: B::Device) -> (f64, f64) {
         B::seed(&device, 0);
         let config = OptConfig::opt_125m();
         let mut model = Opt::<B>::init(&config, &device);
@@ -54,7 +55,7 @@ impl BackendTask for FinetuneStep {
             B::sync(&device).expect("sync");
             eprintln!("warm-up step {i}: {:.3} s", start.elapsed().as_secs_f64());
         }
-        let start = Instant::now();
+        let (start, products) = (Instant::now(), product_time());
         for i in 0..self.iters {
             model = step(model);
             if i + 1 < self.iters {
@@ -63,18 +64,31 @@ impl BackendTask for FinetuneStep {
             }
         }
         B::sync(&device).expect("sync");
-        start.elapsed().as_secs_f64() / self.iters as f64
+        let per_step = |d: Duration| d.as_secs_f64() / self.iters as f64;
+        (
+            per_step(start.elapsed()),
+            per_step(product_time() - products),
+        )
     }
 }
 
 fn main() {
     let (kind, label) = common::backend_from_args();
     let iters = common::arg("--iters", 3usize);
-    let seconds = dispatch(Target::new(kind), FinetuneStep { iters }).expect("backend");
+    let (seconds, products) = dispatch(Target::new(kind), FinetuneStep { iters }).expect("backend");
     let tokens = (BATCH * SEQ) as f64;
+    // Host products only exist on the CPU backend.
+    let split = match kind {
+        BackendKind::Ndarray => format!(
+            " (products {products:.3} s, outside products {:.3} s)",
+            seconds - products
+        ),
+        _ => String::new(),
+    };
     println!(
-        "xp {label}: optimizer step {seconds:.4} s, {:.0} tokens/s, peak RSS {:.0} MiB",
+        "xp {label}: optimizer step {seconds:.4} s{split}, {:.0} tokens/s, peak RSS {:.0} MiB; {}",
         tokens / seconds,
-        common::peak_rss_mib()
+        common::peak_rss_mib(),
+        common::machine()
     );
 }

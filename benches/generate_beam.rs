@@ -83,8 +83,9 @@ fn main() {
         }
         let seconds = dispatch(Target::new(kind), BeamSearch { config, iters }).expect("backend");
         println!(
-            "{name}: xp {label} beam search {:.1} new tokens/s ({seconds:.3} s per call)",
-            (PROMPTS * NEW_TOKENS) as f64 / seconds
+            "{name}: xp {label} beam search {:.1} new tokens/s ({seconds:.3} s per call); {}",
+            (PROMPTS * NEW_TOKENS) as f64 / seconds,
+            common::machine()
         );
     }
 }

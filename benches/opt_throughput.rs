@@ -6,12 +6,13 @@
 
 mod common;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
-use xp::backend::{NdarrayBackend, set_cpu_threads};
+use xp::backend::cpu::product_time;
+use xp::backend::{NdarrayBackend, XpBackend, set_cpu_threads};
 use xp::model::score::causal_lm_loss;
 use xp::model::{Opt, OptConfig};
 
@@ -71,26 +72,42 @@ fn main() {
 
     println!(
         "burn-ndarray opt-125m batch {BATCH}x{SEQ} threads {threads} iters {iters}: \
-         fwd+bwd {:.1} tokens/s ({:.3} s/step), eval {:.1} tokens/s ({:.3} s/step)",
+         fwd+bwd {:.1} tokens/s ({:.3} s/step), eval {:.1} tokens/s ({:.3} s/step); {}",
         tokens / train_s,
         train_s,
         tokens / eval_s,
-        eval_s
+        eval_s,
+        common::machine()
     );
 }
 
-/// Times the parts of one training step separately, to see which op dominates.
+/// Times one training step and its parts, each split into the time spent in the CPU
+/// backend's products (`xp::backend::cpu::product_time`, forward and backward) and
+/// everything around them. The parts run the operations the step itself runs (the
+/// backend's products and fused loss, the model's embedding), not burn's generic ops.
 fn phases(model: &Opt<NdarrayBackend>, ids: &Tensor<NdarrayBackend, 2, Int>, iters: usize) {
     type B = NdarrayBackend;
     let time = |name: &str, f: &dyn Fn()| {
         f();
-        let start = Instant::now();
+        let (start, products) = (Instant::now(), product_time());
         for _ in 0..iters {
             f();
         }
-        let s = start.elapsed().as_secs_f64() / iters as f64;
-        println!("phase {name}: {s:.3} s");
+        let per_iter = |d: Duration| d.as_secs_f64() / iters as f64;
+        let (total, products) = (
+            per_iter(start.elapsed()),
+            per_iter(product_time() - products),
+        );
+        println!(
+            "phase {name}: {total:.3} s (products {products:.3} s, outside products {:.3} s)",
+            total - products
+        );
     };
+    time("training step: forward + loss + backward", &|| {
+        let logits = model.forward(ids.clone(), None, None).expect("forward");
+        let loss = causal_lm_loss(logits, ids.clone(), None).expect("loss");
+        drop(loss.backward());
+    });
     time("forward (autodiff graph, no backward)", &|| {
         let logits = model.forward(ids.clone(), None, None).expect("forward");
         let _ = logits.into_data();
@@ -104,19 +121,21 @@ fn phases(model: &Opt<NdarrayBackend>, ids: &Tensor<NdarrayBackend, 2, Int>, ite
     let embed = model.token_embedding(); // [vocab, 768], tracked
     let h = Tensor::<B, 2>::random([BATCH * SEQ, 768], Distribution::Default, &device);
     time("LM head h·Eᵀ forward + backward (grad of E)", &|| {
-        let logits = h.clone().matmul(embed.clone().transpose()); // [512, vocab]
+        let logits = B::product(h.clone(), embed.clone().transpose()); // [512, vocab]
         let grads = logits.sum().backward();
         let _ = embed.grad(&grads).map(|g| g.into_data());
     });
-    let x = Tensor::<B, 3>::random([BATCH, SEQ - 1, 50272], Distribution::Default, &device)
-        .require_grad();
-    let targets = ids.clone().narrow(1, 1, SEQ - 1).unsqueeze_dim::<3>(2);
-    time("log_softmax + gather forward + backward", &|| {
-        let logp = burn::tensor::activation::log_softmax(x.clone(), 2);
-        let nll = logp.gather(2, targets.clone()).sum();
-        let grads = nll.backward();
-        let _ = x.grad(&grads).map(|g| g.into_data());
-    });
+    let vocab = embed.dims()[0];
+    let logits =
+        Tensor::<B, 3>::random([BATCH, SEQ, vocab], Distribution::Default, &device).require_grad();
+    time(
+        "loss (fused log_softmax + gather) forward + backward",
+        &|| {
+            let loss = causal_lm_loss(logits.clone(), ids.clone(), None).expect("loss");
+            let grads = loss.backward();
+            let _ = logits.grad(&grads).map(|g| g.into_data());
+        },
+    );
     time("embedding lookup forward + backward", &|| {
         let e = burn::tensor::module::embedding(embed.clone(), ids.clone()); // [8, 64, 768]
         let grads = e.sum().backward();

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""transformers reference for tests/generate_bench.rs: the paper's beam search
+"""transformers reference for benches/generate_beam.rs: the paper's beam search
 (num_beams=5, max_new_tokens=64, min_new_tokens=64, repetition_penalty=3.0) on random
 weights, 4 prompts x 64 tokens, on the OPT-125m shape and on a tiny shape; prints new
 tokens/s (4 x 64 new tokens / wall time of generate()).
 
 Usage: python3 scripts/bench_generate_torch.py [--threads 2] [--iters 2] [--device cuda]
-(uses the pinned venv of make_fixtures.py, created on first use; on a GPU host without
+(uses the reference venv of bench_reference.py, created on first use; on a GPU host without
 network, XP_USE_CURRENT_PYTHON=1 uses the installed torch and transformers instead)
 """
 
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_fixtures import ensure_venv_and_reexec  # noqa: E402
+from bench_reference import ensure_venv_and_reexec, machine  # noqa: E402
 
 SHAPES = {
     "opt-125m": {},
@@ -58,7 +58,7 @@ def main() -> None:
             run()
         sync()
         secs = (time.perf_counter() - start) / args.iters
-        where = f"{args.threads} threads" if args.device == "cpu" else torch.cuda.get_device_name()
+        where = machine(args.threads) if args.device == "cpu" else torch.cuda.get_device_name()
         print(f"{name}: transformers generate {4 * 64 / secs:.1f} new tokens/s ({secs:.3f} s per call, "
               f"{where}, torch {torch.__version__})")
 

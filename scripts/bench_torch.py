@@ -3,7 +3,7 @@
 batch 8 x 64, forward+backward and eval tokens/s.
 
 Usage: python3 scripts/bench_torch.py [--threads 2] [--iters 3]
-(uses the pinned venv of make_fixtures.py, created on first use)
+(uses the reference venv of bench_reference.py, created on first use)
 """
 
 import argparse
@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_fixtures import ensure_venv_and_reexec  # noqa: E402
+from bench_reference import ensure_venv_and_reexec, machine  # noqa: E402
 
 
 def main() -> None:
@@ -57,7 +57,7 @@ def main() -> None:
     print(
         f"torch {torch.__version__} opt-125m batch {batch}x{seq} threads {args.threads} "
         f"iters {args.iters}: fwd+bwd {tokens / train_s:.1f} tokens/s ({train_s:.3f} s/step), "
-        f"eval {tokens / eval_s:.1f} tokens/s ({eval_s:.3f} s/step)"
+        f"eval {tokens / eval_s:.1f} tokens/s ({eval_s:.3f} s/step); {machine(args.threads)}"
     )
 
 

@@ -4,7 +4,7 @@
 batch 8 x 64; prints tokens/s and peak RSS.
 
 Usage: python3 scripts/bench_torch_train.py [--threads 2] [--iters 3] [--device cuda]
-(uses the pinned venv of make_fixtures.py, created on first use; on a GPU host without
+(uses the reference venv of bench_reference.py, created on first use; on a GPU host without
 network, XP_USE_CURRENT_PYTHON=1 uses the installed torch instead)
 """
 
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_fixtures import ensure_venv_and_reexec  # noqa: E402
+from bench_reference import ensure_venv_and_reexec, machine  # noqa: E402
 
 
 def main() -> None:
@@ -51,7 +51,7 @@ def main() -> None:
     sync()
     seconds = (time.perf_counter() - start) / args.iters
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    where = f"CPU, {args.threads} threads" if args.device == "cpu" else torch.cuda.get_device_name()
+    where = machine(args.threads) if args.device == "cpu" else torch.cuda.get_device_name()
     memory = f"peak RSS {rss:.0f} MiB"
     if args.device == "cuda":
         memory += f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"

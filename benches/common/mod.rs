@@ -44,3 +44,43 @@ pub fn peak_rss_mib() -> f64 {
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
+
+/// The machine line every benchmark row carries: CPU model, the widest vector ISA the
+/// CPU reports, the `--threads` count and the 1-minute load average.
+pub fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let model = field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let flags = field("flags")
+        .or_else(|| field("Features"))
+        .unwrap_or_default();
+    let flags: Vec<&str> = flags.split_whitespace().collect();
+    let isa: Vec<&str> = [
+        ("AVX-512", "avx512f"),
+        ("AVX2+FMA", "avx2"),
+        ("NEON", "asimd"),
+    ]
+    .iter()
+    .filter(|(_, flag)| flags.contains(flag))
+    .map(|(name, _)| *name)
+    .collect();
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into());
+    format!(
+        "{model}, {}, {} threads, load {load}",
+        if isa.is_empty() {
+            "no vector ISA flags".to_string()
+        } else {
+            isa.join("/")
+        },
+        arg("--threads", 2usize)
+    )
+}

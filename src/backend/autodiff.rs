@@ -82,7 +82,11 @@ fn inner<B: XpBackend, const D: usize>(t: B::FloatTensorPrimitive) -> Tensor<B, 
 }
 
 /// `a · b` over the last two dimensions: d a = grad · bᵀ, d b = aᵀ · grad, each with
-/// the inner backend's product.
+/// the inner backend's product. When `b` is a transposed view (the tied LM head's
+/// `Eᵀ`), d b is computed as (gradᵀ · a)ᵀ: the same terms summed in the same order
+/// (`x · y = y · x` in f32, fused or not), so the same bits, but row-major in `E`'s own
+/// layout, where `aᵀ · grad` would leave a `[hidden, vocab]` array that the tied
+/// gradient's sum and the optimizer then copy with strided reads.
 #[derive(Debug)]
 struct Product<const D: usize>;
 
@@ -92,6 +96,7 @@ impl<B: XpBackend, const D: usize> Backward<B, 2> for Product<D> {
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (lhs, rhs) = ops.state;
+        let rhs_transposed = B::is_transposed(&inner::<B, D>(rhs.clone()));
         binary::<B, _, _>(
             ops.parents,
             ops.node,
@@ -103,10 +108,13 @@ impl<B: XpBackend, const D: usize> Backward<B, 2> for Product<D> {
                     .tensor()
             },
             |grad| {
-                let lhs_t = inner::<B, D>(lhs).swap_dims(D - 2, D - 1);
-                B::product(lhs_t, inner::<B, D>(grad))
-                    .into_primitive()
-                    .tensor()
+                let (lhs, grad) = (inner::<B, D>(lhs), inner::<B, D>(grad));
+                let d_rhs = if rhs_transposed {
+                    B::product(grad.swap_dims(D - 2, D - 1), lhs).swap_dims(D - 2, D - 1)
+                } else {
+                    B::product(lhs.swap_dims(D - 2, D - 1), grad)
+                };
+                d_rhs.into_primitive().tensor()
             },
         );
     }

@@ -30,6 +30,24 @@ pub trait XpBackend: Backend {
         a.matmul(b)
     }
 
+    /// Whether `t` is stored with its last two dimensions swapped (a transposed view of
+    /// a row-major buffer, as the tied LM head's `Eᵀ`): the gradient of a product for
+    /// such an operand is then computed as the transpose of a row-major product, so it
+    /// comes out in the buffer's own layout instead of needing a strided copy.
+    fn is_transposed<const D: usize>(_t: &Tensor<Self, D>) -> bool {
+        false
+    }
+
+    /// `t` with `shape` (the same element count), as burn's `reshape`; the CPU backend
+    /// keeps the buffer where burn-ndarray 0.21 copies it on every reshape. The
+    /// optimizer flattens every parameter and gradient on every step.
+    fn reshape_in_place<const D1: usize, const D2: usize>(
+        t: Tensor<Self, D1>,
+        shape: [usize; D2],
+    ) -> Tensor<Self, D2> {
+        t.reshape(shape)
+    }
+
     /// Prepares `w` `[in, out]` (any layout) for [`XpBackend::decode_product`].
     fn prepare_decode_weight(w: Tensor<Self, 2>) -> Self::DecodeWeight;
 

@@ -117,16 +117,17 @@ impl<B: XpBackend> AdamW<B> {
         grad: Tensor<B, 1>,
     ) -> Tensor<B, D> {
         let k = self.coefficients(lr);
-        let shape = param.shape();
+        let shape = param.dims();
         let device = param.device();
         let moments = match self.moments[index].take() {
             Some(Moments::Device { m, v }) => (m, v),
             Some(Moments::Saved { m, v }) => (host_tensor(m, &device), host_tensor(v, &device)),
             None => (grad.zeros_like(), grad.zeros_like()),
         };
-        let (param, (m, v)) = B::adamw_update(param.reshape([-1]), grad, moments, &k);
+        let flat = B::reshape_in_place(param, [shape.iter().product()]);
+        let (param, (m, v)) = B::adamw_update(flat, grad, moments, &k);
         self.moments[index] = Some(Moments::Device { m, v });
-        param.reshape(shape)
+        B::reshape_in_place(param, shape)
     }
 }
 
@@ -156,6 +157,7 @@ impl<B: Backend> Gradients<B> {
     pub fn accumulate<AB, M>(&mut self, module: &M, grads: &AB::Gradients)
     where
         AB: AutodiffBackend<InnerBackend = B>,
+        B: XpBackend,
         M: AutodiffModule<AB>,
     {
         let mut visitor = Collect::<AB> {
@@ -204,13 +206,14 @@ struct Collect<'a, AB: AutodiffBackend> {
     index: usize,
 }
 
-impl<AB: AutodiffBackend> ModuleVisitor<AB> for Collect<'_, AB> {
+impl<AB: AutodiffBackend<InnerBackend: XpBackend>> ModuleVisitor<AB> for Collect<'_, AB> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
         if self.sums.len() <= self.index {
             self.sums.resize(self.index + 1, None);
         }
         if let Some(grad) = param.val().grad(self.grads) {
-            let grad = grad.reshape([-1]); // [n]
+            let n = grad.shape().num_elements();
+            let grad = AB::InnerBackend::reshape_in_place(grad, [n]); // [n]
             let slot = &mut self.sums[self.index];
             *slot = Some(match slot.take() {
                 Some(sum) => sum + grad,

@@ -12,14 +12,34 @@
 //! Autodiff's backward products (`super::super::autodiff`) come here too, on
 //! transposed views.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use burn::tensor::Tensor;
 use ndarray::{ArcArray, Array2, Array3, ArrayView2, Axis, Ix2, IxDyn, linalg::general_mat_mul};
 use rayon::prelude::*;
 
 use super::{Cpu, array, tensor};
 
+/// Wall time spent in [`product`] since the process started (forward and backward
+/// products alike: autodiff's backward calls it too), so a benchmark can split a step
+/// into its products and everything around them.
+static PRODUCT_NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// See [`PRODUCT_NANOS`].
+pub fn product_time() -> Duration {
+    Duration::from_nanos(PRODUCT_NANOS.load(Ordering::Relaxed))
+}
+
 /// `a` `[..., m, k]` · `b` `[..., k, n]` (equal leading dimensions) -> `[..., m, n]`.
 pub(super) fn product<const D: usize>(a: Tensor<Cpu, D>, b: Tensor<Cpu, D>) -> Tensor<Cpu, D> {
+    let start = Instant::now();
+    let out = product_untimed(a, b);
+    PRODUCT_NANOS.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    out
+}
+
+fn product_untimed<const D: usize>(a: Tensor<Cpu, D>, b: Tensor<Cpu, D>) -> Tensor<Cpu, D> {
     let (a, b) = (array(a), array(b));
     if D == 2 {
         let (a2, b2) = (matrix(&a), matrix(&b));
@@ -90,6 +110,57 @@ mod tests {
         Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
     }
 
+    /// The sum order of matrixmultiply's sgemm kernels with FMA (AVX-512 and AVX2+FMA
+    /// alike, the one this CPU runs): per output element, `k` in blocks of 256, each
+    /// block a chain of fused multiply-adds from zero in `k` order, the blocks added
+    /// in order. Spelled out in plain Rust, it is the portable statement of what every
+    /// vector path must give bitwise.
+    fn blocked_fma(a: &Array2<f32>, b: &Array2<f32>) -> Vec<u32> {
+        const KC: usize = 256;
+        let ((m, k), n) = (a.dim(), b.ncols());
+        let mut out = Vec::with_capacity(m * n);
+        for i in 0..m {
+            for j in 0..n {
+                let mut c = 0f32;
+                for (block, k0) in (0..k).step_by(KC).enumerate() {
+                    let mut acc = 0f32;
+                    for kk in k0..(k0 + KC).min(k) {
+                        acc = a[[i, kk]].mul_add(b[[kk, j]], acc);
+                    }
+                    c = if block == 0 { acc } else { c + acc };
+                }
+                out.push(c.to_bits());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn products_are_the_blocked_fma_sums_on_the_kernel_this_cpu_runs() {
+        #[cfg(target_arch = "x86_64")]
+        let fma = std::arch::is_x86_feature_detected!("fma");
+        #[cfg(not(target_arch = "x86_64"))]
+        let fma = false;
+        if !fma {
+            // x86 kernels without FMA multiply then add, another rounding; other
+            // architectures' kernels are matrixmultiply's own business.
+            return;
+        }
+        let _rng = crate::backend::seeded_rng_lock();
+        <Cpu as Backend>::seed(&Default::default(), 5);
+        // Three blocks of `k`, and edges around every kernel's tile (8 × 8, 16 × 16).
+        for (m, k, n) in [(37, 600, 45), (16, 256, 16), (5, 300, 70)] {
+            let a = random::<Cpu, 2>([m, k]);
+            let b = random::<Cpu, 2>([k, n]);
+            let host = |t: &Tensor<Cpu, 2>| {
+                Array2::from_shape_vec((t.dims()[0], t.dims()[1]), t.to_data().to_vec().unwrap())
+                    .unwrap()
+            };
+            let expected = blocked_fma(&host(&a), &host(&b));
+            assert_eq!(bits(product(a, b)), expected, "{m}x{k}x{n}");
+        }
+    }
+
     #[test]
     fn products_on_strided_views_are_bitwise_burns_matmul() {
         let _rng = crate::backend::seeded_rng_lock();
@@ -140,8 +211,10 @@ mod tests {
     #[test]
     fn training_products_and_their_gradients_are_bitwise_burns() {
         type Ad = Autodiff<Cpu>;
+        // Draws from the process's generator: others' seeded draws must not interleave.
+        let _rng = crate::backend::seeded_rng_lock();
         for (m, k, n, transposed) in [(12, 16, 40, false), (6, 8, 50, true)] {
-            // Drawn once (the generator is shared with tests running in parallel).
+            // Drawn once, then lifted into both runs.
             let x = random::<Cpu, 2>([m, k]);
             let table = if transposed {
                 random::<Cpu, 2>([n, k])

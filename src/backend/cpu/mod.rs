@@ -16,6 +16,7 @@
 mod adamw;
 pub mod beam;
 mod cache;
+pub mod isa;
 mod loss;
 mod matmul;
 mod panels;
@@ -29,6 +30,7 @@ use ndarray::{ArcArray, Array, IxDyn};
 
 use super::ops::{AdamWStep, BeamStep, NllStats, XpBackend};
 use cache::HostKv;
+pub use matmul::product_time;
 use panels::Panels;
 
 /// The CPU backend (inference; training wraps it in autodiff).
@@ -40,6 +42,26 @@ impl XpBackend for Cpu {
 
     fn product<const D: usize>(a: Tensor<Self, D>, b: Tensor<Self, D>) -> Tensor<Self, D> {
         matmul::product(a, b)
+    }
+
+    fn is_transposed<const D: usize>(t: &Tensor<Self, D>) -> bool {
+        match t.clone().into_primitive().tensor() {
+            NdArrayTensor::F32(storage) => {
+                let strides = storage.into_shared().strides().to_vec();
+                D >= 2 && strides[D - 2] == 1 && strides[D - 1] != 1
+            }
+            _ => false,
+        }
+    }
+
+    fn reshape_in_place<const D1: usize, const D2: usize>(
+        t: Tensor<Self, D1>,
+        shape: [usize; D2],
+    ) -> Tensor<Self, D2> {
+        let reshaped = standard(array(t))
+            .into_shape_with_order(IxDyn(&shape))
+            .unwrap_or_else(|e| panic!("reshape to {shape:?}: {e}"));
+        tensor(reshaped)
     }
 
     fn prepare_decode_weight(w: Tensor<Self, 2>) -> Self::DecodeWeight {

@@ -21,7 +21,9 @@
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
-/// Columns of one panel: two AVX2 vectors.
+use super::isa::{Isa, isa};
+
+/// Columns of one panel: two AVX2 vectors, one AVX-512 vector.
 const PANEL: usize = 16;
 /// Rows of one register tile (`ROWS × 2` accumulators, 2 weight vectors, 1 broadcast).
 const ROWS: usize = 6;
@@ -65,6 +67,11 @@ impl Panels {
 
     /// `x` `[m, k]` · the packed weight -> `[m, n]`.
     pub(crate) fn product(&self, x: &ArrayView2<'_, f32>) -> Array2<f32> {
+        self.product_on(isa(), x)
+    }
+
+    /// [`Panels::product`] on the kernel path of `isa`.
+    fn product_on(&self, isa: Isa, x: &ArrayView2<'_, f32>) -> Array2<f32> {
         let (m, k) = x.dim();
         assert_eq!(k, self.k, "inner dimensions of the streamed product");
         let x = x.as_standard_layout();
@@ -83,7 +90,8 @@ impl Panels {
                     let weights = &self.data[panel * k * PANEL..(panel + 1) * k * PANEL];
                     for r0 in (0..m).step_by(ROWS) {
                         let rows = ROWS.min(m - r0);
-                        tile_product(&x[r0 * k..(r0 + rows) * k], k, weights, &mut tile[..rows]);
+                        let x = &x[r0 * k..(r0 + rows) * k];
+                        tile_product(isa, x, k, weights, &mut tile[..rows]);
                         for (r, sums) in tile[..rows].iter().enumerate() {
                             // SAFETY: tasks own disjoint column ranges of `out`
                             // (`j0..j0 + width` of each row), which outlives the scope.
@@ -118,24 +126,30 @@ impl SharedRows {
     }
 }
 
-/// `tile[r] = x[r] · panel` for up to [`ROWS`] rows; `x` holds them row-major, `k` each.
-fn tile_product(x: &[f32], k: usize, panel: &[f32], tile: &mut [[f32; PANEL]]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU supports AVX2 (checked at run time); slices bound the reads.
-        unsafe {
+/// `tile[r] = x[r] · panel` for up to [`ROWS`] rows on the path of `isa`; `x` holds
+/// them row-major, `k` each.
+fn tile_product(isa: Isa, x: &[f32], k: usize, panel: &[f32], tile: &mut [[f32; PANEL]]) {
+    macro_rules! rows {
+        ($kernel:ident) => {
             match tile.len() {
-                6 => avx2::tile::<6>(x, k, panel, tile),
-                5 => avx2::tile::<5>(x, k, panel, tile),
-                4 => avx2::tile::<4>(x, k, panel, tile),
-                3 => avx2::tile::<3>(x, k, panel, tile),
-                2 => avx2::tile::<2>(x, k, panel, tile),
-                _ => avx2::tile::<1>(x, k, panel, tile),
+                6 => $kernel::tile::<6>(x, k, panel, tile),
+                5 => $kernel::tile::<5>(x, k, panel, tile),
+                4 => $kernel::tile::<4>(x, k, panel, tile),
+                3 => $kernel::tile::<3>(x, k, panel, tile),
+                2 => $kernel::tile::<2>(x, k, panel, tile),
+                _ => $kernel::tile::<1>(x, k, panel, tile),
             }
-        }
-        return;
+        };
     }
-    tile_portable(x, k, panel, tile);
+    match isa {
+        // SAFETY (both arms): `isa` is one this CPU runs (`Isa::available`, checked
+        // when it was chosen); the kernels bound their reads by the slices.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { rows!(avx512) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { rows!(avx2) },
+        _ => tile_portable(x, k, panel, tile),
+    }
 }
 
 /// The same sums in plain Rust (the reference of the numerics contract).
@@ -149,12 +163,6 @@ fn tile_portable(x: &[f32], k: usize, panel: &[f32], tile: &mut [[f32; PANEL]]) 
             }
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
-    static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2"))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -190,6 +198,41 @@ mod avx2 {
             for r in 0..R {
                 _mm256_storeu_ps(tile[r].as_mut_ptr(), lo[r]);
                 _mm256_storeu_ps(tile[r].as_mut_ptr().add(8), hi[r]);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::PANEL;
+    use std::arch::x86_64::*;
+
+    /// `R` rows × 16 columns of sums, one AVX-512 register per row; per `k`: one
+    /// weight vector, one broadcast per row, a multiply then an add
+    /// (`_mm512_mul_ps` + `_mm512_add_ps`, never an FMA) per accumulator: lane for lane
+    /// the AVX2 and portable sums.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile<const R: usize>(
+        x: &[f32],
+        k: usize,
+        panel: &[f32],
+        tile: &mut [[f32; PANEL]],
+    ) {
+        assert!(x.len() >= R * k && panel.len() >= k * PANEL && tile.len() >= R);
+        // SAFETY: the assert bounds every pointer below; AVX-512 F is enabled here.
+        unsafe {
+            let mut sums = [_mm512_setzero_ps(); R];
+            let (xp, wp) = (x.as_ptr(), panel.as_ptr());
+            for kk in 0..k {
+                let w = _mm512_loadu_ps(wp.add(kk * PANEL));
+                for (r, sum) in sums.iter_mut().enumerate() {
+                    let a = _mm512_set1_ps(*xp.add(r * k + kk));
+                    *sum = _mm512_add_ps(*sum, _mm512_mul_ps(a, w));
+                }
+            }
+            for (row, sum) in tile.iter_mut().zip(sums) {
+                _mm512_storeu_ps(row.as_mut_ptr(), sum);
             }
         }
     }
@@ -253,19 +296,38 @@ mod tests {
     }
 
     #[test]
-    fn the_portable_tile_gives_the_vector_tile_bits() {
-        let (k, rows) = (37, 5);
-        let x = random(rows, k, 3);
+    fn every_vector_tile_this_cpu_runs_gives_the_portable_bits() {
+        let k = 37;
         let w = random(k, PANEL, 4);
         let panels = Panels::pack(&w.view());
-        let mut portable = vec![[0f32; PANEL]; rows];
-        tile_portable(x.as_slice().unwrap(), k, &panels.data, &mut portable);
-        let mut dispatched = vec![[0f32; PANEL]; rows];
-        tile_product(x.as_slice().unwrap(), k, &panels.data, &mut dispatched);
         let flat =
             |t: &Vec<[f32; PANEL]>| t.iter().flatten().map(|v| v.to_bits()).collect::<Vec<_>>();
-        assert_eq!(flat(&portable), flat(&dispatched));
-        assert_eq!(flat(&portable), sequential(&x, &w.view()));
+        for rows in 1..=ROWS {
+            let x = random(rows, k, 3);
+            let mut portable = vec![[0f32; PANEL]; rows];
+            tile_portable(x.as_slice().unwrap(), k, &panels.data, &mut portable);
+            assert_eq!(flat(&portable), sequential(&x, &w.view()));
+            for isa in Isa::available() {
+                let mut vector = vec![[0f32; PANEL]; rows];
+                tile_product(isa, x.as_slice().unwrap(), k, &panels.data, &mut vector);
+                assert_eq!(flat(&portable), flat(&vector), "{isa:?}, {rows} rows");
+            }
+        }
+    }
+
+    #[test]
+    fn the_product_on_every_path_this_cpu_runs_gives_the_portable_bits() {
+        let (x, w) = (random(20, 96, 7), random(96, 513, 8));
+        let panels = Panels::pack(&w.view());
+        let portable = bits(&panels.product_on(Isa::Portable, &x.view()));
+        assert_eq!(portable, sequential(&x, &w.view()));
+        for isa in Isa::available() {
+            assert_eq!(
+                bits(&panels.product_on(isa, &x.view())),
+                portable,
+                "{isa:?}"
+            );
+        }
     }
 
     #[test]
