@@ -172,10 +172,7 @@ fn replicates_show_what_the_miniature_shows(p: &Project, mini: &str) {
     assert!(steps_with(&run, "step_failed").is_empty(), "{run:?}");
     // Replicate 0 is the run above: nothing of it runs again.
     let started = steps_with(&run, "step_started");
-    assert!(
-        started.iter().all(|s| !s.contains("seed=0")),
-        "{started:?}"
-    );
+    assert!(started.iter().all(|s| !s.contains("seed=0")), "{started:?}");
     assert!(started.iter().any(|s| s.contains("seed=2")), "{started:?}");
 
     let mut args = vec!["show", mini, "--json"];
@@ -220,7 +217,10 @@ fn replicates_show_what_the_miniature_shows(p: &Project, mini: &str) {
         "replicates 0, 1, 2: test perplexity gen 3 − gen 0 {d_ppl:?}, 95 % CI {a:?}; \
          tail coverage gen 3 − gen 0 {d_tail:?}, 95 % CI {b:?}"
     );
-    assert!(a.0 > 0.0, "test perplexity does not rise on every replicate: {a:?} {d_ppl:?}");
+    assert!(
+        a.0 > 0.0,
+        "test perplexity does not rise on every replicate: {a:?} {d_ppl:?}"
+    );
     assert!(
         b.1 > 0.0,
         "the tail coverage now falls (CI {b:?}): the miniature shows collapse by the \
