@@ -199,6 +199,7 @@ pub fn load_str(text: &str, file: &Path, overrides: &[String]) -> Result<Experim
         file: file.to_path_buf(),
         dir,
         meta,
+        cache: doc.cache,
         sources,
         steps,
         sweep,
@@ -255,7 +256,6 @@ fn expand_point(
         .collect();
     Ok(PointExpansion {
         meta,
-        cache: doc.cache,
         sources,
         steps,
     })

@@ -336,6 +336,10 @@ fn raw_axis<'i>(
             );
             return Err(bad(&key_span, message));
         }
+        [(first, _), ..] if first == "cache" => {
+            let message = format!("`{path}`: the cache is one per experiment and cannot be swept");
+            return Err(bad(&key_span, message));
+        }
         [(first, _), ..] if first == "sources" => {
             let message = format!(
                 "`{path}`: a source is one per experiment; declare one source per value and \
