@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use crate::artifacts::labels::without_point;
 use crate::exec::RunOptions;
 use crate::plan::key::KeyInputs;
 use crate::plan::sources::LocalOracle;
@@ -77,21 +78,30 @@ pub fn open_store_if_exists(args: &StoreArgs) -> Result<Option<Store>, CliError>
 pub fn run_options(plan: &Plan, rerun: &[String], rerun_all: bool) -> Result<RunOptions, CliError> {
     let mut forced = std::collections::HashSet::new();
     for name in rerun {
-        let Some(index) = plan.index_of(name) else {
+        // A step's full name, or its name in the file: every sweep point's step.
+        let indices: Vec<usize> = match plan.index_of(name) {
+            Some(index) => vec![index],
+            None => (0..plan.steps.len())
+                .filter(|&i| without_point(&plan.steps[i].name) == name)
+                .collect(),
+        };
+        if indices.is_empty() {
             let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
             return Err(CliError::Usage(format!(
                 "error: --rerun {name}: no step of that name; the steps are: {}",
                 names.join(", ")
             )));
-        };
-        // A forced step's dependents are keyed by its key, not by what it
-        // produced: force them too, or they would keep results from before.
-        forced.insert(name.clone());
-        forced.extend(
-            plan.descendants(index)
-                .into_iter()
-                .map(|d| plan.steps[d].name.clone()),
-        );
+        }
+        for index in indices {
+            // A forced step's dependents are keyed by its key, not by what it
+            // produced: force them too, or they would keep results from before.
+            forced.insert(plan.steps[index].name.clone());
+            forced.extend(
+                plan.descendants(index)
+                    .into_iter()
+                    .map(|d| plan.steps[d].name.clone()),
+            );
+        }
     }
     Ok(RunOptions {
         rerun: forced,

@@ -73,6 +73,18 @@ fn a_two_by_three_sweep_runs_shared_steps_once_and_names_the_others_by_their_axe
     // A second run executes nothing.
     let again = p.run_ok("x.toml", &[]);
     assert!(steps_with(&again, "step_started").is_empty());
+    // `--rerun` with the file's name reruns the step at every point (and what
+    // depends on it); with a point's name, that one.
+    let forced = p.run_ok("x.toml", &["--rerun", "tok"]);
+    assert_eq!(steps_with(&forced, "step_started").len(), 8);
+    let one = p.run_ok(
+        "x.toml",
+        &["--rerun", "blocks[vocab_size=400,block_size=8]"],
+    );
+    assert_eq!(
+        steps_with(&one, "step_started"),
+        ["blocks[vocab_size=400,block_size=8]"]
+    );
 
     // The point (300, 16) is the file as written: its steps have the keys the file
     // without the sweep gives them.
