@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 use super::common;
 use super::exit::Success;
-use super::show::{StepRow, flatten_metrics, format_value, step_rows, step_rows_of};
+use super::show::{
+    StepRow, flatten_metrics, format_value, group_rows, pooled_metrics, step_rows, step_rows_of,
+};
 use super::{CliError, ExperimentArgs, StoreArgs};
 use crate::artifacts::labels::without_point;
 use crate::report::replicates::Summary;
@@ -230,17 +232,11 @@ fn select_points(sweep: &Sweep, selector: &str) -> Result<Vec<usize>, CliError> 
 /// over the point's seeds).
 fn point_side(rows: &[StepRow], sweep: &Sweep, points: &[usize]) -> Side {
     let labels: Vec<String> = points.iter().map(|&p| sweep.point_label(p)).collect();
-    let mut grouped: Vec<(String, Vec<&StepRow>)> = Vec::new();
-    for row in rows
-        .iter()
-        .filter(|r| r.points.iter().any(|l| labels.contains(l)))
-    {
-        let base = without_point(&row.step).to_string();
-        match grouped.iter_mut().find(|(b, _)| *b == base) {
-            Some((_, members)) => members.push(row),
-            None => grouped.push((base, vec![row])),
-        }
-    }
+    let grouped = group_rows(
+        rows.iter()
+            .filter(|r| r.points.iter().any(|l| labels.contains(l))),
+        |r| without_point(&r.step).to_string(),
+    );
     let steps = grouped
         .into_iter()
         .map(|(base, members)| {
@@ -249,32 +245,18 @@ fn point_side(rows: &[StepRow], sweep: &Sweep, points: &[usize]) -> Side {
             } else {
                 "partly cached".to_string()
             };
-            let mut metrics: Metrics = Vec::new();
-            for row in &members {
-                for (name, value) in row
-                    .metrics
-                    .as_ref()
-                    .map(flatten_metrics)
-                    .unwrap_or_default()
-                {
-                    if !metrics.iter().any(|(n, _)| *n == name) {
-                        metrics.push((name, value));
+            let metrics: Metrics = pooled_metrics(&members)
+                .into_iter()
+                .map(|(name, values)| {
+                    let mean = (members.len() > 1 && values[0].is_number())
+                        .then(|| Summary::of(values.iter().filter_map(Value::as_f64)))
+                        .flatten();
+                    match mean {
+                        Some(s) => (name, json!(s.mean)),
+                        None => (name, values[0].clone()),
                     }
-                }
-            }
-            if members.len() > 1 {
-                for (name, value) in &mut metrics {
-                    let values = members.iter().filter_map(|r| {
-                        let flat = r.metrics.as_ref().map(flatten_metrics)?;
-                        flat.into_iter().find(|(n, _)| n == name)?.1.as_f64()
-                    });
-                    if value.is_number()
-                        && let Some(s) = Summary::of(values)
-                    {
-                        *value = json!(s.mean);
-                    }
-                }
-            }
+                })
+                .collect();
             (base, status, metrics)
         })
         .collect();

@@ -183,37 +183,29 @@ fn by_point(rows: &[StepRow]) -> Vec<String> {
     let mut tables = Vec::new();
     for base in bases {
         // Columns: the step's point without its seed, in plan order.
-        let mut columns: Vec<(String, Vec<&StepRow>)> = Vec::new();
-        for row in rows.iter().filter(|r| without_point(&r.step) == base) {
-            let column = without_replicate(&row.step)[base.len()..].to_string();
-            match columns.iter_mut().find(|(c, _)| *c == column) {
-                Some((_, members)) => members.push(row),
-                None => columns.push((column, vec![row])),
-            }
-        }
+        let columns = group_rows(
+            rows.iter().filter(|r| without_point(&r.step) == base),
+            |r| without_replicate(&r.step)[base.len()..].to_string(),
+        );
+        let pooled: Vec<Vec<(String, Vec<Value>)>> = columns
+            .iter()
+            .map(|(_, members)| pooled_metrics(members))
+            .collect();
         let mut metric_names: Vec<String> = Vec::new();
-        for row in columns.iter().flat_map(|(_, m)| m) {
-            for (name, value) in row
-                .metrics
-                .as_ref()
-                .map(flatten_metrics)
-                .unwrap_or_default()
-            {
-                if value.is_number() && !metric_names.contains(&name) {
-                    metric_names.push(name);
-                }
+        for (name, values) in pooled.iter().flatten() {
+            if values.iter().any(Value::is_number) && !metric_names.contains(name) {
+                metric_names.push(name.clone());
             }
         }
         if metric_names.is_empty() {
             continue;
         }
-        let cell = |members: &[&StepRow], metric: &str| -> String {
-            let values = members.iter().filter_map(|r| {
-                let flat = r.metrics.as_ref().map(flatten_metrics)?;
-                flat.into_iter()
-                    .find(|(n, _)| n == metric)
-                    .and_then(|(_, v)| v.as_f64())
-            });
+        let cell = |metrics: &[(String, Vec<Value>)], members: usize, metric: &str| -> String {
+            let values = metrics
+                .iter()
+                .find(|(n, _)| n == metric)
+                .into_iter()
+                .flat_map(|(_, v)| v.iter().filter_map(Value::as_f64));
             match Summary::of(values) {
                 None => "—".into(),
                 Some(s) => match s.half_width {
@@ -222,7 +214,7 @@ fn by_point(rows: &[StepRow]) -> Vec<String> {
                         format!("{} ± 0 ({})", short(s.mean), s.n)
                     }
                     Some(h) => format!("{} ± {} ({})", short(s.mean), short(h), s.n),
-                    None if members.len() > 1 => format!("{} (1)", short(s.mean)),
+                    None if members > 1 => format!("{} (1)", short(s.mean)),
                     None => short(s.mean),
                 },
             }
@@ -247,7 +239,13 @@ fn by_point(rows: &[StepRow]) -> Vec<String> {
             .max("point".len());
         let cells: Vec<Vec<String>> = columns
             .iter()
-            .map(|(_, members)| metric_names.iter().map(|m| cell(members, m)).collect())
+            .zip(&pooled)
+            .map(|((_, members), metrics)| {
+                metric_names
+                    .iter()
+                    .map(|m| cell(metrics, members.len(), m))
+                    .collect()
+            })
             .collect();
         let width_of = |m: usize| {
             cells
@@ -286,6 +284,42 @@ fn by_point(rows: &[StepRow]) -> Vec<String> {
         tables.push(text);
     }
     tables
+}
+
+/// `rows` grouped by `key`, groups and rows in order.
+pub(super) fn group_rows<'a>(
+    rows: impl Iterator<Item = &'a StepRow>,
+    key: impl Fn(&StepRow) -> String,
+) -> Vec<(String, Vec<&'a StepRow>)> {
+    let mut groups: Vec<(String, Vec<&StepRow>)> = Vec::new();
+    for row in rows {
+        let k = key(row);
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, members)) => members.push(row),
+            None => groups.push((k, vec![row])),
+        }
+    }
+    groups
+}
+
+/// The metrics of a step's rows (its replicates), each flattened once: every
+/// metric name in first-seen order with the values the rows have for it.
+pub(super) fn pooled_metrics(members: &[&StepRow]) -> Vec<(String, Vec<Value>)> {
+    let mut pooled: Vec<(String, Vec<Value>)> = Vec::new();
+    for row in members {
+        for (name, value) in row
+            .metrics
+            .as_ref()
+            .map(flatten_metrics)
+            .unwrap_or_default()
+        {
+            match pooled.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, values)) => values.push(value),
+                None => pooled.push((name, vec![value])),
+            }
+        }
+    }
+    pooled
 }
 
 /// How wide `xp show`'s tables by point may grow before their columns wrap into

@@ -71,6 +71,18 @@ impl Project {
         events(&out)
     }
 
+    /// `xp show FILE --json ARGS`, asserting success: one object per step.
+    pub fn show_json(&self, file: &str, extra: &[&str]) -> Vec<Value> {
+        let mut args = vec!["show", file, "--json"];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        match serde_json::from_str::<Value>(&stdout(&out)) {
+            Ok(Value::Array(rows)) => rows,
+            other => panic!("xp show --json gave {other:?}"),
+        }
+    }
+
     /// Entries in the store, by key directory name.
     pub fn entries(&self) -> Vec<String> {
         let dir = self.cache().join("entries");

@@ -68,15 +68,7 @@ synthetic = ["synthesize@earlier.blocks", "synthesize.blocks"]
 }
 
 fn show(p: &Project, extra: &[&str]) -> Vec<Value> {
-    let mut args = vec!["show", "x.toml", "--json"];
-    args.extend_from_slice(extra);
-    let out = p.run(&args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_str::<Value>(&stdout(&out))
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    p.show_json("x.toml", extra)
 }
 
 fn row<'a>(rows: &'a [Value], step: &str) -> &'a Value {

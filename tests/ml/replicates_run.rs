@@ -8,7 +8,7 @@ use crate::common;
 
 use std::path::PathBuf;
 
-use common::{Project, stderr, stdout, steps_with};
+use common::{Project, stdout, steps_with};
 use serde_json::Value;
 
 fn experiment(seeds: &str) -> String {
@@ -92,9 +92,9 @@ fn three_seeds_share_the_data_steps_and_one_report_gives_mean_and_interval() {
 
     // Each replicate is the file run with that seed alone: same keys, so a run of
     // `seed = 2` without `seeds` finds everything but its own report cached.
-    let rows = show_with(&p, "x.toml", &[]);
+    let rows = p.show_json("x.toml", &[]);
     p.write("one.toml", &experiment(""));
-    let single = show_with(&p, "one.toml", &["--set", "experiment.seed=2"]);
+    let single = p.show_json("one.toml", &["--set", "experiment.seed=2"]);
     for step in [
         "tok",
         "blocks",
@@ -162,18 +162,6 @@ fn three_seeds_share_the_data_steps_and_one_report_gives_mean_and_interval() {
         table[2].trim_start().starts_with("over seeds") && table[2].contains("(3)"),
         "{text}"
     );
-}
-
-fn show_with(p: &Project, file: &str, extra: &[&str]) -> Vec<Value> {
-    let mut args = vec!["show", file, "--json"];
-    args.extend_from_slice(extra);
-    let out = p.run(&args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_str::<Value>(&stdout(&out))
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 fn report_dir(rows: &[Value]) -> PathBuf {
