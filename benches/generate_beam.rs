@@ -1,10 +1,11 @@
 //! The paper's beam search (5 beams, 64 new tokens, min 64, repetition penalty 3.0) on
-//! random weights, 4 prompts × 64 tokens, on the OPT-125m shape and a tiny shape;
-//! prints new tokens/s. The transformers side is scripts/bench_generate_torch.py;
+//! random weights, 4 prompts × 64 tokens (`--batch` prompts per call otherwise), on the
+//! OPT-125m shape and a tiny shape; prints new tokens/s. The transformers side is scripts/bench_generate_torch.py;
 //! results are in BENCHMARKS.md ("Synthesis").
 //!
 //! Run: `MATMUL_NUM_THREADS=2 cargo bench --bench generate_beam -- [--threads 2] [--iters 2] [--shape tiny|opt-125m]`
-//! On a GPU: `cargo bench --features cuda --bench generate_beam -- --backend cuda`
+//! On a GPU: `cargo bench --features cuda --bench generate_beam -- --backend cuda [--batch 8]`
+//! (8 is the `synthesize` kind's default `batch_size`).
 
 mod common;
 
@@ -16,12 +17,12 @@ use xp::backend::{BackendTask, Target, XpAutodiffBackend, dispatch};
 use xp::generate::{GenerationConfig, generate};
 use xp::model::{Opt, OptConfig};
 
-const PROMPTS: usize = 4;
 const PROMPT_LEN: usize = 64;
 const NEW_TOKENS: usize = 64;
 
 struct BeamSearch {
     config: OptConfig,
+    prompts: usize,
     iters: usize,
 }
 
@@ -33,7 +34,7 @@ impl BackendTask for BeamSearch {
         B::seed(&device, 0);
         // Inference runs on the inner backend: no autodiff graph, no dropout.
         let model = Opt::<B>::init(&self.config, &device).valid();
-        let prompts = random_prompts(self.config.vocab_size);
+        let prompts = random_prompts(self.prompts, self.config.vocab_size);
         let settings = GenerationConfig::paper();
         let run = || {
             let out = generate(&model, &prompts, &settings, 0, &device).expect("generate");
@@ -53,10 +54,10 @@ impl BackendTask for BeamSearch {
     }
 }
 
-/// `PROMPTS` prompts of `PROMPT_LEN` ids: BOS then pseudo-random ids (a fixed LCG).
-fn random_prompts(vocab: usize) -> Vec<Vec<u32>> {
+/// `count` prompts of `PROMPT_LEN` ids: BOS then pseudo-random ids (a fixed LCG).
+fn random_prompts(count: usize, vocab: usize) -> Vec<Vec<u32>> {
     let mut state = 12345u64;
-    (0..PROMPTS)
+    (0..count)
         .map(|_| {
             let mut p = vec![2u32];
             p.extend((1..PROMPT_LEN).map(|_| {
@@ -73,6 +74,7 @@ fn random_prompts(vocab: usize) -> Vec<Vec<u32>> {
 fn main() {
     let (kind, label) = common::backend_from_args();
     let iters = common::arg("--iters", 2usize);
+    let prompts = common::arg("--batch", 4usize);
     let only = common::arg("--shape", String::new());
     for (name, config) in [
         ("tiny", OptConfig::tiny(512, 64, 2, 4, 256, 256)),
@@ -81,10 +83,16 @@ fn main() {
         if !only.is_empty() && only != name {
             continue;
         }
-        let seconds = dispatch(Target::new(kind), BeamSearch { config, iters }).expect("backend");
+        let task = BeamSearch {
+            config,
+            prompts,
+            iters,
+        };
+        let seconds = dispatch(Target::new(kind), task).expect("backend");
         println!(
-            "{name}: xp {label} beam search {:.1} new tokens/s ({seconds:.3} s per call); {}",
-            (PROMPTS * NEW_TOKENS) as f64 / seconds,
+            "{name}: xp {label} beam search, {prompts} prompts: {:.1} new tokens/s \
+             ({seconds:.3} s per call); {}",
+            (prompts * NEW_TOKENS) as f64 / seconds,
             common::machine()
         );
     }

@@ -19,7 +19,7 @@ each fixture configuration:
      batch_loss and the gradient of embed_tokens under it (float32),
      and fixture.json (what the fixture exercises, in words and flags).
 
-Per-sequence loss definition (shared with src/model/score.rs): the causal-LM loss
+Per-sequence loss definition (shared with crates/ml/src/model/score.rs): the causal-LM loss
 as HF computes it (logits[:, :-1] against input_ids[:, 1:]), averaged over the
 target positions t where both token t and its predecessor t-1 are real tokens
 (attention_mask == 1). With an all-ones mask this is exactly

@@ -24,7 +24,7 @@ mod verify;
 
 use std::path::PathBuf;
 
-use clap::builder::PossibleValue;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::backend::{BackendKind, Precision};
@@ -88,43 +88,43 @@ pub struct ExperimentArgs {
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub set: Vec<String>,
     /// Override the experiment's backend (`[experiment] backend`).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = backend_values())]
     pub backend: Option<BackendKind>,
     /// Override how f32 matrix products are computed (`[experiment] precision`;
     /// part of the key of every step that runs a model).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = precision_values())]
     pub precision: Option<Precision>,
 }
 
 /// `--backend` takes the same lowercase names as the file.
-impl ValueEnum for BackendKind {
-    fn value_variants<'a>() -> &'a [Self] {
-        &BackendKind::ALL
-    }
-
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        let help = match self {
+fn backend_values() -> impl TypedValueParser<Value = BackendKind> {
+    let values = BackendKind::ALL.map(|kind| {
+        let help = match kind {
             BackendKind::Ndarray => "CPU (default)",
             BackendKind::Cuda => "NVIDIA GPU (needs the `cuda` feature)",
             BackendKind::Wgpu => "any GPU through wgpu (needs the `wgpu` feature)",
         };
-        Some(PossibleValue::new(self.as_str()).help(help))
-    }
+        PossibleValue::new(kind.as_str()).help(help)
+    });
+    PossibleValuesParser::new(values)
+        .map(|name| name.parse::<BackendKind>().expect("clap checked the name"))
 }
 
 /// `--precision` takes the same lowercase names as the file.
-impl ValueEnum for Precision {
-    fn value_variants<'a>() -> &'a [Self] {
-        &[Precision::F32, Precision::Tf32]
-    }
-
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        let help = match self {
+pub(crate) fn precision_values() -> impl TypedValueParser<Value = Precision> {
+    const ALL: [Precision; 2] = [Precision::F32, Precision::Tf32];
+    let values = ALL.map(|precision| {
+        let help = match precision {
             Precision::F32 => "exact f32 products (default)",
             Precision::Tf32 => "TF32 tensor cores on NVIDIA GPUs (faster, ~1e-3 relative error)",
         };
-        Some(PossibleValue::new(self.as_str()).help(help))
-    }
+        PossibleValue::new(precision.as_str()).help(help)
+    });
+    PossibleValuesParser::new(values).map(|name| {
+        ALL.into_iter()
+            .find(|p| p.as_str() == name)
+            .expect("clap checked the name")
+    })
 }
 
 /// Where the store is.

@@ -121,7 +121,7 @@ pub struct Selection {
     #[arg(long = "set", value_name = "PATH=VALUE", requires = "file")]
     pub set: Vec<String>,
     /// Override the experiment's precision, as for `xp run`.
-    #[arg(long, value_enum, requires = "file")]
+    #[arg(long, value_parser = super::precision_values(), requires = "file")]
     pub precision: Option<crate::backend::Precision>,
     /// A step key (64 hex digits) to copy instead of an experiment's (repeatable).
     #[arg(long = "key", value_name = "KEY", conflicts_with = "file")]

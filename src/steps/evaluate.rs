@@ -7,19 +7,17 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::artifacts::{ScoresFile, SetScores};
-use crate::backend::XpAutodiffBackend;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::context::{InputLocation, InputOrigin, StepContext, StepError, StepOutcome};
 use super::{InputRef, KindParams, ResourceHint};
-use crate::backend::{BackendTask, dispatch};
 use crate::data::{Blocks, read_blocks};
 use crate::eval::{
-    EvalError, SetPerplexity, Summary, UnigramCounts, distinct_n, repetition_rate, score_blocks,
-    tail_coverage, unigram_js, unigram_kl,
+    EvalError, SetPerplexity, Summary, UnigramCounts, distinct_n, repetition_rate, tail_coverage,
+    unigram_js, unigram_kl,
 };
-use crate::model::load_pretrained;
+use crate::work::load_model;
 
 /// Scores block sets with a model (perplexity per block and per set) and measures each
 /// set's diversity and, given the real data, its unigram divergence and rare-tail
@@ -113,16 +111,7 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         None => None,
     };
 
-    let perplexities = dispatch(
-        ctx.target()?,
-        ScoreSets {
-            ctx,
-            model_dir: &model.path,
-            sets: &sets,
-            forward_batch: p.forward_batch,
-            batch_size: p.batch_size,
-        },
-    )??;
+    let perplexities = score_sets(ctx, &model.path, &sets, p.forward_batch, p.batch_size)?;
 
     let mut scores = Vec::with_capacity(sets.len());
     for ((label, loc, blocks), ppl) in sets.iter().zip(perplexities) {
@@ -176,60 +165,45 @@ fn read_set<'a>(
     Ok((label, loc, blocks))
 }
 
-/// Perplexity of every set, on the inner (non-autodiff) backend, with progress
-/// (also `select`'s scorer).
-pub(super) struct ScoreSets<'a, 'c> {
-    pub(super) ctx: &'a StepContext<'c>,
-    pub(super) model_dir: &'a Path,
-    /// (label, input, blocks) of each set.
-    pub(super) sets: &'a [(String, &'a InputLocation, Blocks)],
-    pub(super) forward_batch: usize,
-    pub(super) batch_size: usize,
-}
-
-impl BackendTask for ScoreSets<'_, '_> {
-    type Output = Result<Vec<SetPerplexity>, StepError>;
-
-    fn run<B: XpAutodiffBackend>(self, device: B::Device) -> Self::Output {
-        let ctx = self.ctx;
-        let total: usize = self.sets.iter().map(|(_, _, b)| b.len()).sum();
-        ctx.progress(0, Some(total as u64), "blocks", "loading the model");
-        let (model, config) = load_pretrained::<B::InnerBackend>(self.model_dir, &device)?;
-        let start = Instant::now();
-        let mut batch_start = start;
-        let mut before = 0usize;
-        let mut results = Vec::with_capacity(self.sets.len());
-        for (label, _, blocks) in self.sets {
-            let on_batch = |done: usize| {
-                let now = Instant::now();
-                ctx.work
-                    .unit_took("batches", (now - batch_start).as_secs_f64());
-                batch_start = now;
-                let done = before + done;
-                let elapsed = start.elapsed().as_secs_f64();
-                let eta = elapsed / done as f64 * (total - done) as f64;
-                ctx.progress(
-                    done as u64,
-                    Some(total as u64),
-                    "blocks",
-                    format!("scoring {label}, ETA {eta:.0}s"),
-                );
-            };
-            let ppl = score_blocks(
-                &model,
-                &config,
-                blocks,
-                self.forward_batch,
-                self.batch_size,
-                &device,
-                on_batch,
-            )
+/// Perplexity of every set, with progress (also `select`'s scorer). `sets` holds
+/// (label, input, blocks) of each set.
+pub(super) fn score_sets(
+    ctx: &StepContext<'_>,
+    model_dir: &Path,
+    sets: &[(String, &InputLocation, Blocks)],
+    forward_batch: usize,
+    batch_size: usize,
+) -> Result<Vec<SetPerplexity>, StepError> {
+    let total: usize = sets.iter().map(|(_, _, b)| b.len()).sum();
+    ctx.progress(0, Some(total as u64), "blocks", "loading the model");
+    let model = load_model(ctx.target()?, model_dir)??;
+    let start = Instant::now();
+    let mut batch_start = start;
+    let mut before = 0usize;
+    let mut results = Vec::with_capacity(sets.len());
+    for (label, _, blocks) in sets {
+        let mut on_batch = |done: usize| {
+            let now = Instant::now();
+            ctx.work
+                .unit_took("batches", (now - batch_start).as_secs_f64());
+            batch_start = now;
+            let done = before + done;
+            let elapsed = start.elapsed().as_secs_f64();
+            let eta = elapsed / done as f64 * (total - done) as f64;
+            ctx.progress(
+                done as u64,
+                Some(total as u64),
+                "blocks",
+                format!("scoring {label}, ETA {eta:.0}s"),
+            );
+        };
+        let ppl = model
+            .score_blocks(blocks, forward_batch, batch_size, &mut on_batch)
             .map_err(|e| eval_error(e, ctx.step, label))?;
-            before += blocks.len();
-            results.push(ppl);
-        }
-        Ok(results)
+        before += blocks.len();
+        results.push(ppl);
     }
+    Ok(results)
 }
 
 fn eval_error(e: EvalError, step: &str, label: &str) -> StepError {

@@ -7,19 +7,16 @@
 use std::path::Path;
 
 use crate::artifacts::TrainingMetrics;
-use crate::backend::XpAutodiffBackend;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::context::{StepContext, StepError, StepOutcome};
 use super::{InputRef, KindParams, ResourceHint};
-use crate::backend::BackendTask;
-use crate::data::read_blocks;
+use crate::data::{Blocks, read_blocks};
 use crate::model::TOKENIZER_FILES;
 use crate::model::score::perplexity;
-use crate::train::{
-    AdamWConfig, Select, TrainError, TrainEvent, TrainReport, TrainSettings, train,
-};
+use crate::train::{AdamWConfig, Select, TrainError, TrainEvent, TrainReport, TrainSettings};
+use crate::work::train_model;
 
 /// Trains an OPT model on token blocks with the authors' protocol: AdamW as torch's, a
 /// cosine schedule per epoch, seeded shuffles, validation every epoch, the best (or
@@ -153,64 +150,60 @@ impl Params {
     }
 }
 
-struct FinetuneTask<'a> {
-    ctx: &'a StepContext<'a>,
-    settings: TrainSettings,
-    model_dir: &'a Path,
-    train: crate::data::Blocks,
-    valid: crate::data::Blocks,
-}
-
-impl BackendTask for FinetuneTask<'_> {
-    type Output = Result<TrainReport, TrainError>;
-    fn run<B: XpAutodiffBackend>(self, device: B::Device) -> Self::Output {
-        let ctx = self.ctx;
-        let epochs = self.settings.epochs;
-        let mut on_event = |event: TrainEvent| match event {
-            TrainEvent::Step {
-                epoch,
+/// Trains on `target` with progress: a bar over steps, a line per checkpoint.
+fn train_with_progress(
+    ctx: &StepContext<'_>,
+    settings: &TrainSettings,
+    model_dir: &Path,
+    train_blocks: &Blocks,
+    valid_blocks: &Blocks,
+) -> Result<TrainReport, StepError> {
+    let epochs = settings.epochs;
+    let mut on_event = |event: TrainEvent| match event {
+        TrainEvent::Step {
+            epoch,
+            step,
+            total_steps,
+            loss,
+            seconds,
+            tokens_per_s,
+            eta_s,
+        } => {
+            ctx.work.unit_took("training steps", seconds);
+            ctx.progress(
                 step,
-                total_steps,
-                loss,
-                seconds,
-                tokens_per_s,
-                eta_s,
-            } => {
-                ctx.work.unit_took("training steps", seconds);
-                ctx.progress(
-                    step,
-                    Some(total_steps),
-                    "steps",
-                    format!(
-                        "epoch {epoch}/{epochs} loss {loss:.4} {tokens_per_s:.0} tok/s ETA {eta_s:.0}s"
-                    ),
-                )
-            }
-            TrainEvent::Epoch {
-                epoch, valid_loss, ..
-            } => ctx.progress(
-                epoch as u64,
-                Some(epochs as u64),
-                "epochs",
-                format!("checkpoint epoch {epoch} written (validation loss {valid_loss:.4})"),
-            ),
-            TrainEvent::Resumed { epoch } => ctx.progress(
-                epoch as u64,
-                Some(epochs as u64),
-                "epochs",
-                format!("resumed from the epoch {epoch} checkpoint"),
-            ),
-        };
-        train::<B>(
-            &device,
-            self.model_dir,
-            &self.train,
-            &self.valid,
-            &self.settings,
-            ctx.scratch_dir,
-            &mut on_event,
-        )
-    }
+                Some(total_steps),
+                "steps",
+                format!(
+                    "epoch {epoch}/{epochs} loss {loss:.4} {tokens_per_s:.0} tok/s ETA {eta_s:.0}s"
+                ),
+            )
+        }
+        TrainEvent::Epoch {
+            epoch, valid_loss, ..
+        } => ctx.progress(
+            epoch as u64,
+            Some(epochs as u64),
+            "epochs",
+            format!("checkpoint epoch {epoch} written (validation loss {valid_loss:.4})"),
+        ),
+        TrainEvent::Resumed { epoch } => ctx.progress(
+            epoch as u64,
+            Some(epochs as u64),
+            "epochs",
+            format!("resumed from the epoch {epoch} checkpoint"),
+        ),
+    };
+    train_model(
+        ctx.target()?,
+        model_dir,
+        train_blocks,
+        valid_blocks,
+        settings,
+        ctx.scratch_dir,
+        &mut on_event,
+    )?
+    .map_err(|e| step_error(ctx.step, e))
 }
 
 fn step_error(step: &str, err: TrainError) -> StepError {
@@ -230,15 +223,8 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
     let model_dir = &ctx.input("model")?.path;
     let train_blocks = read_blocks(&ctx.input("train")?.path)?;
     let valid_blocks = read_blocks(&ctx.input("valid")?.path)?;
-    let target = ctx.target()?;
-    let task = FinetuneTask {
-        ctx,
-        settings: p.settings(ctx.seed),
-        model_dir,
-        train: train_blocks,
-        valid: valid_blocks,
-    };
-    let report = crate::backend::dispatch(target, task)?.map_err(|e| step_error(ctx.step, e))?;
+    let settings = p.settings(ctx.seed);
+    let report = train_with_progress(ctx, &settings, model_dir, &train_blocks, &valid_blocks)?;
 
     // The selected weights; config.json and the tokenizer files as the input had them.
     let out = ctx.out_path("model");

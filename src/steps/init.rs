@@ -4,15 +4,14 @@
 
 use std::path::Path;
 
-use crate::backend::XpAutodiffBackend;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::context::{StepContext, StepError, StepOutcome};
 use super::{InputRef, KindParams, ResourceHint};
-use crate::backend::BackendTask;
-use crate::model::{Opt, OptConfig, save_pretrained};
+use crate::model::OptConfig;
 use crate::tokenizer::load_tokenizer;
+use crate::work::init_model;
 
 /// A freshly initialised OPT (as HF initialises one, seeded), with the tokenizer's
 /// vocabulary: for training from scratch.
@@ -100,23 +99,6 @@ fn vocab_of(dir: &Path) -> Result<(usize, Option<u32>, Option<u32>), StepError> 
     Ok((tokenizer.get_vocab_size(true), pad, eos))
 }
 
-struct InitTask<'a> {
-    config: OptConfig,
-    seed: u64,
-    dir: &'a Path,
-    tokenizer_dir: &'a Path,
-}
-
-impl BackendTask for InitTask<'_> {
-    type Output = Result<usize, StepError>;
-    fn run<B: XpAutodiffBackend>(self, device: B::Device) -> Self::Output {
-        B::seed(&device, self.seed);
-        let model = Opt::<B::InnerBackend>::init(&self.config, &device);
-        save_pretrained(&model, &self.config, self.dir, Some(self.tokenizer_dir))?;
-        Ok(burn::module::Module::num_params(&model))
-    }
-}
-
 pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
     if p.activation_dropout != 0.0 {
         return Err(StepError::Invalid(format!(
@@ -149,15 +131,7 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
     }
     ctx.progress(0, Some(1), "models", "initialising");
     let dir = ctx.out_path("model");
-    let params = crate::backend::dispatch(
-        ctx.target()?,
-        InitTask {
-            config: config.clone(),
-            seed: ctx.seed,
-            dir: &dir,
-            tokenizer_dir,
-        },
-    )??;
+    let params = init_model(ctx.target()?, &config, ctx.seed, &dir, tokenizer_dir)??;
     ctx.progress(1, Some(1), "models", "done");
     Ok(StepOutcome {
         metrics: serde_json::json!({"parameters": params, "vocab_size": vocab}),

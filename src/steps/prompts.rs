@@ -13,10 +13,9 @@ use super::context::{StepContext, StepError, StepOutcome};
 use super::decoding::{Decoding, Length, generation_error};
 use super::synthesize::decode;
 use super::{InputRef, KindParams, ResourceHint};
-use crate::backend::{BackendTask, dispatch};
-use crate::generate::{GenerationConfig, check_fits, generate};
-use crate::model::load_pretrained;
+use crate::generate::{GenerationConfig, check_fits};
 use crate::tokenizer::load_tokenizer;
+use crate::work::load_model;
 
 /// The default prompts. The first is the one the seed paper names in its Table 1
 /// ("The secret to eternal life lies hidden within"); the paper's other six were not
@@ -103,12 +102,7 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         })?;
         prompt_ids.push(encoding.get_ids().to_vec());
     }
-    let task = AnswerTask {
-        ctx,
-        config: &config,
-        prompts: &prompt_ids,
-    };
-    let answers_ids = dispatch(ctx.target()?, task)??;
+    let answers_ids = answer(ctx, &config, &prompt_ids)?;
     let mut answers = Vec::new();
     for (text, ids) in p.prompts.iter().zip(&answers_ids) {
         let answer = tokenizer
@@ -130,45 +124,29 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
     })
 }
 
-struct AnswerTask<'a, 'c> {
-    ctx: &'a StepContext<'c>,
-    config: &'a GenerationConfig,
-    prompts: &'a [Vec<u32>],
-}
-
-impl BackendTask for AnswerTask<'_, '_> {
-    type Output = Result<Vec<Vec<u32>>, StepError>;
-
-    fn run<B: crate::backend::XpAutodiffBackend>(self, device: B::Device) -> Self::Output {
-        let step = self.ctx.step;
-        let dir = &self.ctx.input("model")?.path;
-        let (model, opt_config) = load_pretrained::<B::InnerBackend>(dir, &device)?;
-        check_fits(
-            self.prompts,
-            self.config,
-            opt_config.max_position_embeddings,
-        )
+/// The answer to every prompt, one prompt at a time (each prompt's sampling seed is
+/// its position), with progress.
+fn answer(
+    ctx: &StepContext<'_>,
+    config: &GenerationConfig,
+    prompts: &[Vec<u32>],
+) -> Result<Vec<Vec<u32>>, StepError> {
+    let step = ctx.step;
+    let model = load_model(ctx.target()?, &ctx.input("model")?.path)??;
+    check_fits(prompts, config, model.config().max_position_embeddings)
         .map_err(|e| generation_error(step, e))?;
-        let total = self.prompts.len() as u64;
-        let mut out = Vec::with_capacity(self.prompts.len());
-        for (i, prompt) in self.prompts.iter().enumerate() {
-            self.ctx
-                .progress(i as u64, Some(total), "prompts", "answering");
-            let started = Instant::now();
-            let answer = generate(
-                &model,
-                std::slice::from_ref(prompt),
-                self.config,
-                i as u64,
-                &device,
-            )
+    let total = prompts.len() as u64;
+    let mut out = Vec::with_capacity(prompts.len());
+    for (i, prompt) in prompts.iter().enumerate() {
+        ctx.progress(i as u64, Some(total), "prompts", "answering");
+        let started = Instant::now();
+        let answer = model
+            .generate(std::slice::from_ref(prompt), config, i as u64)
             .map_err(|e| generation_error(step, e))?;
-            self.ctx
-                .work
-                .unit_took("prompts", started.elapsed().as_secs_f64());
-            out.extend(answer);
-        }
-        self.ctx.progress(total, Some(total), "prompts", "done");
-        Ok(out)
+        ctx.work
+            .unit_took("prompts", started.elapsed().as_secs_f64());
+        out.extend(answer);
     }
+    ctx.progress(total, Some(total), "prompts", "done");
+    Ok(out)
 }

@@ -29,10 +29,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::context::{StepContext, StepError, StepOutcome};
-use super::evaluate::ScoreSets;
+use super::evaluate::score_sets;
 use super::{InputRef, KindParams, ResourceHint};
 use crate::artifacts::{BlockChoice, Quantiles, SelectionFile, SelectionSummary};
-use crate::backend::dispatch;
 use crate::data::{Blocks, read_blocks, write_blocks};
 use crate::eval::percentile;
 
@@ -284,16 +283,7 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
         }
         sets.push((loc.origin.label(), loc, blocks));
     }
-    let scores = dispatch(
-        ctx.target()?,
-        ScoreSets {
-            ctx,
-            model_dir: &model.path,
-            sets: &sets,
-            forward_batch: p.forward_batch,
-            batch_size: p.forward_batch,
-        },
-    )??;
+    let scores = score_sets(ctx, &model.path, &sets, p.forward_batch, p.forward_batch)?;
     let perplexity = scores[0].per_sample_perplexity();
     let reference = scores.get(1).map(|s| s.per_sample_perplexity());
     let n = perplexity.len();

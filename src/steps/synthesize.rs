@@ -22,11 +22,10 @@ use super::context::{StepContext, StepError, StepOutcome};
 use super::decoding::{Decoding, Length, generation_error};
 use super::{InputRef, KindParams, ResourceHint};
 use crate::artifacts::Sample;
-use crate::backend::{BackendTask, dispatch};
 use crate::data::{Blocks, read_blocks, write_blocks};
-use crate::generate::{GenerationConfig, check_fits, generate};
-use crate::model::load_pretrained;
+use crate::generate::{GenerationConfig, check_fits};
 use crate::tokenizer::load_tokenizer;
+use crate::work::load_model;
 
 /// The next generation's training data: the model continues every prompt block (by
 /// default the paper's beam search); a seeded `keep_real` share of blocks stays
@@ -232,7 +231,7 @@ pub fn run(p: &Params, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> 
 }
 
 pub(crate) fn decode(
-    tokenizer: &tokenizers::Tokenizer,
+    tokenizer: &crate::tokenizer::Tokenizer,
     ids: &[u32],
     step: &str,
 ) -> Result<String, StepError> {
@@ -282,18 +281,8 @@ fn generate_in_shards(
             ),
         );
     }
-    let task = ShardTask {
-        ctx,
-        config,
-        model_dir,
-        prompts,
-        shards: &shards,
-        results: &mut results,
-        batch_size: p.batch_size,
-        shard_size: p.shard_size,
-        total,
-    };
-    let (new_tokens, seconds) = dispatch(ctx.target()?, task)??;
+    let (new_tokens, seconds) =
+        generate_shards(p, ctx, config, model_dir, prompts, &shards, &mut results)?;
     let continuations = results
         .into_iter()
         .flat_map(|s| s.expect("every shard finished").outputs)
@@ -308,90 +297,77 @@ fn generate_in_shards(
     })
 }
 
-/// Generates the unfinished shards on the chosen backend (inference only).
-struct ShardTask<'a, 'c> {
-    ctx: &'a StepContext<'c>,
-    config: &'a GenerationConfig,
-    model_dir: &'a Path,
-    prompts: &'a Blocks,
-    shards: &'a [&'a [usize]],
-    results: &'a mut Vec<Option<Shard>>,
-    batch_size: usize,
-    shard_size: usize,
-    total: u64,
-}
-
-impl BackendTask for ShardTask<'_, '_> {
-    /// (new tokens generated, seconds spent generating).
-    type Output = Result<(u64, f64), StepError>;
-
-    fn run<B: crate::backend::XpAutodiffBackend>(self, device: B::Device) -> Self::Output {
-        let step = self.ctx.step;
-        if self.results.iter().all(Option::is_some) {
-            return Ok((0, 0.0));
+/// Generates the unfinished shards of `results` on the step's backend (inference
+/// only), checkpointing each; returns (new tokens generated, seconds spent).
+fn generate_shards(
+    p: &Params,
+    ctx: &StepContext<'_>,
+    config: &GenerationConfig,
+    model_dir: &Path,
+    prompts: &Blocks,
+    shards: &[&[usize]],
+    results: &mut [Option<Shard>],
+) -> Result<(u64, f64), StepError> {
+    let (step, batch_size, shard_size) = (ctx.step, p.batch_size, p.shard_size);
+    if results.iter().all(Option::is_some) {
+        return Ok((0, 0.0));
+    }
+    let total = shards.iter().map(|s| s.len() as u64).sum::<u64>();
+    let model = load_model(ctx.target()?, model_dir)??;
+    let max_positions = model.config().max_position_embeddings;
+    let mut done: u64 = results
+        .iter()
+        .flatten()
+        .map(|s| s.indices.len() as u64)
+        .sum();
+    let start = Instant::now();
+    let mut new_tokens = 0u64;
+    let mut generated_prompts = 0u64;
+    for (s, indices) in shards.iter().enumerate() {
+        if results[s].is_some() {
+            continue;
         }
-        let (model, opt_config) = load_pretrained::<B::InnerBackend>(self.model_dir, &device)?;
-        let mut done: u64 = self
-            .results
-            .iter()
-            .flatten()
-            .map(|s| s.indices.len() as u64)
-            .sum();
-        let start = Instant::now();
-        let mut new_tokens = 0u64;
-        let mut generated_prompts = 0u64;
-        for (s, indices) in self.shards.iter().enumerate() {
-            if self.results[s].is_some() {
-                continue;
-            }
-            let mut outputs = Vec::with_capacity(indices.len());
-            for (b, batch) in indices.chunks(self.batch_size).enumerate() {
-                let batch_prompts: Vec<Vec<u32>> = batch
-                    .iter()
-                    .map(|&i| self.prompts.block(i).to_vec())
-                    .collect();
-                check_fits(
-                    &batch_prompts,
-                    self.config,
-                    opt_config.max_position_embeddings,
-                )
+        let mut outputs = Vec::with_capacity(indices.len());
+        for (b, batch) in indices.chunks(batch_size).enumerate() {
+            let batch_prompts: Vec<Vec<u32>> =
+                batch.iter().map(|&i| prompts.block(i).to_vec()).collect();
+            check_fits(&batch_prompts, config, max_positions)
                 .map_err(|e| generation_error(step, e))?;
-                // Sampling seeds follow the position among the generated prompts, so
-                // shards and batches do not matter.
-                let first = (s * self.shard_size + b * self.batch_size) as u64;
-                let batch_start = Instant::now();
-                let out = generate(&model, &batch_prompts, self.config, first, &device)
-                    .map_err(|e| generation_error(step, e))?;
-                self.ctx
-                    .work
-                    .unit_took("batches", batch_start.elapsed().as_secs_f64());
-                new_tokens += out.iter().map(|o| o.len() as u64).sum::<u64>();
-                generated_prompts += batch.len() as u64;
-                done += batch.len() as u64;
-                outputs.extend(out);
-                let elapsed = start.elapsed().as_secs_f64();
-                let rate = new_tokens as f64 / elapsed.max(1e-9);
-                let eta = (self.total - done) as f64 * elapsed / generated_prompts as f64;
-                self.ctx.progress(
-                    done,
-                    Some(self.total),
-                    "prompts",
-                    format!("{rate:.1} new tokens/s, ETA {eta:.0}s"),
-                );
-            }
-            let shard = Shard {
-                indices: indices.to_vec(),
-                outputs,
-            };
-            save_shard(&shard_path(self.ctx.scratch_dir, s), &shard)?;
-            self.results[s] = Some(shard);
-            self.ctx.progress(
+            // Sampling seeds follow the position among the generated prompts, so
+            // shards and batches do not matter.
+            let first = (s * shard_size + b * batch_size) as u64;
+            let batch_start = Instant::now();
+            let out = model
+                .generate(&batch_prompts, config, first)
+                .map_err(|e| generation_error(step, e))?;
+            ctx.work
+                .unit_took("batches", batch_start.elapsed().as_secs_f64());
+            new_tokens += out.iter().map(|o| o.len() as u64).sum::<u64>();
+            generated_prompts += batch.len() as u64;
+            done += batch.len() as u64;
+            outputs.extend(out);
+            let elapsed = start.elapsed().as_secs_f64();
+            let rate = new_tokens as f64 / elapsed.max(1e-9);
+            let eta = (total - done) as f64 * elapsed / generated_prompts as f64;
+            ctx.progress(
                 done,
-                Some(self.total),
+                Some(total),
                 "prompts",
-                format!("shard {}/{} finished", s + 1, self.shards.len()),
+                format!("{rate:.1} new tokens/s, ETA {eta:.0}s"),
             );
         }
-        Ok((new_tokens, start.elapsed().as_secs_f64()))
+        let shard = Shard {
+            indices: indices.to_vec(),
+            outputs,
+        };
+        save_shard(&shard_path(ctx.scratch_dir, s), &shard)?;
+        results[s] = Some(shard);
+        ctx.progress(
+            done,
+            Some(total),
+            "prompts",
+            format!("shard {}/{} finished", s + 1, shards.len()),
+        );
     }
+    Ok((new_tokens, start.elapsed().as_secs_f64()))
 }

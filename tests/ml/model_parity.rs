@@ -5,7 +5,7 @@
 //! gradients within 1e-4 max abs + 1e-3 relative to the largest reference gradient.
 //!
 //! The GPU variants (CUDA, wgpu) hold the same 1e-4: their products are xp's exact f32
-//! kernel (src/backend/cubecl/), not burn's default, which on CUDA runs f32 inputs
+//! kernel (crates/ml/src/backend/cubecl/), not burn's default, which on CUDA runs f32 inputs
 //! through TF32 tensor cores (10 mantissa bits per operand; 7.7e-3 from transformers
 //! measured on an H200). The references are full f32 (PyTorch's default
 //! `allow_tf32 = False`). A real error (mask, positions, layout) moves logits by whole

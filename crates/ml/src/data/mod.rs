@@ -6,8 +6,9 @@ mod error;
 mod grouping;
 mod rows;
 mod stats;
-#[cfg(test)]
-pub(crate) mod test_support;
+// Used by the runner's tests too (another crate), so not behind `cfg(test)`.
+#[doc(hidden)]
+pub mod test_support;
 
 pub use blocks::{BLOCK_FILE_MAGIC, BLOCK_FILE_VERSION, Blocks, read_blocks, write_blocks};
 pub use error::DataError;

@@ -13,7 +13,7 @@ use parquet::schema::parser::parse_message_type;
 /// Writes a snappy-compressed parquet file (as `datasets` writes them) with an
 /// OPTIONAL UTF8 column `column` holding `values` (None = null) and an INT64
 /// column `id`, split into row groups of `rows_per_group` rows.
-pub(crate) fn write_string_parquet(
+pub fn write_string_parquet(
     path: &Path,
     column: &str,
     values: &[Option<&str>],

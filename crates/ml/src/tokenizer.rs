@@ -18,7 +18,9 @@ use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainer};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::template::TemplateProcessing;
-use tokenizers::{AddedToken, Tokenizer};
+use tokenizers::AddedToken;
+/// The `tokenizers` crate's tokenizer, as [`load_tokenizer`] returns it.
+pub use tokenizers::Tokenizer;
 
 /// A boxed error from the tokenizers crate.
 pub type TokenizersError = tokenizers::Error;
@@ -413,7 +415,7 @@ mod tests {
     use super::*;
 
     fn fixture() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data/opt-mini")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/data/opt-mini")
     }
 
     fn copy_fixture(files: &[&str]) -> tempfile::TempDir {
