@@ -40,7 +40,7 @@ fn step_flops(config: &OptConfig, seq: usize, tokens: usize) -> f64 {
     let (h, f, l, v) = (
         config.hidden_size as f64,
         config.ffn_dim as f64,
-        config.num_hidden_layers as f64,
+        config.num_layers as f64,
         config.vocab_size as f64,
     );
     let per_layer = 4.0 * h * h + 2.0 * h * f;

@@ -430,7 +430,13 @@ mod tests {
         let mut files = Vec::new();
         rust_files(&root().join("src"), &mut files);
         let this_file = root().join("src/architecture.rs");
-        let generic = ["XpBackend", "XpAutodiffBackend", "BackendTask", "dispatch(", "burn::"];
+        let generic = [
+            "XpBackend",
+            "XpAutodiffBackend",
+            "BackendTask",
+            "dispatch(",
+            "burn::",
+        ];
         let mut found = Vec::new();
         for file in files.iter().filter(|f| **f != this_file) {
             let code = code_only(&fs::read_to_string(file).expect("source is UTF-8"));

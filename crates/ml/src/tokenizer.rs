@@ -13,14 +13,14 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use tokenizers::AddedToken;
+/// The `tokenizers` crate's tokenizer, as [`load_tokenizer`] returns it.
+pub use tokenizers::Tokenizer;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainer};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::template::TemplateProcessing;
-use tokenizers::AddedToken;
-/// The `tokenizers` crate's tokenizer, as [`load_tokenizer`] returns it.
-pub use tokenizers::Tokenizer;
 
 /// A boxed error from the tokenizers crate.
 pub type TokenizersError = tokenizers::Error;

@@ -102,8 +102,8 @@ mod tests {
         };
         let texts = crate::data::read_rows_with(&raw, &options).unwrap();
         assert_eq!(texts, ["I like you.", " ", "I"]);
-        let fixture =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/data/opt-mini");
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/data/opt-mini");
         let tok = crate::tokenizer::load_tokenizer(&fixture).unwrap();
         let ids = crate::tokenizer::encode_rows(&tok, &texts).unwrap();
         // " " is the byte-level space token 220 after the prepended </s>.
