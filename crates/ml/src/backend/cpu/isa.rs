@@ -5,8 +5,10 @@
 //! tile (`super::panels`) and the AdamW loop (`super::adamw`); every path computes the
 //! same f32 operations in the same order as the portable one, so results are bitwise
 //! equal (tested per path the machine can run). The training and evaluation products
-//! go through matrixmultiply, which picks its own kernel at run time (AVX-512, AVX2+FMA,
-//! AVX, SSE2 on x86-64; NEON on aarch64) and cannot be forced from here. On aarch64
+//! run xp's own sgemm on the AVX-512 path (`super::gemm`, large 2-D products) and
+//! matrixmultiply otherwise, which picks its own kernel at run time (AVX-512,
+//! AVX2+FMA, AVX, SSE2 on x86-64; NEON on aarch64) and cannot be forced from here;
+//! both sum in the same order (`super::matmul`'s tests). On aarch64
 //! the portable paths are plain Rust that the compiler vectorises with NEON (part of
 //! the aarch64 baseline); xp has no hand-written NEON.
 

@@ -11,6 +11,12 @@
 //! the same panels), so results are bitwise those of `Tensor::matmul` (tested below).
 //! Autodiff's backward products (`super::super::autodiff`) come here too, on
 //! transposed views.
+//!
+//! On a CPU with AVX-512 the large 2-D products (every linear layer, the LM head and
+//! their gradients) run xp's own sgemm instead ([`super::gemm`]): the same sums in the
+//! same order, so the same bits, faster. Attention's batched products, small ones,
+//! and every product when `XP_CPU_ISA` asks for a narrower path stay with
+//! matrixmultiply.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +25,13 @@ use burn::tensor::Tensor;
 use ndarray::{ArcArray, Array2, Array3, ArrayView2, Axis, Ix2, IxDyn, linalg::general_mat_mul};
 use rayon::prelude::*;
 
+use super::gemm::{self, Operand};
+use super::isa::{Isa, isa};
 use super::{Cpu, array, tensor};
+
+/// Products smaller than this many multiply-adds stay with matrixmultiply: below it
+/// the packing and the split across threads cost more than the kernel saves.
+const OWN_SGEMM_MIN_MACS: usize = 1 << 21;
 
 /// Wall time spent in [`product`] since the process started (forward and backward
 /// products alike: autodiff's backward calls it too), so a benchmark can split a step
@@ -43,9 +55,7 @@ fn product_untimed<const D: usize>(a: Tensor<Cpu, D>, b: Tensor<Cpu, D>) -> Tens
     let (a, b) = (array(a), array(b));
     if D == 2 {
         let (a2, b2) = (matrix(&a), matrix(&b));
-        let mut out = Array2::<f32>::zeros((a2.nrows(), b2.ncols()));
-        general_mat_mul(1.0, &a2, &b2, 0.0, &mut out);
-        return tensor(out.into_dyn().into_shared());
+        return tensor(product_2d(&a2, &b2).into_dyn().into_shared());
     }
     let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
     assert_eq!(sa[..D - 2], sb[..D - 2], "products do not broadcast");
@@ -63,6 +73,30 @@ fn product_untimed<const D: usize>(a: Tensor<Cpu, D>, b: Tensor<Cpu, D>) -> Tens
         .into_shape_with_order(IxDyn(&out_shape))
         .expect("same element count");
     tensor(out.into_shared())
+}
+
+/// `a · b` for 2-D operands (any strides): xp's sgemm where it runs and pays, else
+/// matrixmultiply; the same bits either way.
+fn product_2d(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) -> Array2<f32> {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    if isa() == Isa::Avx512 && gemm::available() && m * k * n >= OWN_SGEMM_MIN_MACS {
+        let mut out = Array2::<f32>::uninit((m, n));
+        let operand = |x: &ArrayView2<'_, f32>| Operand {
+            ptr: x.as_ptr(),
+            row_stride: x.strides()[0],
+            col_stride: x.strides()[1],
+        };
+        // SAFETY: AVX-512 is there (`available`); the operands are live views of
+        // `m × k` and `k × n` elements, and `out` is a fresh row-major `[m, n]` that
+        // `sgemm` writes whole (so it is initialised after).
+        unsafe {
+            gemm::sgemm(m, k, n, operand(a), operand(b), out.as_mut_ptr().cast(), n);
+            return out.assume_init();
+        }
+    }
+    let mut out = Array2::<f32>::zeros((m, n));
+    general_mat_mul(1.0, a, b, 0.0, &mut out);
+    out
 }
 
 fn matrix(x: &ArcArray<f32, IxDyn>) -> ArrayView2<'_, f32> {
@@ -148,8 +182,9 @@ mod tests {
         }
         let _rng = crate::backend::seeded_rng_lock();
         <Cpu as Backend>::seed(&Default::default(), 5);
-        // Three blocks of `k`, and edges around every kernel's tile (8 × 8, 16 × 16).
-        for (m, k, n) in [(37, 600, 45), (16, 256, 16), (5, 300, 70)] {
+        // Three blocks of `k`, and edges around every kernel's tile (8 × 8, 16 × 16,
+        // and xp's own 12 × 32, which the last shape is large enough to take).
+        for (m, k, n) in [(37, 600, 45), (16, 256, 16), (5, 300, 70), (61, 600, 77)] {
             let a = random::<Cpu, 2>([m, k]);
             let b = random::<Cpu, 2>([k, n]);
             let host = |t: &Tensor<Cpu, 2>| {

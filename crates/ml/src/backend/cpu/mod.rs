@@ -2,7 +2,7 @@
 //! the tensors directly.
 //!
 //! - products on the operands as they are, without burn-ndarray's reshape copies
-//!   ([`matmul`]);
+//!   ([`matmul`]), the large ones on AVX-512 through xp's own sgemm ([`gemm`]);
 //! - decoding products streaming weights packed once into panels ([`panels`]);
 //! - a KV cache whose beam reorders rewrite a table instead of copying, with the
 //!   decoding step's attention reading it in place ([`cache`]);
@@ -16,6 +16,7 @@
 mod adamw;
 pub mod beam;
 mod cache;
+mod gemm;
 pub mod isa;
 mod loss;
 mod matmul;
