@@ -121,31 +121,28 @@ thread_local! {
     static PACKED_B: RefCell<AlignedBuffer> = const { RefCell::new(AlignedBuffer(Vec::new())) };
 }
 
-/// `c = a · b` for `a` `[m, k]` and `b` `[k, n]`, into `c` row-major `[m, n]` with row
-/// stride `ldc` (every element written).
+/// A product's dimensions: `a` `[m, k]` · `b` `[k, n]`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Dims {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+}
+
+/// `c = a · b` into `c` row-major `[m, n]` with row stride `ldc` (every element
+/// written).
 ///
 /// # Safety
 /// [`available`] must hold; `a` and `b` must address `m × k` and `k × n` readable
 /// elements and `c` `m` rows of `n` writable ones, not overlapping `a` or `b`.
-pub(super) unsafe fn sgemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: Operand,
-    b: Operand,
-    c: *mut f32,
-    ldc: usize,
-) {
-    unsafe { sgemm_blocked(m, k, n, a, b, c, ldc, A_BLOCK_FLOATS) }
+pub(super) unsafe fn sgemm(dims: Dims, a: Operand, b: Operand, c: *mut f32, ldc: usize) {
+    unsafe { sgemm_blocked(dims, a, b, c, ldc, A_BLOCK_FLOATS) }
 }
 
 /// [`sgemm`] with the packed block of `a` bounded by `a_block_floats` (tests make it
 /// small to cut small products into many blocks).
-#[allow(clippy::too_many_arguments)]
 unsafe fn sgemm_blocked(
-    m: usize,
-    k: usize,
-    n: usize,
+    Dims { m, k, n }: Dims,
     a: Operand,
     b: Operand,
     c: *mut f32,
@@ -470,9 +467,7 @@ mod tests {
                         let mut out = vec![f32::NAN; m * n];
                         pool.install(|| unsafe {
                             sgemm_blocked(
-                                m,
-                                k,
-                                n,
+                                Dims { m, k, n },
                                 operand(&a),
                                 operand(&b),
                                 out.as_mut_ptr(),
@@ -493,6 +488,68 @@ mod tests {
     }
 
     #[test]
+    fn own_sgemm_gives_matrixmultiplys_bits_on_random_shapes_and_strided_views() {
+        if !available() {
+            eprintln!(
+                "SKIPPED own_sgemm_gives_matrixmultiplys_bits_on_random_shapes_and_strided_views: \
+                 no AVX-512 on this CPU"
+            );
+            return;
+        }
+        use ndarray::s;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for case in 0..60 {
+            let (m, k, n) = (
+                rng.random_range(1..90),
+                rng.random_range(1..700),
+                rng.random_range(1..120),
+            );
+            // Views that take every `step`-th row or column of a larger matrix, in
+            // either memory order: strides other than 1 on both axes.
+            let view = |rows: usize, cols: usize, seed: u64, rng: &mut rand_chacha::ChaCha8Rng| {
+                let (row_step, col_step) = (rng.random_range(1..3), rng.random_range(1..3));
+                let full = matrix(rows * row_step, cols * col_step, seed, rng.random());
+                (full, row_step, col_step)
+            };
+            let (a_full, a_rows, a_cols) = view(m, k, case, &mut rng);
+            let (b_full, b_rows, b_cols) = view(k, n, case + 100, &mut rng);
+            let a = a_full.slice(s![..;a_rows, ..;a_cols]);
+            let b = b_full.slice(s![..;b_rows, ..;b_cols]);
+            let mut expected = Array2::<f32>::zeros((m, n));
+            general_mat_mul(1.0, &a, &b, 0.0, &mut expected);
+            let budget = [A_BLOCK_FLOATS, MR * KC, 3 * MR * KC][case as usize % 3];
+            let operand = |x: &ndarray::ArrayView2<'_, f32>| Operand {
+                ptr: x.as_ptr(),
+                row_stride: x.strides()[0],
+                col_stride: x.strides()[1],
+            };
+            let mut out = vec![f32::NAN; m * n];
+            pool.install(|| unsafe {
+                sgemm_blocked(
+                    Dims { m, k, n },
+                    operand(&a),
+                    operand(&b),
+                    out.as_mut_ptr(),
+                    n,
+                    budget,
+                )
+            });
+            assert_eq!(
+                bits(&out),
+                bits(expected.as_slice().unwrap()),
+                "case {case}: {m}x{k}x{n}, a strides {:?}, b strides {:?}, budget {budget}",
+                a.strides(),
+                b.strides()
+            );
+        }
+    }
+
+    #[test]
     fn the_output_row_stride_leaves_the_gap_alone() {
         if !available() {
             eprintln!("SKIPPED the_output_row_stride_leaves_the_gap_alone: no AVX-512 on this CPU");
@@ -501,7 +558,15 @@ mod tests {
         let (m, k, n, ldc) = (14, 300, 35, 40);
         let (a, b) = (matrix(m, k, 3, false), matrix(k, n, 4, false));
         let mut out = vec![7.0f32; m * ldc];
-        unsafe { sgemm(m, k, n, operand(&a), operand(&b), out.as_mut_ptr(), ldc) };
+        unsafe {
+            sgemm(
+                Dims { m, k, n },
+                operand(&a),
+                operand(&b),
+                out.as_mut_ptr(),
+                ldc,
+            )
+        };
         let mut expected = Array2::<f32>::zeros((m, n));
         general_mat_mul(1.0, &a, &b, 0.0, &mut expected);
         for i in 0..m {

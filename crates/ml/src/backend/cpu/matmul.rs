@@ -25,7 +25,7 @@ use burn::tensor::Tensor;
 use ndarray::{ArcArray, Array2, Array3, ArrayView2, Axis, Ix2, IxDyn, linalg::general_mat_mul};
 use rayon::prelude::*;
 
-use super::gemm::{self, Operand};
+use super::gemm::{self, Dims, Operand};
 use super::isa::{Isa, isa};
 use super::{Cpu, array, tensor};
 
@@ -90,7 +90,8 @@ fn product_2d(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) -> Array2<f32> {
         // `m × k` and `k × n` elements, and `out` is a fresh row-major `[m, n]` that
         // `sgemm` writes whole (so it is initialised after).
         unsafe {
-            gemm::sgemm(m, k, n, operand(a), operand(b), out.as_mut_ptr().cast(), n);
+            let dims = Dims { m, k, n };
+            gemm::sgemm(dims, operand(a), operand(b), out.as_mut_ptr().cast(), n);
             return out.assume_init();
         }
     }
