@@ -395,7 +395,7 @@ impl AlignedBuffer {
 
 #[cfg(test)]
 mod tests {
-    use ndarray::{Array2, ShapeBuilder, linalg::general_mat_mul};
+    use ndarray::{Array2, ArrayView2, ShapeBuilder, linalg::general_mat_mul};
 
     use super::*;
 
@@ -416,12 +416,38 @@ mod tests {
         }
     }
 
-    fn operand(x: &Array2<f32>) -> Operand {
+    fn operand(x: &ArrayView2<'_, f32>) -> Operand {
         Operand {
             ptr: x.as_ptr(),
             row_stride: x.strides()[0],
             col_stride: x.strides()[1],
         }
+    }
+
+    /// Asserts that xp's sgemm (in `pool`, `a` blocked by `budget`) gives
+    /// matrixmultiply's bits for `a · b`.
+    fn assert_matrixmultiplys_bits(
+        pool: &rayon::ThreadPool,
+        a: ArrayView2<'_, f32>,
+        b: ArrayView2<'_, f32>,
+        budget: usize,
+        case: &str,
+    ) {
+        let ((m, k), n) = (a.dim(), b.ncols());
+        let mut expected = Array2::<f32>::zeros((m, n));
+        general_mat_mul(1.0, &a, &b, 0.0, &mut expected);
+        let mut out = vec![f32::NAN; m * n];
+        let dims = Dims { m, k, n };
+        pool.install(|| unsafe {
+            sgemm_blocked(dims, operand(&a), operand(&b), out.as_mut_ptr(), n, budget)
+        });
+        assert_eq!(
+            bits(&out),
+            bits(expected.as_slice().unwrap()),
+            "{case}: {m}x{k}x{n}, a strides {:?}, b strides {:?}, budget {budget}",
+            a.strides(),
+            b.strides()
+        );
     }
 
     fn bits(values: &[f32]) -> Vec<u32> {
@@ -461,26 +487,9 @@ mod tests {
                 {
                     let a = matrix(m, k, 1, a_columns);
                     let b = matrix(k, n, 2, b_columns);
-                    let mut expected = Array2::<f32>::zeros((m, n));
-                    general_mat_mul(1.0, &a, &b, 0.0, &mut expected);
                     for budget in budgets {
-                        let mut out = vec![f32::NAN; m * n];
-                        pool.install(|| unsafe {
-                            sgemm_blocked(
-                                Dims { m, k, n },
-                                operand(&a),
-                                operand(&b),
-                                out.as_mut_ptr(),
-                                n,
-                                budget,
-                            )
-                        });
-                        assert_eq!(
-                            bits(&out),
-                            bits(expected.as_slice().unwrap()),
-                            "{m}x{k}x{n}, a column-major {a_columns}, b column-major {b_columns}, \
-                             budget {budget}, {threads} threads"
-                        );
+                        let case = format!("{threads} threads");
+                        assert_matrixmultiplys_bits(&pool, a.view(), b.view(), budget, &case);
                     }
                 }
             }
@@ -520,32 +529,8 @@ mod tests {
             let (b_full, b_rows, b_cols) = view(k, n, case + 100, &mut rng);
             let a = a_full.slice(s![..;a_rows, ..;a_cols]);
             let b = b_full.slice(s![..;b_rows, ..;b_cols]);
-            let mut expected = Array2::<f32>::zeros((m, n));
-            general_mat_mul(1.0, &a, &b, 0.0, &mut expected);
             let budget = [A_BLOCK_FLOATS, MR * KC, 3 * MR * KC][case as usize % 3];
-            let operand = |x: &ndarray::ArrayView2<'_, f32>| Operand {
-                ptr: x.as_ptr(),
-                row_stride: x.strides()[0],
-                col_stride: x.strides()[1],
-            };
-            let mut out = vec![f32::NAN; m * n];
-            pool.install(|| unsafe {
-                sgemm_blocked(
-                    Dims { m, k, n },
-                    operand(&a),
-                    operand(&b),
-                    out.as_mut_ptr(),
-                    n,
-                    budget,
-                )
-            });
-            assert_eq!(
-                bits(&out),
-                bits(expected.as_slice().unwrap()),
-                "case {case}: {m}x{k}x{n}, a strides {:?}, b strides {:?}, budget {budget}",
-                a.strides(),
-                b.strides()
-            );
+            assert_matrixmultiplys_bits(&pool, a, b, budget, &format!("case {case}"));
         }
     }
 
@@ -561,8 +546,8 @@ mod tests {
         unsafe {
             sgemm(
                 Dims { m, k, n },
-                operand(&a),
-                operand(&b),
+                operand(&a.view()),
+                operand(&b.view()),
                 out.as_mut_ptr(),
                 ldc,
             )
