@@ -101,8 +101,9 @@ pub fn gpu_cache_dir() -> Option<std::path::PathBuf> {
 /// Sets the number of threads of the CPU (rayon) pool that burn-ndarray runs on.
 /// Call it once, before any tensor work; `0` keeps rayon's default (one per core).
 ///
-/// ndarray's matrix products also use matrixmultiply's own threads, set by the
-/// `MATMUL_NUM_THREADS` environment variable (default: physical cores).
+/// xp's own sgemm (the large products on AVX-512) runs on this pool too; the products
+/// left to matrixmultiply use its own threads, set by the `MATMUL_NUM_THREADS`
+/// environment variable (default: physical cores).
 pub fn set_cpu_threads(threads: usize) -> Result<(), BackendError> {
     if threads == 0 {
         return Ok(());

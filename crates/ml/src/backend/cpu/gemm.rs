@@ -116,7 +116,10 @@ fn blocking(m: usize, k: usize, n: usize, a_block_floats: usize) -> Blocking {
 
 thread_local! {
     /// Packing buffers kept per thread between calls: a training step makes hundreds
-    /// of products, and fresh megabytes each time would be page faults.
+    /// of products, and fresh megabytes each time would be page faults. Each is taken
+    /// out for a call and put back after, so that a call nested in another on the same
+    /// thread (a rayon worker that steals a task while it waits) packs into a buffer
+    /// of its own instead of finding this one borrowed.
     static PACKED_A: RefCell<AlignedBuffer> = const { RefCell::new(AlignedBuffer(Vec::new())) };
     static PACKED_B: RefCell<AlignedBuffer> = const { RefCell::new(AlignedBuffer(Vec::new())) };
 }
@@ -154,6 +157,7 @@ unsafe fn sgemm_blocked(
     }
     if k == 0 {
         for i in 0..m {
+            // SAFETY: row `i < m` of `c` has `n` writable values.
             unsafe { std::ptr::write_bytes(c.add(i * ldc), 0, n) };
         }
         return;
@@ -165,8 +169,9 @@ unsafe fn sgemm_blocked(
     let run = n_panels.div_ceil(2 * rayon::current_num_threads()).max(1);
     let runs = n_panels.div_ceil(run);
     let out = Out(c);
-    PACKED_A.with_borrow_mut(|buffer| {
-        let packed_a = buffer.slice(mc * ks);
+    let mut buffer_a = PACKED_A.take();
+    {
+        let packed_a = buffer_a.slice(mc * ks);
         for i0 in (0..m).step_by(mc) {
             let rows = mc.min(m - i0);
             for k0 in (0..k).step_by(ks) {
@@ -181,8 +186,9 @@ unsafe fn sgemm_blocked(
                 let panels_a = &*panels_a;
                 let compute_run = |r: usize| {
                     let panels = r * run..((r + 1) * run).min(n_panels);
-                    PACKED_B.with_borrow_mut(|buffer| {
-                        let packed_b = buffer.slice(GROUP * KC * NR);
+                    let mut buffer_b = PACKED_B.take();
+                    {
+                        let packed_b = buffer_b.slice(GROUP * KC * NR);
                         for g0 in panels.clone().step_by(GROUP) {
                             let group = g0..(g0 + GROUP).min(panels.end);
                             for (block, kb) in (0..depth).step_by(KC).enumerate() {
@@ -203,6 +209,10 @@ unsafe fn sgemm_blocked(
                                     let r0 = p * MR;
                                     for (g, panel) in group.clone().enumerate() {
                                         let j = panel * NR;
+                                        // SAFETY: AVX-512 (the caller's guarantee);
+                                        // both panels hold `kc` rows from `kb`; the
+                                        // tile's rows and columns are inside `c`, in
+                                        // columns no other task writes.
                                         unsafe {
                                             tile(
                                                 kc,
@@ -219,7 +229,8 @@ unsafe fn sgemm_blocked(
                                 }
                             }
                         }
-                    })
+                    }
+                    PACKED_B.set(buffer_b);
                 };
                 if runs == 1 {
                     compute_run(0)
@@ -228,7 +239,8 @@ unsafe fn sgemm_blocked(
                 }
             }
         }
-    });
+    }
+    PACKED_A.set(buffer_a);
 }
 
 /// Rows `i0 .. i0 + live` and columns `k0 .. k0 + depth` of `a` into one panel: `depth`
@@ -372,6 +384,7 @@ unsafe fn tile(
 
 /// A packing buffer on 64-byte boundaries (a cache line, a zmm register): the tile's
 /// vector loads never straddle two lines.
+#[derive(Default)]
 struct AlignedBuffer(Vec<Line>);
 
 #[derive(Clone, Copy)]
@@ -450,16 +463,29 @@ mod tests {
         );
     }
 
+    /// True, saying so, where this CPU cannot run the kernel.
+    fn skipped(test: &str) -> bool {
+        if available() {
+            return false;
+        }
+        eprintln!("SKIPPED {test}: no AVX-512 on this CPU");
+        true
+    }
+
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
     fn bits(values: &[f32]) -> Vec<u32> {
         values.iter().map(|v| v.to_bits()).collect()
     }
 
     #[test]
     fn own_sgemm_gives_matrixmultiplys_bits_on_every_cut() {
-        if !available() {
-            eprintln!(
-                "SKIPPED own_sgemm_gives_matrixmultiplys_bits_on_every_cut: no AVX-512 on this CPU"
-            );
+        if skipped("own_sgemm_gives_matrixmultiplys_bits_on_every_cut") {
             return;
         }
         // Partial tiles in both directions, exact tiles, `k` across one and several
@@ -477,10 +503,7 @@ mod tests {
         // into several row blocks and `k` blocks.
         let budgets = [A_BLOCK_FLOATS, MR * KC];
         for threads in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
+            let pool = pool(threads);
             for (m, k, n) in shapes {
                 for (a_columns, b_columns) in
                     [(false, false), (true, false), (false, true), (true, true)]
@@ -498,20 +521,13 @@ mod tests {
 
     #[test]
     fn own_sgemm_gives_matrixmultiplys_bits_on_random_shapes_and_strided_views() {
-        if !available() {
-            eprintln!(
-                "SKIPPED own_sgemm_gives_matrixmultiplys_bits_on_random_shapes_and_strided_views: \
-                 no AVX-512 on this CPU"
-            );
+        if skipped("own_sgemm_gives_matrixmultiplys_bits_on_random_shapes_and_strided_views") {
             return;
         }
         use ndarray::s;
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
+        let pool = pool(2);
         for case in 0..60 {
             let (m, k, n) = (
                 rng.random_range(1..90),
@@ -535,9 +551,40 @@ mod tests {
     }
 
     #[test]
+    fn products_started_from_inside_the_pool_run_nested_and_give_the_same_bits() {
+        if skipped("products_started_from_inside_the_pool_run_nested_and_give_the_same_bits") {
+            return;
+        }
+        // Eight products started from the pool's own tasks: a worker waiting for its
+        // product's panels may run another task's product on the same thread.
+        let (a, b) = (matrix(70, 900, 5, false), matrix(900, 150, 6, true));
+        let mut expected = Array2::<f32>::zeros((70, 150));
+        general_mat_mul(1.0, &a, &b, 0.0, &mut expected);
+        let pool = pool(2);
+        let outs: Vec<Vec<f32>> = pool.install(|| {
+            (0..8)
+                .into_par_iter()
+                .map(|_| {
+                    let mut out = vec![f32::NAN; 70 * 150];
+                    let dims = Dims {
+                        m: 70,
+                        k: 900,
+                        n: 150,
+                    };
+                    let (a, b) = (operand(&a.view()), operand(&b.view()));
+                    unsafe { sgemm_blocked(dims, a, b, out.as_mut_ptr(), 150, MR * KC) };
+                    out
+                })
+                .collect()
+        });
+        for out in outs {
+            assert_eq!(bits(&out), bits(expected.as_slice().unwrap()));
+        }
+    }
+
+    #[test]
     fn the_output_row_stride_leaves_the_gap_alone() {
-        if !available() {
-            eprintln!("SKIPPED the_output_row_stride_leaves_the_gap_alone: no AVX-512 on this CPU");
+        if skipped("the_output_row_stride_leaves_the_gap_alone") {
             return;
         }
         let (m, k, n, ldc) = (14, 300, 35, 40);
