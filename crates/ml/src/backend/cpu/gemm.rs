@@ -15,11 +15,12 @@
 
 use std::cell::RefCell;
 
+use ndarray::ArrayView2;
 use rayon::prelude::*;
 
 /// The `k` block of the sum order (matrixmultiply's `KC`): fixed, it is part of the
 /// numbers.
-pub(super) const KC: usize = 256;
+const KC: usize = 256;
 /// Rows of the register tile: 12 rows × 2 vectors = 24 accumulators of the 32 zmm
 /// registers, leaving room for the two `b` vectors and the broadcast `a` value.
 const MR: usize = 12;
@@ -34,25 +35,13 @@ const GROUP: usize = 8;
 /// enough for a whole `[512, 768]` activation (batch 8 × 64 at OPT-125m's width).
 const A_BLOCK_FLOATS: usize = 416 * 1024;
 
-/// Whether [`sgemm`] can run on this CPU.
-pub(super) fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// A read-only matrix operand: element `(i, j)` at `ptr + i · row_stride + j ·
 /// col_stride` (strides in elements).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Operand {
-    pub ptr: *const f32,
-    pub row_stride: isize,
-    pub col_stride: isize,
+    ptr: *const f32,
+    row_stride: isize,
+    col_stride: isize,
 }
 
 // SAFETY: an operand is only read, and `sgemm`'s caller keeps it alive and unchanged.
@@ -60,6 +49,15 @@ unsafe impl Send for Operand {}
 unsafe impl Sync for Operand {}
 
 impl Operand {
+    /// `x` as it lies in memory, whatever its strides.
+    pub(super) fn of(x: &ArrayView2<'_, f32>) -> Self {
+        Operand {
+            ptr: x.as_ptr(),
+            row_stride: x.strides()[0],
+            col_stride: x.strides()[1],
+        }
+    }
+
     /// # Safety
     /// `(i, j)` must be inside the operand.
     #[inline(always)]
@@ -136,7 +134,8 @@ pub(super) struct Dims {
 /// written).
 ///
 /// # Safety
-/// [`available`] must hold; `a` and `b` must address `m × k` and `k × n` readable
+/// The CPU must have AVX-512 F (where `super::isa` chooses
+/// [`super::isa::Isa::Avx512`]); `a` and `b` must address `m × k` and `k × n` readable
 /// elements and `c` `m` rows of `n` writable ones, not overlapping `a` or `b`.
 pub(super) unsafe fn sgemm(dims: Dims, a: Operand, b: Operand, c: *mut f32, ldc: usize) {
     unsafe { sgemm_blocked(dims, a, b, c, ldc, A_BLOCK_FLOATS) }
@@ -366,7 +365,7 @@ unsafe fn tile(
     store!(0 1 2 3 4 5 6 7 8 9 10 11);
 }
 
-/// Never called: [`available`] is false off x86-64.
+/// Never called: off x86-64 `super::isa` never chooses AVX-512.
 #[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile(
@@ -408,9 +407,10 @@ impl AlignedBuffer {
 
 #[cfg(test)]
 mod tests {
-    use ndarray::{Array2, ArrayView2, ShapeBuilder, linalg::general_mat_mul};
+    use ndarray::{Array2, ShapeBuilder, linalg::general_mat_mul};
 
     use super::*;
+    use crate::backend::cpu::isa::Isa;
 
     /// `rows × cols` values in [-1, 1) from a fixed hash, row-major or column-major.
     fn matrix(rows: usize, cols: usize, seed: u64, column_major: bool) -> Array2<f32> {
@@ -429,14 +429,6 @@ mod tests {
         }
     }
 
-    fn operand(x: &ArrayView2<'_, f32>) -> Operand {
-        Operand {
-            ptr: x.as_ptr(),
-            row_stride: x.strides()[0],
-            col_stride: x.strides()[1],
-        }
-    }
-
     /// Asserts that xp's sgemm (in `pool`, `a` blocked by `budget`) gives
     /// matrixmultiply's bits for `a · b`.
     fn assert_matrixmultiplys_bits(
@@ -452,7 +444,14 @@ mod tests {
         let mut out = vec![f32::NAN; m * n];
         let dims = Dims { m, k, n };
         pool.install(|| unsafe {
-            sgemm_blocked(dims, operand(&a), operand(&b), out.as_mut_ptr(), n, budget)
+            sgemm_blocked(
+                dims,
+                Operand::of(&a),
+                Operand::of(&b),
+                out.as_mut_ptr(),
+                n,
+                budget,
+            )
         });
         assert_eq!(
             bits(&out),
@@ -465,7 +464,7 @@ mod tests {
 
     /// True, saying so, where this CPU cannot run the kernel.
     fn skipped(test: &str) -> bool {
-        if available() {
+        if Isa::available().contains(&Isa::Avx512) {
             return false;
         }
         eprintln!("SKIPPED {test}: no AVX-512 on this CPU");
@@ -571,7 +570,7 @@ mod tests {
                         k: 900,
                         n: 150,
                     };
-                    let (a, b) = (operand(&a.view()), operand(&b.view()));
+                    let (a, b) = (Operand::of(&a.view()), Operand::of(&b.view()));
                     unsafe { sgemm_blocked(dims, a, b, out.as_mut_ptr(), 150, MR * KC) };
                     out
                 })
@@ -593,8 +592,8 @@ mod tests {
         unsafe {
             sgemm(
                 Dims { m, k, n },
-                operand(&a.view()),
-                operand(&b.view()),
+                Operand::of(&a.view()),
+                Operand::of(&b.view()),
                 out.as_mut_ptr(),
                 ldc,
             )

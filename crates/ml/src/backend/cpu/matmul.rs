@@ -79,19 +79,15 @@ fn product_untimed<const D: usize>(a: Tensor<Cpu, D>, b: Tensor<Cpu, D>) -> Tens
 /// matrixmultiply; the same bits either way.
 fn product_2d(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) -> Array2<f32> {
     let ((m, k), n) = (a.dim(), b.ncols());
-    if isa() == Isa::Avx512 && gemm::available() && m * k * n >= OWN_SGEMM_MIN_MACS {
+    // `isa()` picks AVX-512 only where the CPU has it.
+    if isa() == Isa::Avx512 && m * k * n >= OWN_SGEMM_MIN_MACS {
         let mut out = Array2::<f32>::uninit((m, n));
-        let operand = |x: &ArrayView2<'_, f32>| Operand {
-            ptr: x.as_ptr(),
-            row_stride: x.strides()[0],
-            col_stride: x.strides()[1],
-        };
-        // SAFETY: AVX-512 is there (`available`); the operands are live views of
-        // `m × k` and `k × n` elements, and `out` is a fresh row-major `[m, n]` that
-        // `sgemm` writes whole (so it is initialised after).
+        let (dims, a, b) = (Dims { m, k, n }, Operand::of(a), Operand::of(b));
+        // SAFETY: AVX-512 is there (`isa`); the operands are live views of `m × k` and
+        // `k × n` elements, and `out` is a fresh row-major `[m, n]` that `sgemm` writes
+        // whole (so it is initialised after).
         unsafe {
-            let dims = Dims { m, k, n };
-            gemm::sgemm(dims, operand(a), operand(b), out.as_mut_ptr().cast(), n);
+            gemm::sgemm(dims, a, b, out.as_mut_ptr().cast(), n);
             return out.assume_init();
         }
     }
