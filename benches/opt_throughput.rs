@@ -23,6 +23,11 @@ fn main() {
     let threads: usize = common::arg("--threads", 2);
     let iters: usize = common::arg("--iters", 3);
     set_cpu_threads(threads).expect("thread pool");
+    // Where `xp` runs a task's tensor work (`xp::backend::dispatch`).
+    NdarrayBackend::run_on_compute_thread(|| measure(threads, iters));
+}
+
+fn measure(threads: usize, iters: usize) {
     type B = NdarrayBackend;
     let device = Default::default();
     B::seed(&device, 0);

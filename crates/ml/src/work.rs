@@ -17,7 +17,7 @@ use crate::model::{ModelError, Opt, OptConfig, load_pretrained, save_pretrained}
 use crate::train::{TrainError, TrainEvent, TrainReport, TrainSettings, train};
 
 /// A model loaded on the target's device for inference (no autodiff, no dropout).
-pub trait LoadedModel {
+pub trait LoadedModel: Send {
     /// The model's configuration (`config.json`).
     fn config(&self) -> &OptConfig;
 
@@ -28,7 +28,7 @@ pub trait LoadedModel {
         blocks: &Blocks,
         forward_batch: usize,
         batch_size: usize,
-        on_batch: &mut dyn FnMut(usize),
+        on_batch: &mut (dyn FnMut(usize) + Send),
     ) -> Result<SetPerplexity, EvalError>;
 
     /// Continues every prompt ([`crate::generate::generate`]); `first_index` is the
@@ -58,17 +58,19 @@ impl<B: XpBackend> LoadedModel for Loaded<B> {
         blocks: &Blocks,
         forward_batch: usize,
         batch_size: usize,
-        on_batch: &mut dyn FnMut(usize),
+        on_batch: &mut (dyn FnMut(usize) + Send),
     ) -> Result<SetPerplexity, EvalError> {
-        score_blocks(
-            &self.model,
-            &self.config,
-            blocks,
-            forward_batch,
-            batch_size,
-            &self.device,
-            on_batch,
-        )
+        B::run_on_compute_thread(|| {
+            score_blocks(
+                &self.model,
+                &self.config,
+                blocks,
+                forward_batch,
+                batch_size,
+                &self.device,
+                on_batch,
+            )
+        })
     }
 
     fn generate(
@@ -77,7 +79,9 @@ impl<B: XpBackend> LoadedModel for Loaded<B> {
         config: &GenerationConfig,
         first_index: u64,
     ) -> Result<Vec<Vec<u32>>, GenerateError> {
-        generate(&self.model, prompts, config, first_index, &self.device)
+        B::run_on_compute_thread(|| {
+            generate(&self.model, prompts, config, first_index, &self.device)
+        })
     }
 }
 
@@ -110,7 +114,7 @@ pub fn train_model(
     valid_blocks: &Blocks,
     settings: &TrainSettings,
     scratch: &Path,
-    on_event: &mut dyn FnMut(TrainEvent),
+    on_event: &mut (dyn FnMut(TrainEvent) + Send),
 ) -> Result<Result<TrainReport, TrainError>, BackendError> {
     struct Train<'a> {
         model_dir: &'a Path,
@@ -118,7 +122,7 @@ pub fn train_model(
         valid: &'a Blocks,
         settings: &'a TrainSettings,
         scratch: &'a Path,
-        on_event: &'a mut dyn FnMut(TrainEvent),
+        on_event: &'a mut (dyn FnMut(TrainEvent) + Send),
     }
     impl BackendTask for Train<'_> {
         type Output = Result<TrainReport, TrainError>;

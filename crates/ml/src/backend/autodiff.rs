@@ -43,6 +43,10 @@ impl<B: XpBackend, C: CheckpointStrategy> XpBackend for Autodiff<B, C> {
         w
     }
 
+    fn run_on_compute_thread<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+        B::run_on_compute_thread(work)
+    }
+
     fn decode_product(x: Tensor<Self, 2>, w: &Self::DecodeWeight) -> Tensor<Self, 2> {
         Self::product(x, w.clone())
     }

@@ -39,24 +39,42 @@ impl Target {
     }
 }
 
-/// Runs `task` on `target`.
-pub fn dispatch<T: BackendTask>(target: Target, task: T) -> Result<T::Output, BackendError> {
+/// Runs `task` on `target`, on the backend's compute thread
+/// ([`XpBackend::run_on_compute_thread`](super::ops::XpBackend::run_on_compute_thread)).
+pub fn dispatch<T>(target: Target, task: T) -> Result<T::Output, BackendError>
+where
+    T: BackendTask + Send,
+    T::Output: Send,
+{
+    fn run<B: XpAutodiffBackend, T>(task: T, device: B::Device) -> T::Output
+    where
+        T: BackendTask + Send,
+        T::Output: Send,
+    {
+        B::run_on_compute_thread(move || task.run::<B>(device))
+    }
     target.kind.check_runnable()?;
     match target.kind {
         BackendKind::Ndarray => {
             // The CPU computes exact f32 whatever the precision.
-            Ok(task.run::<NdarrayBackend>(burn::backend::ndarray::NdArrayDevice::Cpu))
+            Ok(run::<NdarrayBackend, T>(
+                task,
+                burn::backend::ndarray::NdArrayDevice::Cpu,
+            ))
         }
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => {
             prepare_gpu(target);
             let device = burn::backend::cuda::CudaDevice::new(target.device);
-            Ok(task.run::<super::cubecl::CudaBackend>(device))
+            Ok(run::<super::cubecl::CudaBackend, T>(task, device))
         }
         #[cfg(feature = "wgpu")]
         BackendKind::Wgpu => {
             prepare_gpu(target);
-            Ok(task.run::<super::cubecl::WgpuBackend>(super::cubecl::wgpu_device()))
+            Ok(run::<super::cubecl::WgpuBackend, T>(
+                task,
+                super::cubecl::wgpu_device(),
+            ))
         }
         #[cfg(not(feature = "cuda"))]
         BackendKind::Cuda => unreachable!("check_runnable refused it"),

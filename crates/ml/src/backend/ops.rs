@@ -123,6 +123,13 @@ pub trait XpBackend: Backend {
             .into_vec::<f32>()
             .expect("f32 values")
     }
+
+    /// Runs `work`, a whole task on this backend (training, scoring, generating), on
+    /// the thread where its kernels run best: on the CPU a thread of the pool the
+    /// kernels split their loops over, elsewhere the calling thread.
+    fn run_on_compute_thread<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+        work()
+    }
 }
 
 /// An autodiff backend whose inner backend is an [`XpBackend`] too: training runs on

@@ -9,9 +9,8 @@
 //! not follow. So each weight is packed once, when a model is prepared for decoding
 //! (`crate::model::DecodeWeights`), into [`Panels`]:
 //! `PANEL` columns at a time, every `k` row of a panel contiguous. The kernel then
-//! keeps a tile of `ROWS × PANEL` sums in registers while the panel streams past
-//! (measured at OPT-125m's decoding shapes, 2 threads: 3.2x the row-streaming axpy it
-//! replaces; see BENCHMARKS.md, "Synthesis").
+//! keeps a tile of rows × `PANEL` sums in registers while the panel streams past: on
+//! AVX-512 up to 24 rows, so a beam search's rows read each weight once per step.
 //!
 //! Numerics: every output element is `Σ_k x[r, k] · w[k, j]` summed in `k` order, a
 //! multiply then an add per term (never fused), on every instruction set, for any row
@@ -25,10 +24,22 @@ use super::isa::{Isa, isa};
 
 /// Columns of one panel: two AVX2 vectors, one AVX-512 vector.
 const PANEL: usize = 16;
-/// Rows of one register tile (`ROWS × 2` accumulators, 2 weight vectors, 1 broadcast).
-const ROWS: usize = 6;
 /// Panels per parallel task.
 const PANELS_PER_TASK: usize = 4;
+
+/// Rows of an AVX-512 register tile: one accumulator per row of its 32 registers, so
+/// a beam search's 20 rows (4 prompts × 5 beams) share one pass over each panel.
+const WIDE_TILE_ROWS: usize = 24;
+/// Rows of an AVX2 (or portable) tile: two accumulators per row of its 16 registers.
+const NARROW_TILE_ROWS: usize = 6;
+
+/// The most rows one register tile holds on the path of `isa`.
+fn tile_rows(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx512 => WIDE_TILE_ROWS,
+        _ => NARROW_TILE_ROWS,
+    }
+}
 
 /// A `[k, n]` weight matrix as `ceil(n / PANEL)` panels of `[k, PANEL]`, row-major
 /// within a panel; columns past `n` in the last panel are zero.
@@ -74,25 +85,29 @@ impl Panels {
     fn product_on(&self, isa: Isa, x: &ArrayView2<'_, f32>) -> Array2<f32> {
         let (m, k) = x.dim();
         assert_eq!(k, self.k, "inner dimensions of the streamed product");
-        let x = x.as_standard_layout();
-        let x = x.as_slice().expect("standard layout");
+        // `[k, m]`: a tile's row values for one `k` are adjacent, read in order.
+        let columns = x.t().as_standard_layout().into_owned();
+        let columns = columns.as_slice().expect("standard layout");
         let n = self.n;
         let mut out = Array2::<f32>::zeros((m, n));
         let out_rows = SharedRows(out.as_mut_ptr());
         let panels = n.div_ceil(PANEL);
+        // Tiles of equal height: 20 rows go as one tile of 20, never 18 + 2.
+        let tiles = m.div_ceil(tile_rows(isa)).max(1);
+        let height = m.div_ceil(tiles).max(1);
         (0..panels.div_ceil(PANELS_PER_TASK))
             .into_par_iter()
             .for_each(|task| {
-                let mut tile = [[0f32; PANEL]; ROWS];
+                let mut tile = [[0f32; PANEL]; WIDE_TILE_ROWS];
                 for panel in task * PANELS_PER_TASK..((task + 1) * PANELS_PER_TASK).min(panels) {
                     let j0 = panel * PANEL;
                     let width = PANEL.min(n - j0);
                     let weights = &self.data[panel * k * PANEL..(panel + 1) * k * PANEL];
-                    for r0 in (0..m).step_by(ROWS) {
-                        let rows = ROWS.min(m - r0);
-                        let x = &x[r0 * k..(r0 + rows) * k];
-                        tile_product(isa, x, k, weights, &mut tile[..rows]);
-                        for (r, sums) in tile[..rows].iter().enumerate() {
+                    for r0 in (0..m).step_by(height) {
+                        let rows = height.min(m - r0);
+                        let tile = &mut tile[..rows];
+                        tile_product(isa, &columns[r0..], m, k, weights, tile);
+                        for (r, sums) in tile.iter().enumerate() {
                             // SAFETY: tasks own disjoint column ranges of `out`
                             // (`j0..j0 + width` of each row), which outlives the scope.
                             unsafe {
@@ -126,38 +141,57 @@ impl SharedRows {
     }
 }
 
-/// `tile[r] = x[r] · panel` for up to [`ROWS`] rows on the path of `isa`; `x` holds
-/// them row-major, `k` each.
-fn tile_product(isa: Isa, x: &[f32], k: usize, panel: &[f32], tile: &mut [[f32; PANEL]]) {
+/// `tile[r] = x[r] · panel` for up to [`tile_rows`] rows on the path of `isa`: row
+/// `r`'s value at `kk` is `columns[kk * stride + r]` (the product's `x` transposed,
+/// from the tile's first row on).
+fn tile_product(
+    isa: Isa,
+    columns: &[f32],
+    stride: usize,
+    k: usize,
+    panel: &[f32],
+    tile: &mut [[f32; PANEL]],
+) {
+    let rows = tile.len();
+    assert!(
+        rows <= tile_rows(isa) && rows <= stride,
+        "{rows} rows in one tile"
+    );
+    assert!(k == 0 || columns.len() >= (k - 1) * stride + rows);
+    assert!(panel.len() >= k * PANEL);
     macro_rules! rows {
-        ($kernel:ident) => {
-            match tile.len() {
-                6 => $kernel::tile::<6>(x, k, panel, tile),
-                5 => $kernel::tile::<5>(x, k, panel, tile),
-                4 => $kernel::tile::<4>(x, k, panel, tile),
-                3 => $kernel::tile::<3>(x, k, panel, tile),
-                2 => $kernel::tile::<2>(x, k, panel, tile),
-                _ => $kernel::tile::<1>(x, k, panel, tile),
+        ($kernel:ident, $($r:literal)*) => {
+            match rows {
+                $($r => $kernel::tile::<$r>(columns, stride, k, panel, tile),)*
+                _ => unreachable!("{rows} rows"),
             }
         };
     }
     match isa {
         // SAFETY (both arms): `isa` is one this CPU runs (`Isa::available`, checked
-        // when it was chosen); the kernels bound their reads by the slices.
+        // when it was chosen); the asserts above bound the kernels' reads and writes.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { rows!(avx512) },
+        Isa::Avx512 => unsafe {
+            rows!(avx512, 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24)
+        },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { rows!(avx2) },
-        _ => tile_portable(x, k, panel, tile),
+        Isa::Avx2 => unsafe { rows!(avx2, 1 2 3 4 5 6) },
+        _ => tile_portable(columns, stride, k, panel, tile),
     }
 }
 
 /// The same sums in plain Rust (the reference of the numerics contract).
-fn tile_portable(x: &[f32], k: usize, panel: &[f32], tile: &mut [[f32; PANEL]]) {
+fn tile_portable(
+    columns: &[f32],
+    stride: usize,
+    k: usize,
+    panel: &[f32],
+    tile: &mut [[f32; PANEL]],
+) {
     for (r, sums) in tile.iter_mut().enumerate() {
         *sums = [0f32; PANEL];
-        for (kk, w) in panel.chunks_exact(PANEL).enumerate() {
-            let a = x[r * k + kk];
+        for (kk, w) in panel.chunks_exact(PANEL).take(k).enumerate() {
+            let a = columns[kk * stride + r];
             for (s, w) in sums.iter_mut().zip(w) {
                 *s += a * *w;
             }
@@ -173,24 +207,28 @@ mod avx2 {
     /// `R` rows × 16 columns of sums in registers; per `k`: two weight vectors, one
     /// broadcast per row, a multiply then an add (`_mm256_mul_ps` + `_mm256_add_ps`,
     /// never an FMA) per accumulator.
+    ///
+    /// # Safety
+    /// AVX2 runs here; `tile_product`'s asserts hold for `R` rows.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn tile<const R: usize>(
-        x: &[f32],
+        columns: &[f32],
+        stride: usize,
         k: usize,
         panel: &[f32],
         tile: &mut [[f32; PANEL]],
     ) {
-        assert!(x.len() >= R * k && panel.len() >= k * PANEL && tile.len() >= R);
-        // SAFETY: the assert bounds every pointer below; AVX2 is enabled for this fn.
+        // SAFETY: the caller's bounds cover every pointer below.
         unsafe {
             let mut lo = [_mm256_setzero_ps(); R];
             let mut hi = [_mm256_setzero_ps(); R];
-            let (xp, wp) = (x.as_ptr(), panel.as_ptr());
+            let (xp, wp) = (columns.as_ptr(), panel.as_ptr());
             for kk in 0..k {
                 let w_lo = _mm256_loadu_ps(wp.add(kk * PANEL));
                 let w_hi = _mm256_loadu_ps(wp.add(kk * PANEL + 8));
+                let x = xp.add(kk * stride);
                 for r in 0..R {
-                    let a = _mm256_broadcast_ss(&*xp.add(r * k + kk));
+                    let a = _mm256_broadcast_ss(&*x.add(r));
                     lo[r] = _mm256_add_ps(lo[r], _mm256_mul_ps(a, w_lo));
                     hi[r] = _mm256_add_ps(hi[r], _mm256_mul_ps(a, w_hi));
                 }
@@ -212,22 +250,26 @@ mod avx512 {
     /// weight vector, one broadcast per row, a multiply then an add
     /// (`_mm512_mul_ps` + `_mm512_add_ps`, never an FMA) per accumulator: lane for lane
     /// the AVX2 and portable sums.
+    ///
+    /// # Safety
+    /// AVX-512 F runs here; `tile_product`'s asserts hold for `R` rows.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn tile<const R: usize>(
-        x: &[f32],
+        columns: &[f32],
+        stride: usize,
         k: usize,
         panel: &[f32],
         tile: &mut [[f32; PANEL]],
     ) {
-        assert!(x.len() >= R * k && panel.len() >= k * PANEL && tile.len() >= R);
-        // SAFETY: the assert bounds every pointer below; AVX-512 F is enabled here.
+        // SAFETY: the caller's bounds cover every pointer below.
         unsafe {
             let mut sums = [_mm512_setzero_ps(); R];
-            let (xp, wp) = (x.as_ptr(), panel.as_ptr());
+            let (xp, wp) = (columns.as_ptr(), panel.as_ptr());
             for kk in 0..k {
                 let w = _mm512_loadu_ps(wp.add(kk * PANEL));
+                let x = xp.add(kk * stride);
                 for (r, sum) in sums.iter_mut().enumerate() {
-                    let a = _mm512_set1_ps(*xp.add(r * k + kk));
+                    let a = _mm512_set1_ps(*x.add(r));
                     *sum = _mm512_add_ps(*sum, _mm512_mul_ps(a, w));
                 }
             }
@@ -274,13 +316,16 @@ mod tests {
 
     #[test]
     fn the_product_is_the_sequential_sum_for_any_row_count_and_width() {
-        // Row counts around the tile (6), widths around the panel (16) and the task.
+        // Row counts around both tile heights (6, 24) and their splits, widths around
+        // the panel (16) and the task.
         for (m, k, n) in [
             (1, 64, 300),
             (20, 96, 513),
             (3, 7, 16),
             (13, 33, 17),
             (7, 5, 200),
+            (25, 9, 40),
+            (49, 12, 33),
         ] {
             let x = random(m, k, 1);
             let w = random(k, n, 2);
@@ -302,31 +347,40 @@ mod tests {
         let panels = Panels::pack(&w.view());
         let flat =
             |t: &Vec<[f32; PANEL]>| t.iter().flatten().map(|v| v.to_bits()).collect::<Vec<_>>();
-        for rows in 1..=ROWS {
-            let x = random(rows, k, 3);
+        for rows in 1..=WIDE_TILE_ROWS {
+            // A tile from row 1 of a wider batch, so the stride is not its height.
+            let x = random(rows + 2, k, 3);
+            let columns = x.t().as_standard_layout().into_owned();
+            let columns = &columns.as_slice().unwrap()[1..];
+            let expected = &sequential(&x, &w.view())[PANEL..(rows + 1) * PANEL];
             let mut portable = vec![[0f32; PANEL]; rows];
-            tile_portable(x.as_slice().unwrap(), k, &panels.data, &mut portable);
-            assert_eq!(flat(&portable), sequential(&x, &w.view()));
-            for isa in Isa::available() {
+            tile_portable(columns, rows + 2, k, &panels.data, &mut portable);
+            assert_eq!(flat(&portable), expected);
+            for isa in Isa::available()
+                .into_iter()
+                .filter(|&isa| rows <= tile_rows(isa))
+            {
                 let mut vector = vec![[0f32; PANEL]; rows];
-                tile_product(isa, x.as_slice().unwrap(), k, &panels.data, &mut vector);
-                assert_eq!(flat(&portable), flat(&vector), "{isa:?}, {rows} rows");
+                tile_product(isa, columns, rows + 2, k, &panels.data, &mut vector);
+                assert_eq!(flat(&vector), expected, "{isa:?}, {rows} rows");
             }
         }
     }
 
     #[test]
     fn the_product_on_every_path_this_cpu_runs_gives_the_portable_bits() {
-        let (x, w) = (random(20, 96, 7), random(96, 513, 8));
-        let panels = Panels::pack(&w.view());
-        let portable = bits(&panels.product_on(Isa::Portable, &x.view()));
-        assert_eq!(portable, sequential(&x, &w.view()));
-        for isa in Isa::available() {
-            assert_eq!(
-                bits(&panels.product_on(isa, &x.view())),
-                portable,
-                "{isa:?}"
-            );
+        for m in [20, 31] {
+            let (x, w) = (random(m, 96, 7), random(96, 513, 8));
+            let panels = Panels::pack(&w.view());
+            let portable = bits(&panels.product_on(Isa::Portable, &x.view()));
+            assert_eq!(portable, sequential(&x, &w.view()));
+            for isa in Isa::available() {
+                assert_eq!(
+                    bits(&panels.product_on(isa, &x.view())),
+                    portable,
+                    "{isa:?}, {m} rows"
+                );
+            }
         }
     }
 
