@@ -26,6 +26,11 @@ use super::isa::{Isa, isa};
 const PANEL: usize = 16;
 /// Panels per parallel task.
 const PANELS_PER_TASK: usize = 4;
+/// How far ahead of the kernel (in `k` rows of a panel, one 64-byte line each) the
+/// weight stream is prefetched: the 20-row tile spends about 20 cycles per line, too
+/// few for the hardware prefetcher to keep enough lines coming from memory; 32 lines
+/// ahead lets two threads reach this VM's memory bandwidth (BENCHMARKS.md, "Synthesis").
+const PREFETCH_ROWS: usize = 32;
 
 /// Rows of an AVX-512 register tile: one accumulator per row of its 32 registers, so
 /// a beam search's 20 rows (4 prompts × 5 beams) share one pass over each panel.
@@ -201,7 +206,7 @@ fn tile_portable(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::PANEL;
+    use super::{PANEL, PREFETCH_ROWS};
     use std::arch::x86_64::*;
 
     /// `R` rows × 16 columns of sums in registers; per `k`: two weight vectors, one
@@ -224,6 +229,10 @@ mod avx2 {
             let mut hi = [_mm256_setzero_ps(); R];
             let (xp, wp) = (columns.as_ptr(), panel.as_ptr());
             for kk in 0..k {
+                // A hint only: past the panel it reads the task's next one, and past
+                // the buffer nothing (a prefetch never faults).
+                let ahead = wp.wrapping_add((kk + PREFETCH_ROWS) * PANEL);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
                 let w_lo = _mm256_loadu_ps(wp.add(kk * PANEL));
                 let w_hi = _mm256_loadu_ps(wp.add(kk * PANEL + 8));
                 let x = xp.add(kk * stride);
@@ -243,7 +252,7 @@ mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::PANEL;
+    use super::{PANEL, PREFETCH_ROWS};
     use std::arch::x86_64::*;
 
     /// `R` rows × 16 columns of sums, one AVX-512 register per row; per `k`: one
@@ -266,6 +275,9 @@ mod avx512 {
             let mut sums = [_mm512_setzero_ps(); R];
             let (xp, wp) = (columns.as_ptr(), panel.as_ptr());
             for kk in 0..k {
+                // A hint only, as on AVX2.
+                let ahead = wp.wrapping_add((kk + PREFETCH_ROWS) * PANEL);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
                 let w = _mm512_loadu_ps(wp.add(kk * PANEL));
                 let x = xp.add(kk * stride);
                 for (r, sum) in sums.iter_mut().enumerate() {
