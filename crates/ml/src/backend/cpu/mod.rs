@@ -128,8 +128,7 @@ impl XpBackend for Cpu {
     /// which then takes its share of every parallel loop in `work` itself. Run from the
     /// caller's thread instead, each of the thousands of loops of a decoding call costs
     /// a hand-off to the pool and back, and the workers spinning for the next loop take
-    /// a core from the caller's serial work: a beam search on 2 cores ran 1.1-2× slower
-    /// that way.
+    /// a core from the caller's serial work (BENCHMARKS.md, "Synthesis").
     fn run_on_compute_thread<R: Send>(work: impl FnOnce() -> R + Send) -> R {
         rayon::scope(|_| work())
     }

@@ -28,8 +28,9 @@ const PANEL: usize = 16;
 const PANELS_PER_TASK: usize = 4;
 /// How far ahead of the kernel (in `k` rows of a panel, one 64-byte line each) the
 /// weight stream is prefetched: the 20-row tile spends about 20 cycles per line, too
-/// few for the hardware prefetcher to keep enough lines coming from memory; 32 lines
-/// ahead lets two threads reach this VM's memory bandwidth (BENCHMARKS.md, "Synthesis").
+/// few for the hardware prefetcher to keep enough lines coming from memory, and far
+/// enough ahead that two threads together stream at the memory's bandwidth
+/// (BENCHMARKS.md, "Synthesis").
 const PREFETCH_ROWS: usize = 32;
 
 /// Rows of an AVX-512 register tile: one accumulator per row of its 32 registers, so
